@@ -1,0 +1,332 @@
+"""params.yaml → typed, frozen dataclasses, validated before any work.
+
+Every problem is reported as one ConfigError line that names the key, the bad value and what is
+allowed; stage entry points turn it into exit code 2 without a traceback. Kept free of heavy
+imports (only PyYAML) so a bad file is rejected in milliseconds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pipeline import trajectory as traj
+
+
+class ConfigError(Exception):
+    """A params.yaml problem; str(error) is the one line shown to the user."""
+
+
+# Task kinds: input features and classes (2 classes ⇒ one logit with BCE, else C logits with CE).
+TASK_SPECS: dict[str, tuple[int, int]] = {
+    "moons": (2, 2),
+    "circles": (2, 2),
+    "digits": (64, 10),
+    "mnist": (784, 10),
+    "fashion_mnist": (784, 10),
+}
+DIGITS_SAMPLES = 1797  # size of sklearn's bundled digits set
+INITS = ("torch_default", "normal", "kaiming_normal", "kaiming_uniform", "xavier_normal")
+BIAS_INITS = ("default", "zero", "normal", "uniform")
+ACTIVATIONS = ("relu",)
+OPTIMIZERS = ("adam", "sgd")
+
+
+def task_outputs(kind: str) -> int:
+    """Output neurons of a task: one logit for a binary task, C logits for C classes."""
+    classes = TASK_SPECS[kind][1]
+    return 1 if classes == 2 else classes
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    tasks: tuple[str, ...] = ("moons", "circles")
+    n_samples: int = 1000            # per task
+    noise: float = 0.1               # moons / circles noise
+    circles_factor: float = 0.5      # inner/outer radius; 0.8 makes the classes overlap
+    standardize: bool = True         # fit on the training split only
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    seed: int = 0
+    mnist_dir: str | None = None          # folder with the four standard MNIST IDX files
+    fashion_mnist_dir: str | None = None  # same for Fashion-MNIST
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: tuple[int, ...] = (40, 40)
+    activation: str = "relu"
+    init: str = "normal"
+    init_std: float = 0.1            # std of the `normal` weight init
+    bias_init: str = "normal"
+    bias_std: float = 0.1            # std (`normal`) or half-width (`uniform`) of the bias init
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0            # SGD only
+    batch_size: int | None = None    # null = full batch
+    max_epochs: int = 10000
+    patience: int = 10               # early stopping on validation loss
+    min_delta: float = 0.0
+    loss_cutoff: float = 0.01        # stop once the training loss is below; 0 disables
+    threads: int = 1                 # torch threads per process
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    biases: bool = True              # biases are prunable (and counted in P)
+    iterations: int = 20             # T
+    target: int | None = 50          # P_T; exactly one of target and rate
+    rate: float | None = None        # per-level rate p
+    extensions: int = 0              # k extra levels from a wider net
+    rewind: int = 0                  # rewind survivors to the weights after this many epochs
+    reinit_control: bool = False     # also train each level's mask from a fresh random init
+    random_mask_control: bool = False  # also train random masks of equal per-layer sparsity
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    degradation_threshold: float = 0.05  # a task degrades when its accuracy falls this far below dense
+
+
+@dataclass(frozen=True)
+class PlotConfig:
+    draw_seed: int = 0               # model seed whose networks are drawn
+    dpi: int = 110
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    plot: PlotConfig = field(default_factory=PlotConfig)
+
+    # ---- derived quantities used by several stages -------------------------------------------
+    @property
+    def n_inputs(self) -> int:
+        return sum(TASK_SPECS[t][0] for t in self.data.tasks)
+
+    @property
+    def n_outputs(self) -> int:
+        return sum(task_outputs(t) for t in self.data.tasks)
+
+    @property
+    def base_layers(self) -> list[int]:
+        return [self.n_inputs, *self.model.hidden, self.n_outputs]
+
+    def trajectory(self) -> traj.Trajectory:
+        p = self.prune
+        return traj.plan(self.n_inputs, self.n_outputs, self.model.hidden, p.iterations,
+                         p.target, p.rate, p.extensions, p.biases)
+
+
+_SECTION_TYPES = typing.get_type_hints(Params)
+SECTIONS = tuple(_SECTION_TYPES)
+
+
+# ---- generic type checking from the dataclass annotations ------------------------------------
+def _describe(tp) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return f"{_describe(inner[0])} or null"
+    if origin is tuple:
+        return f"a list of {_describe(args[0])}s"
+    return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}[tp]
+
+
+def _coerce(key: str, value, tp):
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        return _coerce(key, value, [a for a in args if a is not type(None)][0])
+    bad = ConfigError(f"{key}: {value!r} has the wrong type; allowed: {_describe(tp)}")
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise bad
+        return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: {value!r} is not allowed; allowed: a finite number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    raise TypeError(tp)  # pragma: no cover - programming error
+
+
+def _build_section(name: str, raw) -> object:
+    cls = _SECTION_TYPES[name]
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: must be a mapping of keys to values, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, value in raw.items():
+        if key not in hints:
+            raise ConfigError(f"{name}.{key}: unknown key; allowed keys in '{name}': "
+                              + ", ".join(allowed))
+        values[key] = _coerce(f"{name}.{key}", value, hints[key])
+    return cls(**values)
+
+
+# ---- range and cross-field checks ------------------------------------------------------------
+def _require(ok: bool, key: str, value, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {value!r} is not allowed; allowed: {allowed}")
+
+
+def _one_of(key: str, value: str, options) -> None:
+    _require(value in options, key, value, "one of " + ", ".join(options))
+
+
+def validate(p: Params) -> None:
+    d, m, t, pr, a, pl = p.data, p.model, p.train, p.prune, p.analysis, p.plot
+    _require(len(d.tasks) >= 1, "data.tasks", list(d.tasks), "a non-empty list of task kinds")
+    for i, kind in enumerate(d.tasks):
+        _one_of(f"data.tasks[{i}]", kind, TASK_SPECS)
+    _require(d.n_samples >= 10, "data.n_samples", d.n_samples, "an integer >= 10")
+    if "digits" in d.tasks:
+        _require(d.n_samples <= DIGITS_SAMPLES, "data.n_samples", d.n_samples,
+                 f"at most {DIGITS_SAMPLES} (the size of sklearn's digits set) with a digits task")
+    _require(d.noise >= 0, "data.noise", d.noise, "a number >= 0")
+    _require(0 < d.circles_factor < 1, "data.circles_factor", d.circles_factor,
+             "a number in (0, 1)")
+    _require(0 < d.val_fraction < 1, "data.val_fraction", d.val_fraction, "a number in (0, 1)")
+    _require(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction,
+             "a number in (0, 1)")
+    _require(d.val_fraction + d.test_fraction < 0.9, "data.val_fraction + data.test_fraction",
+             d.val_fraction + d.test_fraction, "a sum below 0.9 (training needs the rest)")
+    n_val, n_test = d.n_samples * d.val_fraction, d.n_samples * d.test_fraction
+    _require(min(n_val, n_test) >= 2, "data.n_samples", d.n_samples,
+             "enough samples for at least 2 validation and 2 test samples")
+    _require(d.seed >= 0, "data.seed", d.seed, "an integer >= 0")
+    for kind, key in (("mnist", "mnist_dir"), ("fashion_mnist", "fashion_mnist_dir")):
+        folder = getattr(d, key)
+        if kind in d.tasks:
+            _require(folder is not None, f"data.{key}", folder,
+                     f"a folder with the {kind} IDX files (a task '{kind}' is listed)")
+            _require(os.path.isdir(folder), f"data.{key}", folder, "an existing folder")
+
+    _require(len(m.hidden) >= 1, "model.hidden", list(m.hidden),
+             "a non-empty list of hidden-layer widths")
+    for i, w in enumerate(m.hidden):
+        _require(w >= 1, f"model.hidden[{i}]", w, "a positive integer")
+    _one_of("model.activation", m.activation, ACTIVATIONS)
+    _one_of("model.init", m.init, INITS)
+    _one_of("model.bias_init", m.bias_init, BIAS_INITS)
+    _require(m.init_std > 0, "model.init_std", m.init_std, "a number > 0")
+    _require(m.bias_std > 0, "model.bias_std", m.bias_std, "a number > 0")
+    _require(len(m.seeds) >= 1, "model.seeds", list(m.seeds), "a non-empty list of integers")
+    _require(len(set(m.seeds)) == len(m.seeds), "model.seeds", list(m.seeds),
+             "distinct integers")
+    _require(all(s >= 0 for s in m.seeds), "model.seeds", list(m.seeds), "integers >= 0")
+
+    _one_of("train.optimizer", t.optimizer, OPTIMIZERS)
+    _require(t.lr > 0, "train.lr", t.lr, "a number > 0")
+    _require(0 <= t.momentum < 1, "train.momentum", t.momentum, "a number in [0, 1)")
+    if t.batch_size is not None:
+        _require(t.batch_size >= 1, "train.batch_size", t.batch_size,
+                 "a positive integer, or null for full batch")
+    _require(t.max_epochs >= 1, "train.max_epochs", t.max_epochs, "an integer >= 1")
+    _require(t.patience >= 1, "train.patience", t.patience, "an integer >= 1")
+    _require(t.min_delta >= 0, "train.min_delta", t.min_delta, "a number >= 0")
+    _require(t.loss_cutoff >= 0, "train.loss_cutoff", t.loss_cutoff, "a number >= 0 (0 disables)")
+    _require(1 <= t.threads <= 256, "train.threads", t.threads, "an integer from 1 to 256")
+
+    _require(pr.iterations >= 1, "prune.iterations", pr.iterations, "an integer >= 1")
+    _require(pr.extensions >= 0, "prune.extensions", pr.extensions, "an integer >= 0")
+    _require(0 <= pr.rewind < t.max_epochs, "prune.rewind", pr.rewind,
+             f"an integer from 0 to train.max_epochs - 1 = {t.max_epochs - 1}")
+    if (pr.target is None) == (pr.rate is None):
+        raise ConfigError(f"prune.target/prune.rate: target={pr.target!r}, rate={pr.rate!r} is "
+                          "not allowed; allowed: exactly one of them set, the other null")
+    p0 = traj.param_count(p.base_layers, pr.biases)
+    shape = f"base shape {p.base_layers}, biases {'' if pr.biases else 'not '}prunable"
+    if pr.target is not None:
+        _require(1 <= pr.target < p0, "prune.target", pr.target,
+                 f"an integer from 1 to P_0 - 1 = {p0 - 1} ({shape})")
+    else:
+        _require(0 < pr.rate < 1, "prune.rate", pr.rate, "a number in (0, 1)")
+        final = traj.base_trajectory(p0, pr.iterations, rate=pr.rate)[-1]
+        _require(final >= 1, "prune.rate", pr.rate,
+                 f"a rate that leaves at least 1 of P_0 = {p0} parameters after "
+                 f"{pr.iterations} levels (this one leaves {final})")
+    if pr.extensions > 0:
+        tr = p.trajectory()
+        ok = all(a >= b for a, b in zip(tr.params[:-1], tr.params[1:]))
+        _require(ok, "prune.extensions", pr.extensions,
+                 f"a value whose extended net (hidden width {tr.layers[1]}, {tr.params[0]} "
+                 f"parameters) is not smaller than the next level ({tr.params[1]}); the rate "
+                 "is too small for extension at this size")
+
+    _require(0 <= a.degradation_threshold <= 1, "analysis.degradation_threshold",
+             a.degradation_threshold, "a number in [0, 1] (accuracy points as a fraction)")
+    _require(pl.draw_seed in m.seeds, "plot.draw_seed", pl.draw_seed,
+             "one of model.seeds " + str(list(m.seeds)))
+    _require(50 <= pl.dpi <= 600, "plot.dpi", pl.dpi, "an integer from 50 to 600")
+
+
+def parse(raw) -> Params:
+    """Build and validate Params from the parsed YAML document."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("params.yaml: the top level must be a mapping of sections, "
+                          "allowed sections: " + ", ".join(SECTIONS))
+    for name in raw:
+        if name not in SECTIONS:
+            raise ConfigError(f"{name}: unknown section; allowed sections: "
+                              + ", ".join(SECTIONS))
+    params = Params(**{name: _build_section(name, raw[name]) for name in raw})
+    validate(params)
+    return params
+
+
+def load(path: str | os.PathLike = "params.yaml") -> Params:
+    """Read, type-check and validate a params file; raises ConfigError with one clear line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the params file ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    return parse(raw)
+
+
+def section_dict(section) -> dict:
+    """A section as a plain dict (lists instead of tuples) for fingerprints and records."""
+    out = dataclasses.asdict(section)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}

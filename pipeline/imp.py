@@ -1,0 +1,204 @@
+"""Iterative magnitude pruning with rewinding (SCIENCE.md §4), level by level, resumable.
+
+Level 0 is the dense population trained by the `train` stage. Level i ≥ 1 ranks the surviving
+prunable parameters of level i−1's trained networks by |value| globally across layers, keeps the
+P_i largest (ties: lower flat index first), rewinds the survivors and retrains under the mask.
+Every level is one checkpoint file (`level_XX.pt`), written atomically; a rerun skips finished
+levels, and since a level depends only on the previous checkpoint, a resumed run is identical.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline import io
+from pipeline.config import ModelConfig, TrainConfig
+from pipeline.data import TaskInfo
+from pipeline.model import Layout, init_population
+from pipeline.train import STOP_REASONS, Split, TaskLoss, TrainResult, evaluate, train_population
+
+CONTROLS = ("reinit", "random")  # prefixes of the control networks' keys in a level file
+
+
+def prune_global(theta: torch.Tensor, mask: torch.Tensor, prunable: torch.Tensor,
+                 keep: int) -> torch.Tensor:
+    """New mask [K, P] keeping, per network, the `keep` largest-|θ| surviving prunable entries.
+
+    Non-prunable entries (biases when they are not prunable) keep their mask. Ties in |θ| are
+    broken by flat position (lower index kept), so the result is deterministic.
+    """
+    candidates = mask & prunable
+    if int(candidates.sum(dim=1).min()) < keep:
+        raise ValueError(f"cannot keep {keep} parameters: fewer survive")
+    score = torch.where(candidates, theta.abs(), torch.full_like(theta, -1.0))
+    order = torch.argsort(score, dim=1, descending=True, stable=True)
+    kept = torch.zeros_like(mask)
+    kept.scatter_(1, order[:, :keep], True)
+    return kept | (mask & ~prunable)
+
+
+def random_masks(like: torch.Tensor, layout: Layout, seeds: list[int]) -> torch.Tensor:
+    """Random masks with the same number of survivors per weight matrix and per bias vector."""
+    out = torch.zeros_like(like)
+    for k, seed in enumerate(seeds):
+        g = torch.Generator().manual_seed(int(seed))
+        for w, b, e in layout.offsets:
+            for lo, hi in ((w, b), (b, e)):
+                n = int(like[k, lo:hi].sum())
+                pick = torch.randperm(hi - lo, generator=g)[:n]
+                out[k, lo + pick] = True
+    return out
+
+
+def derived_seed(*parts: int) -> int:
+    """A seed for a control network from (model seed, level, control index)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] >> 1)
+
+
+@dataclass
+class Context:
+    """Everything a level needs besides the previous level's checkpoint."""
+
+    layout: Layout
+    tasks: list[TaskInfo]
+    splits: dict[str, Split]
+    train_cfg: TrainConfig
+    model_cfg: ModelConfig
+    seeds: list[int]
+    prunable: torch.Tensor
+    rewind_theta: torch.Tensor   # θ₀ or the weights after `rewind` epochs
+    reinit_control: bool = False
+    random_mask_control: bool = False
+
+
+def level_state(ctx: Context, theta: torch.Tensor, mask: torch.Tensor, result: TrainResult | None,
+                prefix: str = "") -> dict[str, torch.Tensor]:
+    """Checkpoint dict of one population: weights, masks, test metrics, curves."""
+    loss_fn = TaskLoss(ctx.tasks)
+    state = ctx.layout.to_state(theta, mask, prefix)
+    for split in ("train", "val", "test"):
+        ev = evaluate(ctx.layout, theta, ctx.splits[split], loss_fn)
+        state[f"{prefix}metrics.{split}_loss"] = ev.loss
+        state[f"{prefix}metrics.{split}_acc_tasks"] = ev.accuracy
+    if result is not None:
+        state[f"{prefix}metrics.epochs"] = result.epochs
+        state[f"{prefix}metrics.best_epoch"] = result.best_epoch
+        state[f"{prefix}metrics.stop_code"] = result.stop_code
+        state[f"{prefix}curves.train_loss"] = result.train_curve
+        state[f"{prefix}curves.val_loss"] = result.val_curve
+    return state
+
+
+def train_level(ctx: Context, mask: torch.Tensor, level: int) -> dict[str, torch.Tensor]:
+    """Train the ticket population (and its controls, batched with it) under `mask`."""
+    k = len(ctx.seeds)
+    thetas, masks, names = [ctx.rewind_theta * mask], [mask], [""]
+    if ctx.reinit_control:
+        fresh = init_population(ctx.layout, ctx.model_cfg,
+                                [derived_seed(s, level, 1) for s in ctx.seeds])
+        thetas.append(fresh * mask)
+        masks.append(mask)
+        names.append("reinit.")
+    if ctx.random_mask_control:
+        rmask = random_masks(mask, ctx.layout, [derived_seed(s, level, 2) for s in ctx.seeds])
+        thetas.append(ctx.rewind_theta * rmask)
+        masks.append(rmask)
+        names.append("random.")
+    theta0, mask_all = torch.cat(thetas), torch.cat(masks)
+    shuffle = [derived_seed(s, level, 3 + j) for j in range(len(names)) for s in ctx.seeds]
+    result = train_population(ctx.layout, theta0, mask_all, ctx.splits["train"],
+                              ctx.splits["val"], TaskLoss(ctx.tasks), ctx.train_cfg,
+                              shuffle_seeds=shuffle)
+    state: dict[str, torch.Tensor] = {"seeds": torch.tensor(ctx.seeds, dtype=torch.long)}
+    for j, prefix in enumerate(names):
+        part = slice(j * k, (j + 1) * k)
+        sub = TrainResult(theta=result.theta[part], epochs=result.epochs[part],
+                          best_epoch=result.best_epoch[part], stop_code=result.stop_code[part],
+                          train_curve=result.train_curve[part], val_curve=result.val_curve[part],
+                          rewind_theta=None)
+        state.update(level_state(ctx, sub.theta, masks[j], sub, prefix))
+    return state
+
+
+# ---- resumable level files --------------------------------------------------------------------
+def level_path(folder: Path, level: int) -> Path:
+    return folder / f"level_{level:02d}.pt"
+
+
+def fingerprint(record: dict, files: list[str | Path]) -> str:
+    """Hash of the params a run was made with and the bytes of its input files."""
+    h = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
+    for f in files:
+        h.update(str(f).encode())
+        h.update(hashlib.sha256(Path(f).read_bytes()).digest())
+    return h.hexdigest()
+
+
+def prepare_folder(folder: Path, print_fn, fp: str) -> None:
+    """Keep finished levels only if they were made with the same params and inputs."""
+    manifest = folder / "manifest.json"
+    if folder.exists():
+        old = json.loads(manifest.read_text()).get("fingerprint") if manifest.exists() else None
+        if old == fp:
+            return
+        if any(folder.glob("level_*.pt")):
+            print_fn(f"imp: params or inputs changed since {folder} was written; starting over")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    io.write_json(manifest, {"fingerprint": fp})
+
+
+def load_level(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)
+
+
+def describe_level(state: dict[str, torch.Tensor], tasks: list[TaskInfo], params: int) -> str:
+    """One compact progress line: parameters left, epochs, mean test accuracy per task."""
+    acc = state["metrics.test_acc_tasks"].mean(dim=0)
+    accs = " ".join(f"{t.name} {a:.3f}" for t, a in zip(tasks, acc.tolist()))
+    epochs = state.get("metrics.epochs")
+    ep = f", epochs {int(epochs.float().mean())}" if epochs is not None else ""
+    codes = state.get("metrics.stop_code")
+    diverged = int((codes == STOP_REASONS.index("diverged")).sum()) if codes is not None else 0
+    warn = f"  WARNING: {diverged} network(s) diverged" if diverged else ""
+    return f"{params} params{ep}; test acc {accs}{warn}"
+
+
+# ---- tables -------------------------------------------------------------------------------------
+def level_tables(state: dict[str, torch.Tensor], layout: Layout, prunable: torch.Tensor,
+                 tasks: list[TaskInfo], level: int, base_level: int, prefix: str = ""):
+    """(rows of levels.csv, curves frame) of one level file for one population."""
+    import pandas as pd
+
+    seeds = state["seeds"].tolist()
+    mask = layout.from_state(state, prefix, masks=True)
+    is_bias = layout.is_bias()
+    frame = pd.DataFrame({
+        "seed": seeds, "level": level, "base_level": base_level,
+        "params": (mask & prunable).sum(dim=1).numpy(), "weights": mask[:, ~is_bias].sum(dim=1).numpy(),
+        "biases": mask[:, is_bias].sum(dim=1).numpy(),
+    })
+    m = lambda key: state[f"{prefix}metrics.{key}"]  # noqa: E731
+    frame["epochs"] = m("epochs").numpy()
+    frame["best_epoch"] = m("best_epoch").numpy()
+    frame["stop_reason"] = [STOP_REASONS[int(c)] for c in m("stop_code")]
+    for split in ("train", "val", "test"):
+        frame[f"{split}_loss"] = m(f"{split}_loss").numpy()
+    frame["test_acc"] = m("test_acc_tasks").mean(dim=1).numpy()
+    for i, t in enumerate(tasks):
+        frame[f"test_acc_{t.name}"] = m("test_acc_tasks")[:, i].numpy()
+    train_c, val_c = state[f"{prefix}curves.train_loss"], state[f"{prefix}curves.val_loss"]
+    k, e = train_c.shape
+    curves = pd.DataFrame({"seed": np.repeat(seeds, e), "level": level,
+                           "epoch": np.tile(np.arange(1, e + 1), k),
+                           "train_loss": train_c.reshape(-1).numpy(),
+                           "val_loss": val_c.reshape(-1).numpy()})
+    curves = curves[np.isfinite(curves["train_loss"].to_numpy())
+                    | np.isfinite(curves["val_loss"].to_numpy())]
+    return frame, curves

@@ -1,0 +1,114 @@
+"""Stage `imp`: IMP levels 1…T (+k) → models/imp/level_XX.pt and reports/imp/*.csv.
+
+Finished levels are kept (dvc.yaml declares models/imp `persist: true`) and skipped on a rerun,
+as long as models/imp/manifest.json says they were made from the same params and inputs.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pipeline import config, io
+from pipeline.config import section_dict
+from pipeline.imp import (Context, describe_level, fingerprint, level_path, level_tables,
+                          load_level, prepare_folder, prune_global, train_level)
+from pipeline.model import Layout
+from pipeline.stages import StageError, run
+from pipeline.train import load_splits
+
+FOLDER = Path("models/imp")
+INPUTS = ["data/tasks.json", "data/train.npz", "data/val.npz", "data/test.npz",
+          "models/shape.json", "models/init.pt", "models/dense.pt", "reports/trajectory.csv"]
+
+
+def read_trajectory(path: str = "reports/trajectory.csv") -> tuple[list[int], list[int]]:
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return [int(r["level"]) for r in rows], [int(r["params"]) for r in rows]
+
+
+def write_reports(layout: Layout, prunable: torch.Tensor, tasks, levels: list[int]) -> None:
+    import pandas as pd
+
+    frames, curves, controls = [], [], []
+    for i, base_level in enumerate(levels):
+        state = load_level(level_path(FOLDER, i))
+        frame, curve = level_tables(state, layout, prunable, tasks, i, base_level)
+        frames.append(frame)
+        curves.append(curve)
+        for name in ("reinit", "random"):
+            if f"{name}.metrics.epochs" in state:
+                c, _ = level_tables(state, layout, prunable, tasks, i, base_level, prefix=f"{name}.")
+                controls.append(c.assign(control=name))
+    table = pd.concat(frames, ignore_index=True)
+    io.write_csv("reports/imp/levels.csv", table.sort_values(["seed", "level"], kind="stable"))
+    io.write_csv("reports/imp/curves.csv",
+                 pd.concat(curves, ignore_index=True).sort_values(["seed", "level", "epoch"],
+                                                                  kind="stable"))
+    cols = ["control", *table.columns]
+    ctrl = (pd.concat(controls, ignore_index=True)[cols] if controls
+            else pd.DataFrame(columns=cols))
+    io.write_csv("reports/imp/controls.csv", ctrl)
+
+
+def main() -> None:
+    params = config.load()
+    torch.set_num_threads(params.train.threads)
+    tasks, splits = load_splits()
+    layout = Layout(tuple(json.loads(Path("models/shape.json").read_text())["layers"]))
+    levels, counts = read_trajectory()
+    init = torch.load("models/init.pt", weights_only=True)
+    seeds = init["seeds"].tolist()
+    if seeds != list(params.model.seeds):
+        raise StageError("models/init.pt was trained for other model.seeds; run dvc repro")
+    rewind = "rewind." if params.prune.rewind > 0 else ""
+    if rewind and "rewind.layers.0.weight" not in init:
+        raise StageError("models/init.pt has no rewind weights; rerun the train stage")
+    ctx = Context(layout, tasks, splits, params.train, params.model, seeds,
+                  prunable=layout.prunable(params.prune.biases),
+                  rewind_theta=layout.from_state(init, rewind),
+                  reinit_control=params.prune.reinit_control,
+                  random_mask_control=params.prune.random_mask_control)
+    record = {"model": section_dict(params.model), "train": section_dict(params.train),
+              "prune": section_dict(params.prune)}
+    prepare_folder(FOLDER, lambda m: print(m, file=sys.stderr), fingerprint(record, INPUTS))
+    if not level_path(FOLDER, 0).exists():
+        tmp = FOLDER / ".level_00.pt.tmp"
+        shutil.copyfile("models/dense.pt", tmp)
+        tmp.replace(level_path(FOLDER, 0))
+
+    start = time.perf_counter()
+    bar = tqdm(range(1, len(levels)), desc="imp", unit="level", disable=None, leave=False)
+    previous = None
+    for i in bar:
+        path = level_path(FOLDER, i)
+        if path.exists():
+            previous = None  # load lazily: only the last finished level is needed
+            continue
+        if previous is None:
+            previous = load_level(level_path(FOLDER, i - 1))
+        theta = layout.from_state(previous)
+        mask = layout.from_state(previous, masks=True)
+        new_mask = prune_global(theta, mask, ctx.prunable, counts[i])
+        t0 = time.perf_counter()
+        state = train_level(ctx, new_mask, i)
+        io.save_tensors(path, state)
+        previous = state
+        line = describe_level(state, tasks, counts[i])
+        bar.write(f"imp level {i:2d} (base level {levels[i]:+d}): {line} "
+                  f"[{time.perf_counter() - t0:.1f}s]")
+    bar.close()
+    write_reports(layout, ctx.prunable, tasks, levels)
+    print(f"imp: {len(levels) - 1} levels for {len(seeds)} seeds done in "
+          f"{time.perf_counter() - start:.1f}s")
+
+
+if __name__ == "__main__":
+    run(main)

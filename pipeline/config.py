@@ -185,7 +185,7 @@ def _build_section(name: str, raw) -> object:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{name}: must be a mapping of keys to values, got {raw!r}")
+        raise ConfigError(f"{name}: {raw!r} is not allowed; allowed: a mapping of keys to values")
     hints = typing.get_type_hints(cls)
     allowed = [f.name for f in dataclasses.fields(cls)]
     values = {}

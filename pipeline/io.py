@@ -44,9 +44,15 @@ def write_csv(path: str | os.PathLike, frame) -> None:
 
 def save_tensors(path: str | os.PathLike, tensors: dict) -> None:
     """A flat dict of tensors, loadable with torch.load(path, weights_only=True)."""
+    import io as _io
+
     import torch
 
-    _atomic(path, lambda p: torch.save(tensors, p))
+    # torch.save names the archive after the file it writes to; saving into a buffer keeps the
+    # random temp-file name out of the bytes, so identical tensors give identical files.
+    buffer = _io.BytesIO()
+    torch.save(tensors, buffer)
+    _atomic(path, lambda p: p.write_bytes(buffer.getvalue()))
 
 
 @contextlib.contextmanager

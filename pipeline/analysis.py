@@ -1,0 +1,239 @@
+"""Tables and summaries built from graph analyses of IMP levels (what the analyze stage writes).
+
+Layer numbering in every table: layer i is the i-th linear map (0 = input → first hidden); its
+weights, its biases and its output neurons all carry layer i.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.data import TaskInfo
+from pipeline.graph import STATES, Analysis, state_counts
+from pipeline.model import Layout
+
+
+class InvariantError(Exception):
+    """A level-over-level invariant (masks shrink, states only move down) is violated."""
+
+
+def level_frames(layout: Layout, res: Analysis, mask: torch.Tensor, theta: torch.Tensor,
+                 prunable: torch.Tensor, tasks: list[TaskInfo], seeds: list[int],
+                 level: int) -> dict[str, pd.DataFrame]:
+    """levels / layers / task_matrix / zombies rows of one level."""
+    k = len(seeds)
+    is_bias = layout.is_bias()
+    counts = state_counts(res.state).numpy()
+    counts_w = state_counts(res.state, ~is_bias).numpy()
+    counts_b = state_counts(res.state, is_bias).numpy()
+    levels = pd.DataFrame({"seed": seeds, "level": level,
+                           "params": (mask & prunable).sum(dim=1).numpy()})
+    for j, name in enumerate(STATES):
+        levels[name] = counts[:, j]
+    for j, name in enumerate(STATES):
+        levels[f"{name}_w"] = counts_w[:, j]
+        levels[f"{name}_b"] = counts_b[:, j]
+    levels["zombie_neurons"] = sum(z.sum(dim=1) for z in res.zombie).numpy() if res.zombie else 0
+    levels["comatose_neurons"] = (sum(c.sum(dim=1) for c in res.comatose).numpy()
+                                  if res.comatose else 0)
+    levels["frozen_zombies"] = sum(f.sum(dim=1) for f in res.frozen).numpy() if res.frozen else 0
+    levels["components"] = res.components.numpy()
+    levels["groups"] = res.groups.numpy()
+    levels["potential"] = res.potential.numpy()
+    levels["split_metric"] = res.split_metric.numpy()
+    levels["task_distance"] = res.task_distance.numpy()
+    levels["split"] = res.split.numpy()
+    levels["density"] = mask.sum(dim=1).numpy() / layout.size
+    levels["effective_density"] = counts[:, 0] / layout.size
+
+    rows = []
+    layer_idx = layout.layer_index()
+    for i in range(layout.depth):
+        for kind, sel in (("weight", ~is_bias), ("bias", is_bias)):
+            c = state_counts(res.state, sel & (layer_idx == i)).numpy()
+            for j, name in enumerate(STATES):
+                rows.append(pd.DataFrame({"seed": seeds, "level": level, "layer": i,
+                                          "kind": kind, "state": name, "count": c[:, j]}))
+    for i, (z, c, f) in enumerate(zip(res.zombie, res.comatose, res.frozen)):
+        for name, flags in (("zombie", z), ("comatose", c), ("frozen_zombie", f)):
+            rows.append(pd.DataFrame({"seed": seeds, "level": level, "layer": i, "kind": "neuron",
+                                      "state": name, "count": flags.sum(dim=1).numpy()}))
+    layers = pd.concat(rows, ignore_index=True)
+
+    t = len(tasks)
+    names = [x.name for x in tasks]
+    task_matrix = pd.DataFrame({
+        "seed": np.repeat(seeds, t * t), "level": level,
+        "from_task": np.tile(np.repeat(names, t), k), "to_task": np.tile(names * t, k),
+        "value": res.task_matrix.reshape(-1).numpy()})
+
+    zrows = []
+    views = layout.views(theta)
+    for i, (z, f) in enumerate(zip(res.zombie, res.frozen)):
+        kk, nn = z.nonzero(as_tuple=True)
+        zrows.append(pd.DataFrame({"seed": np.array(seeds)[kk.numpy()], "level": level,
+                                   "layer": i, "neuron": nn.numpy(),
+                                   "bias": views[i][1][kk, nn].numpy(),
+                                   "frozen": f[kk, nn].numpy()}))
+    zombies = (pd.concat(zrows, ignore_index=True) if zrows else
+               pd.DataFrame(columns=["seed", "level", "layer", "neuron", "bias", "frozen"]))
+    return {"levels": levels, "layers": layers, "task_matrix": task_matrix, "zombies": zombies}
+
+
+def check_monotone(states: list[torch.Tensor], masks: list[torch.Tensor]) -> None:
+    """Masks only shrink and every parameter's state index never decreases across levels."""
+    for i in range(1, len(states)):
+        if bool((masks[i] & ~masks[i - 1]).any()):
+            k = int((masks[i] & ~masks[i - 1]).any(dim=1).nonzero()[0])
+            raise InvariantError(f"level {i}: network {k} has an unpruned parameter that was "
+                                 f"pruned at level {i - 1}")
+        back = states[i] < states[i - 1]
+        if bool(back.any()):
+            k, p = (int(v) for v in back.nonzero()[0])
+            raise InvariantError(f"level {i}: parameter {p} of network {k} moved from state "
+                                 f"{STATES[states[i - 1][k, p]]} back to {STATES[states[i][k, p]]}")
+
+
+def lifetimes(states: list[torch.Tensor]) -> torch.Tensor:
+    """[K, P, 5] number of levels each parameter spent in each state."""
+    out = torch.zeros(*states[0].shape, len(STATES), dtype=torch.int16)
+    for s in states:
+        out.scatter_add_(2, s.long().unsqueeze(2), torch.ones(*s.shape, 1, dtype=torch.int16))
+    return out
+
+
+def lifetime_summary(life: torch.Tensor, layout: Layout, seeds: list[int]) -> pd.DataFrame:
+    """Per seed, layer, weight/bias and state: how many parameters ever were in the state and
+    for how many levels (mean, median, max over those parameters)."""
+    rows = []
+    layer_idx, is_bias = layout.layer_index(), layout.is_bias()
+    life = life.numpy()
+    for i in range(layout.depth):
+        for kind, sel in (("weight", ~is_bias), ("bias", is_bias)):
+            part = life[:, (sel & (layer_idx == i)).numpy(), :]
+            for k, seed in enumerate(seeds):
+                for j, name in enumerate(STATES):
+                    v = part[k, :, j]
+                    v = v[v > 0]
+                    rows.append({"seed": seed, "layer": i, "kind": kind, "state": name,
+                                 "params": len(v),
+                                 "mean_levels": float(v.mean()) if len(v) else math.nan,
+                                 "median_levels": float(np.median(v)) if len(v) else math.nan,
+                                 "max_levels": int(v.max()) if len(v) else 0})
+    return pd.DataFrame(rows)
+
+
+def _first_true(flags: np.ndarray) -> np.ndarray:
+    """Index of the first True along axis 0, NaN where none ([L, ...] → [...])."""
+    any_ = flags.any(axis=0)
+    return np.where(any_, flags.argmax(axis=0), np.nan)
+
+
+def comatose_events(has_in: list[list[torch.Tensor]], has_out: list[list[torch.Tensor]],
+                    bias_mask: list[list[torch.Tensor]], seeds: list[int]) -> pd.DataFrame:
+    """One row per hidden neuron that is comatose at some level: when it became comatose, when
+    its bias was pruned and when its last incoming weight was pruned (detachment).
+
+    Arguments are per level, per hidden layer, [K, n] flags.
+    """
+    cols = ["seed", "layer", "neuron", "first_comatose_level", "last_comatose_level",
+            "bias_pruned_level", "detached_level", "bias_pruned_before_detached"]
+    rows = []
+    for layer in range(len(has_in[0])):
+        hi = np.stack([lv[layer].numpy() for lv in has_in])       # [L, K, n]
+        ho = np.stack([lv[layer].numpy() for lv in has_out])
+        bm = np.stack([lv[layer].numpy() for lv in bias_mask])
+        comatose = hi & ~ho
+        ever = comatose.any(axis=0)
+        if not ever.any():
+            continue
+        first = _first_true(comatose)
+        last = comatose.shape[0] - 1 - _first_true(comatose[::-1])
+        bias_pruned = _first_true(~bm)
+        detached = _first_true(~hi)
+        before = ~np.isnan(bias_pruned) & (np.isnan(detached) | (bias_pruned < detached))
+        kk, nn = ever.nonzero()
+        rows.append(pd.DataFrame({
+            "seed": np.array(seeds)[kk], "layer": layer, "neuron": nn,
+            "first_comatose_level": first[kk, nn], "last_comatose_level": last[kk, nn],
+            "bias_pruned_level": bias_pruned[kk, nn], "detached_level": detached[kk, nn],
+            "bias_pruned_before_detached": before[kk, nn]}))
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(rows, ignore_index=True)[cols].astype(
+        {"first_comatose_level": "Int64", "last_comatose_level": "Int64",
+         "bias_pruned_level": "Int64", "detached_level": "Int64"})
+
+
+def _stats(values: pd.Series) -> dict:
+    v = values.dropna()
+    if v.empty:
+        return {"median": None, "min": None, "max": None}
+    return {"median": float(v.median()), "min": float(v.min()), "max": float(v.max())}
+
+
+def per_seed(analysis: pd.DataFrame, imp_levels: pd.DataFrame, tasks: list[TaskInfo],
+             threshold: float) -> pd.DataFrame:
+    """One row per seed: first split, degradation, accuracies at split vs dense."""
+    acc_cols = [f"test_acc_{t.name}" for t in tasks]
+    table = analysis.merge(imp_levels[["seed", "level", *acc_cols]], on=["seed", "level"])
+    rows = []
+    for seed, g in table.groupby("seed", sort=True):
+        g = g.sort_values("level")
+        dense = g.iloc[0]
+        degraded = np.zeros(len(g), dtype=bool)
+        for c in acc_cols:
+            degraded |= (g[c] < dense[c] - threshold).to_numpy()
+        split_rows = g[g["split"].astype(bool)]
+        row = {"seed": seed,
+               "degradation_level": int(g["level"].to_numpy()[degraded.argmax()])
+               if degraded.any() else None}
+        if len(split_rows):
+            s = split_rows.iloc[0]
+            row.update(first_split_level=int(s["level"]), params_at_split=int(s["params"]),
+                       alive_at_split=int(s["alive"]))
+            for c in acc_cols:
+                row[f"{c}_at_split"] = float(s[c])
+        else:
+            row.update(first_split_level=None, params_at_split=None, alive_at_split=None)
+            for c in acc_cols:
+                row[f"{c}_at_split"] = None
+        for c in acc_cols:
+            row[f"{c}_dense"] = float(dense[c])
+        fs, dl = row["first_split_level"], row["degradation_level"]
+        row["split_before_degradation"] = fs is not None and (dl is None or fs < dl)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize(seeds_table: pd.DataFrame, tasks: list[TaskInfo], threshold: float) -> dict:
+    """reports/metrics.json: the answers across seeds (no NaN: missing values are null)."""
+    n = len(seeds_table)
+    split = seeds_table["first_split_level"].notna()
+    before = seeds_table["split_before_degradation"].astype(bool)
+    out = {
+        "seeds": n,
+        "dense_test_acc": {t.name: float(seeds_table[f"test_acc_{t.name}_dense"].mean())
+                           for t in tasks},
+        "split": {
+            "seeds_split": int(split.sum()),
+            "fraction_split": float(split.mean()),
+            "seeds_split_before_degradation": int(before.sum()),
+            "fraction_split_before_degradation": float(before.mean()),
+            "first_split_level": _stats(seeds_table["first_split_level"].astype(float)),
+            "params_at_split": _stats(seeds_table["params_at_split"].astype(float)),
+            "alive_at_split": _stats(seeds_table["alive_at_split"].astype(float)),
+        },
+        "test_acc_at_split": {
+            t.name: (float(seeds_table.loc[split, f"test_acc_{t.name}_at_split"].mean())
+                     if split.any() else None) for t in tasks},
+        "degradation": {
+            "threshold": threshold,
+            "seeds_degraded": int(seeds_table["degradation_level"].notna().sum()),
+            "first_degradation_level": _stats(seeds_table["degradation_level"].astype(float)),
+        },
+    }
+    return out

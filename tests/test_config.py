@@ -1,0 +1,96 @@
+"""params.yaml validation: a bad file stops before any work with one clear line and exit 2."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from conftest import ROOT, default_params, run_stage, write_params
+from pipeline import config
+
+# (description, edit of the default params, text the error line must name)
+BAD = [
+    ("unknown key", lambda p: p["prune"].update(iteration=25), "prune.iteration"),
+    ("unknown section", lambda p: p.update(pruning={"rate": 0.2}), "pruning"),
+    ("wrong type int", lambda p: p["prune"].update(iterations="many"), "prune.iterations"),
+    ("bool as int", lambda p: p["prune"].update(iterations=True), "prune.iterations"),
+    ("wrong type list", lambda p: p["model"].update(hidden=40), "model.hidden"),
+    ("non-positive width", lambda p: p["model"].update(hidden=[40, 0]), "model.hidden[1]"),
+    ("iterations < 1", lambda p: p["prune"].update(iterations=0), "prune.iterations"),
+    ("target >= P_0", lambda p: p["prune"].update(target=1922), "prune.target"),
+    ("target < 1", lambda p: p["prune"].update(target=0), "prune.target"),
+    ("rate outside (0,1)", lambda p: p["prune"].update(target=None, rate=1.5), "prune.rate"),
+    ("target and rate", lambda p: p["prune"].update(rate=0.2), "prune.target/prune.rate"),
+    ("neither target nor rate", lambda p: p["prune"].update(target=None), "prune.target/prune.rate"),
+    ("unknown task", lambda p: p["data"].update(tasks=["moons", "spirals"]), "data.tasks[1]"),
+    ("unknown init", lambda p: p["model"].update(init="he"), "model.init"),
+    ("unknown optimizer", lambda p: p["train"].update(optimizer="rmsprop"), "train.optimizer"),
+    ("mnist without folder", lambda p: p["data"].update(tasks=["mnist"]), "data.mnist_dir"),
+    ("mnist folder missing", lambda p: p["data"].update(tasks=["mnist"], mnist_dir="/nonexistent"),
+     "data.mnist_dir"),
+    ("fractions too large", lambda p: p["data"].update(val_fraction=0.5, test_fraction=0.45),
+     "data.val_fraction + data.test_fraction"),
+    ("negative lr", lambda p: p["train"].update(lr=-0.1), "train.lr"),
+    ("duplicate seeds", lambda p: p["model"].update(seeds=[1, 1]), "model.seeds"),
+    ("digits too many samples", lambda p: p["data"].update(tasks=["digits"], n_samples=5000),
+     "data.n_samples"),
+    ("rewind beyond max_epochs", lambda p: p["prune"].update(rewind=20000), "prune.rewind"),
+    ("draw seed not trained", lambda p: p["plot"].update(draw_seed=99), "plot.draw_seed"),
+    ("section not a mapping", lambda p: p.update(train=[1, 2]), "train"),
+    ("rate leaves nothing", lambda p: p["prune"].update(target=None, rate=0.9, iterations=30),
+     "prune.rate"),
+]
+
+
+@pytest.mark.parametrize("desc,edit,key", BAD, ids=[b[0] for b in BAD])
+def test_bad_params_exit_2_name_key_and_touch_nothing(tmp_path, desc, edit, key):
+    params = default_params()
+    edit(params)
+    write_params(tmp_path, params)
+    sentinel = tmp_path / "data" / "tasks.json"
+    sentinel.parent.mkdir()
+    sentinel.write_text("old")
+    before = sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    proc = run_stage("generate", tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr          # one line, no traceback
+    assert "Traceback" not in proc.stderr
+    assert key in lines[0] and "allowed" in lines[0]
+    after = sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    assert after == before
+    assert sentinel.read_text() == "old"
+
+
+def test_invalid_yaml_is_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("data: [unclosed\n")
+    proc = run_stage("trajectory", tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "not valid YAML" in proc.stderr
+
+
+def test_default_params_load_and_match_dataclass_defaults():
+    params = config.load(ROOT / "params.yaml")
+    assert params.data.tasks == ("moons", "circles")
+    assert params.base_layers[0] == 4 and params.base_layers[-1] == 2
+    # every key of params.yaml is a dataclass field and vice versa: the file is complete
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name in config.SECTIONS:
+        fields = {f.name for f in dataclasses.fields(getattr(params, name))}
+        assert set(raw[name]) == fields, name
+
+
+def test_missing_keys_take_defaults_and_values_are_typed():
+    params = config.parse({"train": {"lr": 1}, "model": {"hidden": [8]}})
+    assert params.train.lr == 1.0 and isinstance(params.train.lr, float)
+    assert params.model.hidden == (8,)
+    assert params.prune.iterations == config.PruneConfig().iterations
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.train.lr = 2.0  # type: ignore[misc]
+
+
+def test_rate_instead_of_target():
+    params = config.parse({"prune": {"target": None, "rate": 0.2, "iterations": 5}})
+    tr = params.trajectory()
+    assert tr.params[0] == 1922 and tr.params[-1] == round(1922 * 0.8**5)

@@ -1,0 +1,199 @@
+"""IMP engine: exact masks, global pruning, rewinding, batched = separate, per-net stopping."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import config, imp
+from pipeline.data import build, task_infos
+from pipeline.model import Layout, forward, init_population
+from pipeline.train import STOP_REASONS, Split, TaskLoss, train_population
+
+
+@pytest.fixture(scope="module")
+def problem():
+    params = config.parse({"data": {"n_samples": 150, "tasks": ["moons", "circles"]},
+                           "model": {"hidden": [8, 8], "seeds": [0, 1, 2]},
+                           "train": {"max_epochs": 80, "patience": 1000, "lr": 0.01,
+                                     "loss_cutoff": 0.0}})
+    arrays, meta = build(params.data)
+    splits = {s: Split(torch.from_numpy(a["x"]), torch.from_numpy(a["y"]))
+              for s, a in arrays.items()}
+    layout = Layout(tuple(params.base_layers))
+    return params, task_infos(params.data.tasks), splits, layout
+
+
+def run(problem, theta0, mask, **train_overrides):
+    params, tasks, splits, layout = problem
+    cfg = dataclasses.replace(params.train, **train_overrides)
+    return train_population(layout, theta0, mask, splits["train"], splits["val"], TaskLoss(tasks),
+                            cfg, shuffle_seeds=[10 + i for i in range(len(theta0))])
+
+
+def test_pruned_entries_stay_exactly_zero(problem):
+    params, tasks, splits, layout = problem
+    theta0 = init_population(layout, params.model, params.model.seeds)
+    mask = torch.rand(theta0.shape, generator=torch.Generator().manual_seed(0)) < 0.4
+    for opt in ("adam", "sgd"):
+        res = run(problem, theta0, mask, optimizer=opt, momentum=0.9)
+        assert res.epochs.min() == 80
+        assert torch.all(res.theta[~mask] == 0)
+        improved = res.best_epoch > 0  # else the start weights are the best ones, kept as they are
+        assert improved.any()
+        # every survivor with a gradient at the start has moved (others sit behind dead ReLUs)
+        start = (theta0 * mask).requires_grad_(True)
+        (grad,) = torch.autograd.grad(TaskLoss(tasks)(forward(layout, start, splits["train"].x),
+                                                      splits["train"].y).sum(), start)
+        moving = (grad != 0) & mask & improved.unsqueeze(1)
+        assert int(moving.sum()) > 20
+        assert bool((res.theta[moving] != theta0[moving]).all())
+
+
+def test_adam_matches_torch_optim(problem):
+    params, tasks, splits, layout = problem
+    theta0 = init_population(layout, params.model, [5])
+    mask = torch.ones_like(theta0, dtype=torch.bool)
+    res = run(problem, theta0, mask, max_epochs=30)
+    # reference: torch.optim.Adam on the same flat parameters, full batch
+    theta = theta0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([theta], lr=params.train.lr)
+    loss_fn = TaskLoss(tasks)
+    best, best_val = theta0.clone(), float("inf")
+    for _ in range(30):
+        opt.zero_grad()
+        loss_fn(forward(layout, theta, splits["train"].x), splits["train"].y).sum().backward()
+        opt.step()
+        with torch.no_grad():
+            val = loss_fn(forward(layout, theta, splits["val"].x), splits["val"].y).item()
+        if val < best_val:
+            best_val, best = val, theta.detach().clone()
+    torch.testing.assert_close(res.theta, best, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch_size", [None, 32])
+def test_batched_equals_separate(problem, batch_size):
+    params, tasks, splits, layout = problem
+    theta0 = init_population(layout, params.model, params.model.seeds)
+    mask = torch.rand(theta0.shape, generator=torch.Generator().manual_seed(1)) < 0.7
+    together = run(problem, theta0, mask, batch_size=batch_size, max_epochs=40)
+    for k in range(len(theta0)):
+        params_k, tasks_k, splits_k, _ = problem
+        cfg = dataclasses.replace(params.train, batch_size=batch_size, max_epochs=40)
+        alone = train_population(layout, theta0[k:k + 1], mask[k:k + 1], splits["train"],
+                                 splits["val"], TaskLoss(tasks), cfg, shuffle_seeds=[10 + k])
+        torch.testing.assert_close(together.theta[k:k + 1], alone.theta, rtol=1e-4, atol=1e-5)
+        assert together.epochs[k] == alone.epochs[0]
+
+
+def test_init_does_not_depend_on_population():
+    layout = Layout((4, 6, 2))
+    cfg = config.ModelConfig()
+    assert torch.equal(init_population(layout, cfg, [3, 7])[1], init_population(layout, cfg, [7])[0])
+    for init in config.INITS:
+        for bias in config.BIAS_INITS:
+            t = init_population(layout, dataclasses.replace(cfg, init=init, bias_init=bias), [0])
+            assert torch.isfinite(t).all()
+            b = layout.views(t)[0][1]
+            assert (b == 0).all() == (bias == "zero")
+
+
+def test_per_network_early_stopping(problem):
+    params, tasks, splits, layout = problem
+    theta0 = init_population(layout, params.model, params.model.seeds)
+    mask = torch.ones_like(theta0, dtype=torch.bool)
+    mask[1] = False  # network 1 cannot learn: its validation loss never improves
+    res = run(problem, theta0, mask, patience=5, max_epochs=60)
+    assert res.stop_reasons[1] == "patience" and res.epochs[1] == 5 and res.best_epoch[1] == 0
+    assert res.epochs[0] > 5 and res.epochs[2] > 5
+    # curves stop where the network stopped
+    assert torch.isnan(res.val_curve[1, 5:]).all() and torch.isfinite(res.val_curve[0, :6]).all()
+    # the kept weights are those of the best validation epoch
+    best = int(res.best_epoch[0])
+    curve = res.val_curve[0]
+    assert curve[best - 1] == curve[torch.isfinite(curve)].min()
+
+
+def test_loss_cutoff_and_max_epochs(problem):
+    params, tasks, splits, layout = problem
+    theta0 = init_population(layout, params.model, params.model.seeds)
+    mask = torch.ones_like(theta0, dtype=torch.bool)
+    res = run(problem, theta0, mask, loss_cutoff=100.0)
+    assert res.stop_reasons == ["cutoff"] * 3 and res.epochs.tolist() == [1, 1, 1]
+    res = run(problem, theta0, mask, max_epochs=7)
+    assert res.stop_reasons == ["max_epochs"] * 3 and res.epochs.tolist() == [7, 7, 7]
+
+
+def test_divergence_is_reported(problem):
+    params, tasks, splits, layout = problem
+    theta0 = init_population(layout, params.model, params.model.seeds)
+    mask = torch.ones_like(theta0, dtype=torch.bool)
+    res = run(problem, theta0 * 1e3, mask, optimizer="sgd", lr=1e12, max_epochs=50)
+    assert "diverged" in res.stop_reasons
+    assert STOP_REASONS.index("diverged") in res.stop_code.tolist()
+
+
+def test_global_pruning_keeps_exactly_p_with_ties():
+    layout = Layout((2, 3, 1))
+    prunable = layout.prunable(biases=True)
+    theta = torch.tensor([[0.5, -0.5, 0.1, 0.9, 0.5, 0.2, 0.3, 0.3, 0.3, 0.4, 0.4, 0.4, 0.05]])
+    mask = torch.ones_like(theta, dtype=torch.bool)
+    new = imp.prune_global(theta, mask, prunable, 6)
+    assert int(new.sum()) == 6
+    # |θ| sorted: .9 | .5 .5 .5 | .4 .4 .4 | ...; keep .9, the three .5 and the first two .4s
+    kept = new[0].nonzero().reshape(-1).tolist()
+    assert kept == [0, 1, 3, 4, 9, 10]
+    # a pruned parameter is never brought back, whatever its value
+    theta2 = theta.clone()
+    theta2[0, 2] = 100.0
+    newer = imp.prune_global(theta2, new, prunable, 4)
+    assert not newer[0, 2] and int(newer.sum()) == 4 and bool((newer <= new).all())
+
+
+def test_biases_not_prunable_are_kept():
+    layout = Layout((2, 3, 1))
+    prunable = layout.prunable(biases=False)
+    theta = torch.randn(2, layout.size, generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(theta, dtype=torch.bool)
+    new = imp.prune_global(theta, mask, prunable, 3)
+    assert (new[:, layout.is_bias()]).all()
+    assert (new[:, ~layout.is_bias()].sum(dim=1) == 3).all()
+
+
+def test_random_masks_keep_per_layer_counts():
+    layout = Layout((4, 6, 5, 2))
+    mask = torch.rand(3, layout.size, generator=torch.Generator().manual_seed(0)) < 0.3
+    rand = imp.random_masks(mask, layout, [1, 2, 3])
+    for (w, b, e) in layout.offsets:
+        for lo, hi in ((w, b), (b, e)):
+            assert torch.equal(mask[:, lo:hi].sum(1), rand[:, lo:hi].sum(1))
+    assert not torch.equal(mask, rand)
+
+
+def test_level_starts_from_rewound_weights(problem, monkeypatch):
+    params, tasks, splits, layout = problem
+    theta0 = init_population(layout, params.model, params.model.seeds)
+    trained = theta0 + 0.1
+    mask = imp.prune_global(trained, torch.ones_like(theta0, dtype=torch.bool),
+                            layout.prunable(True), 50)
+    seen = {}
+    real = imp.train_population
+
+    def spy(layout_, start, mask_, *a, **kw):
+        seen["start"], seen["mask"] = start.clone(), mask_.clone()
+        return real(layout_, start, mask_, *a, **kw)
+
+    monkeypatch.setattr(imp, "train_population", spy)
+    ctx = imp.Context(layout, tasks, splits, dataclasses.replace(params.train, max_epochs=3),
+                      params.model, list(params.model.seeds), layout.prunable(True), theta0,
+                      reinit_control=True, random_mask_control=True)
+    state = imp.train_level(ctx, mask, 1)
+    k = len(params.model.seeds)
+    assert torch.equal(seen["start"][:k], theta0 * mask)          # survivors rewound to θ₀
+    assert torch.equal(seen["mask"][:k], mask)
+    assert torch.equal(seen["mask"][k:2 * k], mask)                # re-init control: same mask
+    assert not torch.equal(seen["start"][k:2 * k], theta0 * mask)  # … fresh weights
+    assert torch.equal(state["layers.0.weight_mask"], layout.views(mask)[0][0])
+    assert "reinit.metrics.test_loss" in state and "random.layers.0.weight_mask" in state

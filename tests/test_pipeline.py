@@ -1,0 +1,139 @@
+"""End to end: the real `dvc repro` on a tiny params file in a temporary copy of the repo."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, dvc, run_stage, tiny_params, write_params
+
+pytestmark = pytest.mark.e2e
+
+
+def digest(folder: Path, pattern: str = "**/*") -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.glob(pattern)) if p.is_file()}
+
+
+def test_dvc_repro_contract_and_caching(tiny_repo):
+    repo = tiny_repo
+    out = dvc(repo, "repro").stdout
+    for stage in ("generate", "trajectory", "train", "imp", "analyze"):
+        assert f"Running stage '{stage}'" in out
+    # checkpoint contract
+    levels = sorted((repo / "models/imp").glob("level_*.pt"))
+    assert [p.name for p in levels] == [f"level_{i:02d}.pt" for i in range(4)]
+    for p in levels:
+        state = torch.load(p, weights_only=True)
+        assert state["seeds"].tolist() == [0, 1]
+        shapes = [(6, 4), (6, 6), (2, 6)]
+        for i, (o, n) in enumerate(shapes):
+            w, m = state[f"layers.{i}.weight"], state[f"layers.{i}.weight_mask"]
+            assert w.shape == (2, o, n) and m.dtype == torch.bool and m.shape == w.shape
+            assert state[f"layers.{i}.bias"].shape == (2, o)
+            assert bool((w[~m] == 0).all())
+            assert bool((state[f"layers.{i}.bias"][~state[f"layers.{i}.bias_mask"]] == 0).all())
+    traj = (repo / "reports/trajectory.csv").read_text().splitlines()
+    assert traj[0] == "level,params,rate" and traj[-1].startswith("3,30,")
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert metrics["seeds"] == 2 and set(metrics["dense_test_acc"]) == {"moons_0", "circles_1"}
+    import pandas as pd
+    lv = pd.read_csv(repo / "reports/imp/levels.csv")
+    assert len(lv) == 8 and lv.groupby("level")["params"].first().tolist() == [
+        int(r.split(",")[1]) for r in traj[1:]]
+    assert {"test_acc_moons_0", "test_acc_circles_1", "stop_reason"} <= set(lv.columns)
+    an = pd.read_csv(repo / "reports/analysis/levels.csv")
+    assert (an[["alive", "audience", "zombie", "unproductive", "pruned"]].sum(axis=1)
+            == an["params"].iloc[0]).all()
+
+    # everything is up to date, and a second repro changes nothing
+    assert json.loads(dvc(repo, "status", "--json").stdout) == {}
+    before = digest(repo / "models") | digest(repo / "reports")
+    out = dvc(repo, "repro").stdout
+    assert "Running stage" not in out
+    assert digest(repo / "models") | digest(repo / "reports") == before
+
+    # changing prune.iterations reruns trajectory and downstream only, not generate or train
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["prune"]["iterations"] = 2
+    write_params(repo, params)
+    status = json.loads(dvc(repo, "status", "--json").stdout)
+    assert "trajectory" in status and "generate" not in status and "train" not in status
+    out = dvc(repo, "repro").stdout
+    assert "Running stage 'trajectory'" in out and "Running stage 'imp'" in out
+    assert "Running stage 'train'" not in out and "Running stage 'generate'" not in out
+    assert len(list((repo / "models/imp").glob("level_*.pt"))) == 3
+
+
+def test_dvc_exp_run_and_show(tiny_repo):
+    repo = tiny_repo
+    dvc(repo, "repro")
+    from conftest import git
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "baseline")
+    dvc(repo, "exp", "run", "-S", "prune.iterations=2", "-n", "short")
+    show = json.loads(dvc(repo, "exp", "show", "--json").stdout)
+    text = json.dumps(show)
+    assert "short" in text and "fraction_split" in text
+
+
+def prepared(tmp_path: Path) -> Path:
+    """generate + trajectory + train done in a plain folder (no DVC) with the tiny params."""
+    work = tmp_path / "work"
+    work.mkdir()
+    write_params(work, tiny_params(**{"prune.iterations": 4, "prune.target": 20}))
+    for stage in ("generate", "trajectory", "train"):
+        run_stage(stage, work)
+    return work
+
+
+def test_rerun_is_bit_identical_and_resume_after_kill_equals_uninterrupted(tmp_path):
+    work = prepared(tmp_path)
+    run_stage("imp", work)
+    reference = digest(work / "models/imp") | digest(work / "reports/imp")
+
+    # a second run of a finished stage changes nothing
+    run_stage("imp", work)
+    assert digest(work / "models/imp") | digest(work / "reports/imp") == reference
+
+    # from scratch: identical bytes
+    import shutil
+    shutil.rmtree(work / "models/imp")
+    run_stage("imp", work)
+    assert digest(work / "models/imp") | digest(work / "reports/imp") == reference
+
+    # killed after its second level file appeared: a rerun finishes to the same bytes
+    shutil.rmtree(work / "models/imp")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.stages.imp"], cwd=work, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (work / "models/imp/level_02.pt").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (work / "models/imp/level_04.pt").exists()
+    run_stage("imp", work)
+    assert digest(work / "models/imp") | digest(work / "reports/imp") == reference
+
+
+def test_changed_params_discard_persisted_levels(tmp_path):
+    work = prepared(tmp_path)
+    run_stage("imp", work)
+    first = digest(work / "models/imp", "level_0[1-9].pt")
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["prune"]["rewind"] = 0
+    params["train"]["lr"] = 0.02  # imp must not reuse levels trained with the old lr
+    write_params(work, params)
+    proc = run_stage("imp", work)
+    assert "starting over" in proc.stderr
+    assert digest(work / "models/imp", "level_0[1-9].pt") != first

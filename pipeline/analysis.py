@@ -237,3 +237,15 @@ def summarize(seeds_table: pd.DataFrame, tasks: list[TaskInfo], threshold: float
         },
     }
     return out
+
+
+def plot_table(analysis: pd.DataFrame, imp_levels: pd.DataFrame, tasks: list[TaskInfo]) -> pd.DataFrame:
+    """One row per level, means over seeds: the small git-tracked file behind `dvc plots`."""
+    acc = [f"test_acc_{t.name}" for t in tasks]
+    merged = analysis.merge(imp_levels[["seed", "level", "test_acc", *acc]], on=["seed", "level"])
+    cols = ["params", "split_metric", "task_distance", "alive", "audience", "zombie",
+            "unproductive", "zombie_neurons", "comatose_neurons", "frozen_zombies", "test_acc",
+            *acc]
+    table = merged.groupby("level", sort=True)[cols].mean()
+    table.insert(1, "fraction_split", merged.groupby("level", sort=True)["split"].mean())
+    return table.reset_index()

@@ -27,7 +27,7 @@ def digest(folder: Path, pattern: str = "**/*") -> dict[str, str]:
 def test_dvc_repro_contract_and_caching(tiny_repo):
     repo = tiny_repo
     out = dvc(repo, "repro").stdout
-    for stage in ("generate", "trajectory", "train", "imp", "analyze"):
+    for stage in ("generate", "trajectory", "train", "imp", "analyze", "plot"):
         assert f"Running stage '{stage}'" in out
     # checkpoint contract
     levels = sorted((repo / "models/imp").glob("level_*.pt"))
@@ -54,6 +54,19 @@ def test_dvc_repro_contract_and_caching(tiny_repo):
     an = pd.read_csv(repo / "reports/analysis/levels.csv")
     assert (an[["alive", "audience", "zombie", "unproductive", "pruned"]].sum(axis=1)
             == an["params"].iloc[0]).all()
+
+    # figures: valid, non-trivial PNGs; the report carries the metrics
+    figures = sorted((repo / "reports/figures").glob("*.png"))
+    assert len(figures) == 10
+    for fig in figures:
+        data = fig.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 15_000, fig.name
+    report = (repo / "reports/report.md").read_text()
+    assert f"**{metrics['split']['seeds_split']}/2**" in report
+    for name, acc in metrics["dense_test_acc"].items():
+        assert f"| {name} | {acc:.3f} |" in report
+    plots_out = dvc(repo, "plots", "show", "--json").stdout
+    assert "fraction_split" in plots_out
 
     # everything is up to date, and a second repro changes nothing
     assert json.loads(dvc(repo, "status", "--json").stdout) == {}

@@ -10,7 +10,8 @@ import torch
 
 from pipeline import config, io
 from pipeline.analysis import (InvariantError, check_monotone, comatose_events, level_frames,
-                               lifetime_summary, lifetimes, per_seed, summarize)
+                               lifetime_summary, lifetimes, per_seed, plot_table,
+                               summarize)
 from pipeline.data import load as load_data
 from pipeline.graph import STATES, analyze
 from pipeline.imp import level_path
@@ -75,6 +76,7 @@ def main() -> None:
                             states=np.array(STATES))
         io.write_csv(out / "lifetimes.csv", lifetime_summary(life, layout, seeds))
         io.write_csv(out / "events.csv", comatose_events(has_in, has_out, bias_masks, seeds))
+    io.write_csv("reports/plots/levels.csv", plot_table(tables["levels"], imp_levels, tasks))
     metrics = summarize(seeds_table, tasks, params.analysis.degradation_threshold)
     io.write_json("reports/metrics.json", metrics)
     s = metrics["split"]

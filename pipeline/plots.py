@@ -1,0 +1,223 @@
+"""Figures of a run: one function per figure, each reading the stage reports (pandas frames).
+
+Every figure shows the mean over seeds with a ±1 standard deviation band where there are several
+seeds, uses the colour-blind-safe seaborn palette and is titled and labelled with units.
+"""
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
+
+from pipeline.graph import STATES  # noqa: E402
+
+STATE_COLORS = dict(zip(STATES, sns.color_palette("colorblind", 5)))
+STATE_COLORS["pruned"] = (0.85, 0.85, 0.85)
+
+
+def style() -> None:
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    plt.rcParams.update({"figure.autolayout": False, "axes.titleweight": "bold",
+                         "savefig.bbox": "tight"})
+
+
+def _band(ax, frame: pd.DataFrame, x: str, y: str, label: str, color=None, logx=False):
+    g = frame.groupby(x)[y]
+    mean, std = g.mean(), g.std().fillna(0)
+    line, = ax.plot(mean.index, mean.values, marker="o", ms=3, label=label, color=color)
+    if frame["seed"].nunique() > 1:
+        ax.fill_between(mean.index, mean - std, mean + std, alpha=0.2, color=line.get_color())
+    if logx:
+        ax.set_xscale("log")
+    return line
+
+
+def accuracy_vs_params(imp: pd.DataFrame, seeds: pd.DataFrame, tasks: list[str], threshold: float):
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, t in enumerate(tasks):
+        color = sns.color_palette("colorblind")[i % 10]
+        _band(ax, imp, "params", f"test_acc_{t}", t, color=color, logx=True)
+        dense = imp.loc[imp["level"] == 0, f"test_acc_{t}"].mean()
+        ax.axhline(dense, color=color, ls=":", lw=1)
+        ax.axhline(dense - threshold, color=color, ls="--", lw=0.8, alpha=0.6)
+    split = seeds["params_at_split"].dropna()
+    for j, p in enumerate(split):
+        ax.axvline(p, color="black", lw=1, alpha=0.5, label="first split (per seed)" if j == 0 else None)
+    ax.invert_xaxis()
+    ax.set(xlabel="remaining prunable parameters (log scale, pruning →)", ylabel="test accuracy",
+           title="Accuracy per task while pruning")
+    ax.legend(title="task (dotted: dense, dashed: degradation bound)", fontsize=8)
+    return fig
+
+
+def split_over_levels(analysis: pd.DataFrame):
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    _band(axes[0], analysis, "level", "split_metric", "split metric")
+    axes[0].axhline(0, color="black", lw=1)
+    axes[0].set(xlabel="IMP level", ylabel="split metric (0 = split; < 0: a pair is lost)",
+                title="Split metric")
+    _band(axes[1], analysis, "level", "task_distance", "‖A − I‖_F")
+    axes[1].set(xlabel="IMP level", ylabel="‖A − I‖_F", title="Task matrix distance to I")
+    frac = analysis.groupby("level")["split"].mean()
+    axes[2].bar(frac.index, frac.values, color=sns.color_palette("colorblind")[2])
+    axes[2].set(xlabel="IMP level", ylabel="fraction of seeds", ylim=(0, 1),
+                title="Seeds whose ticket is split")
+    return fig
+
+
+def state_composition(analysis: pd.DataFrame):
+    """Share of the unpruned parameters in each state (pruned ones would dwarf the rest)."""
+    live = STATES[:-1]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.5))
+    for ax, (kind, suffix) in zip(axes, (("weights", "_w"), ("biases", "_b"))):
+        counts = analysis.groupby("level")[[f"{s}{suffix}" for s in live]].mean()
+        share = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).fillna(0)
+        ax.stackplot(share.index, share.T.values, labels=live,
+                     colors=[STATE_COLORS[s] for s in live])
+        ax.set(xlabel="IMP level", ylabel=f"share of unpruned {kind}", ylim=(0, 1),
+               xlim=(share.index.min(), share.index.max()),
+               title=f"State of the unpruned {kind} (mean over seeds)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[1].legend(loc="lower left", fontsize=8)
+    return fig
+
+
+def neuron_classes(layers: pd.DataFrame):
+    neurons = layers[layers["kind"] == "neuron"]
+    classes = ["zombie", "comatose", "frozen_zombie"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    for ax, cls in zip(axes, classes):
+        part = neurons[neurons["state"] == cls]
+        for layer in sorted(part["layer"].unique()):
+            _band(ax, part[part["layer"] == layer], "level", "count", f"hidden layer {layer + 1}")
+        ax.set(xlabel="IMP level", ylabel="neurons (mean over seeds)", title=f"{cls} neurons")
+        ax.legend(fontsize=8)
+    return fig
+
+
+def lifetimes_figure(life: pd.DataFrame):
+    alive = life[(life["state"] == "alive") & (life["params"] > 0)].copy()
+    alive["group"] = alive["kind"] + "s of layer " + alive["layer"].astype(str)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    sns.barplot(alive, x="group", y="mean_levels", ax=ax, errorbar="sd",
+                color=STATE_COLORS["alive"])
+    ax.set(xlabel="", ylabel="levels alive (mean over parameters, ±sd over seeds)",
+           title="How long parameters stay alive")
+    ax.tick_params(axis="x", rotation=30)
+    return fig
+
+
+def comatose_events_figure(events: pd.DataFrame):
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    if events.empty:
+        ax.text(0.5, 0.5, "no comatose neurons in this run", ha="center", va="center",
+                transform=ax.transAxes)
+    else:
+        ev = events.copy()
+        ev["order"] = np.where(ev["bias_pruned_before_detached"].astype(bool),
+                               "bias pruned before detachment", "bias pruned at/after detachment")
+        sns.countplot(ev, x="layer", hue="order", ax=ax, palette="colorblind")
+        ax.set_xticks(ax.get_xticks())
+        ax.set_xticklabels([f"hidden layer {int(t.get_text()) + 1}" for t in ax.get_xticklabels()])
+    ax.set(xlabel="", ylabel="comatose neurons (all seeds)",
+           title="Comatose neurons: is the bias pruned before the neuron is detached?")
+    return fig
+
+
+def validation_curves(curves: pd.DataFrame, seed: int):
+    part = curves[curves["seed"] == seed]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    levels = sorted(part["level"].unique())
+    cmap = plt.get_cmap("viridis", max(len(levels), 2))
+    for i, level in enumerate(levels):
+        c = part[part["level"] == level]
+        ax.plot(c["epoch"], c["val_loss"], color=cmap(i), lw=1)
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(min(levels), max(levels)))
+    fig.colorbar(sm, ax=ax, label="IMP level")
+    ax.set(xlabel="epoch", ylabel="validation loss (sum over tasks)", yscale="log",
+           title=f"Validation loss per level (seed {seed})")
+    return fig
+
+
+def task_matrices(tm: pd.DataFrame, seed: int, levels: list[tuple[str, int]]):
+    fig, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels), 3.8))
+    axes = np.atleast_1d(axes)
+    for ax, (name, level) in zip(axes, levels):
+        part = tm[(tm["seed"] == seed) & (tm["level"] == level)]
+        mat = part.pivot(index="from_task", columns="to_task", values="value")
+        order = list(dict.fromkeys(part["from_task"]))
+        mat = mat.loc[order, order]
+        sns.heatmap(mat, vmin=0, vmax=1, annot=True, fmt=".2f", cmap="mako", ax=ax, cbar=False,
+                    square=True)
+        ax.set(title=f"{name} (level {level})", xlabel="to task (outputs)",
+               ylabel="from task (inputs)")
+    fig.suptitle(f"Task matrix A, seed {seed}: fraction of input→output pairs connected")
+    return fig
+
+
+def network_drawing(layers: list[int], weights: list[np.ndarray], wstates: list[np.ndarray],
+                    input_task: list[int], output_task: list[int], title: str, ax=None):
+    """Every unpruned weight as a line between neuron positions, width ∝ |w|, colour = state.
+
+    Returns the axes; the number of drawn edges equals the number of unpruned weights.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 6))
+    pos = []
+    for l, n in enumerate(layers):
+        ys = np.linspace(0, 1, n) if n > 1 else np.array([0.5])
+        pos.append(np.stack([np.full(n, float(l)), ys], axis=1))
+    biggest = max((np.abs(w).max() for w in weights if w.size), default=1.0) or 1.0
+    fade = 1.0 if max(layers) <= 300 else 0.4  # dense drawings of huge layers get translucent
+    segments, colors, widths = [], [], []
+    for i, (w, st) in enumerate(zip(weights, wstates)):
+        v, u = np.nonzero(st != STATES.index("pruned"))
+        for a, b in zip(u, v):
+            segments.append([pos[i][a], pos[i + 1][b]])
+        colors += [(*STATE_COLORS[STATES[s]], fade) for s in st[v, u]]
+        widths += list(0.3 + 3.0 * np.abs(w[v, u]) / biggest)
+    ax.add_collection(LineCollection(segments, colors=colors, linewidths=widths, zorder=1))
+    task_colors = sns.color_palette("Set2", max(max(input_task + output_task) + 1, 1))
+    for l, p in enumerate(pos):
+        if l == 0:
+            c = [task_colors[t] for t in input_task]
+        elif l == len(pos) - 1:
+            c = [task_colors[t] for t in output_task]
+        else:
+            c = "white"
+        ax.scatter(p[:, 0], p[:, 1], s=max(4, 60 - max(layers) // 4), c=c, edgecolors="black",
+                   linewidths=0.5, zorder=2)
+    ax.set_xlim(-0.2, len(layers) - 0.8)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xticks(range(len(layers)), ["inputs"] + [f"hidden {i}" for i in range(1, len(layers) - 1)]
+                  + ["outputs"])
+    ax.set_yticks([])
+    ax.grid(False)
+    ax.set_title(title)
+    ax.n_edges = len(segments)  # for the tests: one line per unpruned weight
+    return ax
+
+
+def state_legend(fig) -> None:
+    handles = [plt.Line2D([], [], color=STATE_COLORS[s], lw=3, label=s) for s in STATES[:-1]]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=9, frameon=False)
+
+
+def save(fig, path, dpi: int) -> None:
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
+def fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)

@@ -62,9 +62,9 @@ class DataConfig:
 class ModelConfig:
     hidden: tuple[int, ...] = (40, 40)
     activation: str = "relu"
-    init: str = "normal"
+    init: str = "torch_default"
     init_std: float = 0.1            # std of the `normal` weight init
-    bias_init: str = "normal"
+    bias_init: str = "default"
     bias_std: float = 0.1            # std (`normal`) or half-width (`uniform`) of the bias init
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
 

@@ -46,6 +46,35 @@ class TaskLoss:
             total = total + ce.view(k, n).mean(dim=1)
         return total
 
+    def value_and_grad(self, logits: torch.Tensor, y: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss [K] and its gradient wrt the logits [K, N, O], written out analytically."""
+        k, n = logits.shape[:2]
+        y = y.expand(k, n, self.n_tasks)
+        total = logits.new_zeros(k)
+        grad = torch.zeros_like(logits) if self.ce or len(self.bce_cols) < logits.shape[2] else None
+        if self.bce_tasks:
+            all_bce = grad is None  # every output is a binary task's logit: no gathering
+            z = logits if all_bce else logits[..., self.bce_cols]
+            target = (y if all_bce and self.bce_tasks == list(range(self.n_tasks))
+                      else y[..., self.bce_tasks]).to(z.dtype)
+            total = total + F.binary_cross_entropy_with_logits(
+                z, target, reduction="none").mean(dim=1).sum(dim=1)
+            g = torch.sigmoid(z).sub_(target).div_(n)
+            if all_bce:
+                grad = g
+            else:
+                grad[..., self.bce_cols] = g
+        for i, cols in self.ce:
+            z = logits[..., cols[0]:cols[-1] + 1]
+            logp = torch.log_softmax(z, dim=-1)
+            label = y[..., i].unsqueeze(-1)
+            total = total - logp.gather(-1, label).squeeze(-1).mean(dim=1)
+            g = logp.exp_()
+            g.scatter_add_(-1, label, torch.full_like(label, -1, dtype=g.dtype))
+            grad[..., cols[0]:cols[-1] + 1] = g.div_(n)
+        return total, grad
+
     def accuracy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-task accuracy [K, T]."""
         k, n = logits.shape[:2]
@@ -87,6 +116,34 @@ def evaluate(layout: Layout, theta: torch.Tensor, split: Split, loss_fn: TaskLos
     return Evaluation(loss_fn(logits, split.y), loss_fn.accuracy(logits, split.y))
 
 
+def loss_and_grad(layout: Layout, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                  loss_fn: TaskLoss, grad: torch.Tensor) -> torch.Tensor:
+    """Loss [K]; writes d loss_k / d theta_k into grad [K, P]. Backpropagation written out for
+    the batched ReLU MLP: no autograd graph, bias fused into the matmul, ReLU in place (the
+    per-step overhead, not the arithmetic, dominates these small networks)."""
+    views = layout.views(theta)
+    acts = [x]
+    for i, (w, b) in enumerate(views):
+        h = acts[-1]
+        if h.dim() == 2:  # shared full-batch input
+            z = torch.matmul(h, w.transpose(1, 2)).add_(b.unsqueeze(1))
+        else:
+            z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+        if i < len(views) - 1:
+            z.clamp_min_(0)
+        acts.append(z)
+    loss, dz = loss_fn.value_and_grad(acts[-1], y)
+    for i in range(len(views) - 1, -1, -1):
+        gw, gb = layout.views(grad)[i]
+        a = acts[i]
+        gw.copy_(torch.matmul(dz.transpose(1, 2), a))
+        gb.copy_(dz.sum(dim=1))
+        if i > 0:
+            # ReLU'(z) = 1 where the output was > 0: one fused op, no bool mask materialised
+            dz = torch.ops.aten.threshold_backward(torch.bmm(dz, views[i][0]), a, 0.0)
+    return loss
+
+
 @dataclass
 class TrainResult:
     theta: torch.Tensor          # [K, P] weights of the best validation epoch
@@ -115,13 +172,14 @@ def train_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor,
     """
     k_total, p = theta0.shape
     maskf_all = mask.to(theta0.dtype)
-    theta = (theta0 * maskf_all).clone().requires_grad_(True)
+    theta = (theta0 * maskf_all).clone()
+    grad = torch.empty_like(theta)
     maskf = maskf_all.clone()
     state1 = torch.zeros_like(theta0)  # Adam m or SGD momentum buffer
     state2 = torch.zeros_like(theta0)  # Adam v
-    best = theta.detach().clone()
+    best = theta.clone()
     with torch.no_grad():
-        best_val = evaluate(layout, theta.detach(), val, loss_fn).loss
+        best_val = evaluate(layout, theta, val, loss_fn).loss
     best_val = torch.where(torch.isfinite(best_val), best_val, torch.full_like(best_val, math.inf))
     best_epoch = torch.zeros(k_total, dtype=torch.long)
     bad = torch.zeros(k_total, dtype=torch.long)
@@ -151,10 +209,9 @@ def train_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor,
                        for i in range(0, n_train, cfg.batch_size)]
         epoch_loss = theta.new_zeros(len(active))
         for step, (xb, yb) in enumerate(batches):
-            loss = loss_fn(forward(layout, theta, xb), yb)
-            (grad,) = torch.autograd.grad(loss.sum(), theta)
+            loss = loss_and_grad(layout, theta, xb, yb, loss_fn, grad)
             with torch.no_grad():
-                epoch_loss += loss.detach() * (xb.shape[-2] / n_train)
+                epoch_loss += loss * (xb.shape[-2] / n_train)
                 grad.mul_(maskf)
                 t = (epoch - 1) * len(batches) + step + 1
                 if cfg.optimizer == "adam":
@@ -163,23 +220,24 @@ def train_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor,
                     denom = (state2.sqrt() / math.sqrt(1 - b2**t)).add_(ADAM_EPS)
                     theta.addcdiv_(state1, denom, value=-cfg.lr / (1 - b1**t))
                 else:
+                    step_dir = grad
                     if cfg.momentum > 0:
                         state1.mul_(cfg.momentum).add_(grad)
-                        grad = state1
-                    theta.add_(grad, alpha=-cfg.lr)
+                        step_dir = state1
+                    theta.add_(step_dir, alpha=-cfg.lr)
         # ---- validation and per-network stopping -----------------------------------------
         with torch.no_grad():
-            val_loss = evaluate(layout, theta.detach(), val, loss_fn).loss
+            val_loss = evaluate(layout, theta, val, loss_fn).loss
             curves_train.append(epoch_loss)
             curves_val.append(val_loss)
             curves_idx.append(active)
             improved = val_loss < best_val - cfg.min_delta
             best_val = torch.where(improved, val_loss, best_val)
-            best = torch.where(improved.unsqueeze(1), theta.detach(), best)
+            best = torch.where(improved.unsqueeze(1), theta, best)
             best_epoch = torch.where(improved, epoch, best_epoch)
             bad = torch.where(improved, 0, bad + 1)
             if rewind_theta is not None and epoch == rewind_epoch:
-                rewind_theta[active] = theta.detach()
+                rewind_theta[active] = theta
             diverged = ~torch.isfinite(epoch_loss) | ~torch.isfinite(val_loss)
             code = torch.full_like(bad, STOP_REASONS.index("max_epochs")
                                    if epoch >= cfg.max_epochs else -1)
@@ -195,12 +253,12 @@ def train_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor,
             out_best_epoch[done] = best_epoch[stop]
             out_stop[done] = code[stop]
             if rewind_theta is not None and epoch < rewind_epoch:
-                rewind_theta[done] = theta.detach()[stop]  # stopped before the rewind point
+                rewind_theta[done] = theta[stop]  # stopped before the rewind point
             keep = ~stop
             if not bool(keep.any()):
                 break
             active = active[keep]
-            theta = theta.detach()[keep].clone().requires_grad_(True)
+            theta, grad = theta[keep].clone(), grad[keep].clone()
             maskf, state1, state2 = maskf[keep], state1[keep], state2[keep]
             best, best_val, best_epoch, bad = best[keep], best_val[keep], best_epoch[keep], bad[keep]
             if gens is not None:

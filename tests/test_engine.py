@@ -10,7 +10,7 @@ import torch
 from pipeline import config, imp
 from pipeline.data import build, task_infos
 from pipeline.model import Layout, forward, init_population
-from pipeline.train import STOP_REASONS, Split, TaskLoss, train_population
+from pipeline.train import STOP_REASONS, Split, TaskLoss, loss_and_grad, train_population
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +197,27 @@ def test_level_starts_from_rewound_weights(problem, monkeypatch):
     assert not torch.equal(seen["start"][k:2 * k], theta0 * mask)  # … fresh weights
     assert torch.equal(state["layers.0.weight_mask"], layout.views(mask)[0][0])
     assert "reinit.metrics.test_loss" in state and "random.layers.0.weight_mask" in state
+
+
+@pytest.mark.parametrize("kinds,per_net_batch", [(["moons", "circles"], False),
+                                                 (["moons", "digits", "circles"], True)])
+def test_hand_written_gradient_equals_autograd(kinds, per_net_batch):
+    params = config.parse({"data": {"n_samples": 60, "tasks": kinds},
+                           "model": {"hidden": [7, 5, 6], "seeds": [0, 1]}})
+    arrays, _ = build(params.data)
+    tasks = task_infos(kinds)
+    layout = Layout(tuple(params.base_layers))
+    theta = init_population(layout, params.model, [0, 1])
+    x, y = torch.from_numpy(arrays["train"]["x"]), torch.from_numpy(arrays["train"]["y"])
+    if per_net_batch:  # mini-batches: every network sees its own samples
+        perm = torch.stack([torch.randperm(len(x), generator=torch.Generator().manual_seed(s))
+                            for s in (0, 1)])[:, :16]
+        x, y = x[perm], y[perm]
+    loss_fn = TaskLoss(tasks)
+    grad = torch.empty_like(theta)
+    loss = loss_and_grad(layout, theta, x, y, loss_fn, grad)
+    t = theta.clone().requires_grad_(True)
+    ref_loss = loss_fn(forward(layout, t, x), y)
+    (ref_grad,) = torch.autograd.grad(ref_loss.sum(), t)
+    torch.testing.assert_close(loss, ref_loss.detach())
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-6)

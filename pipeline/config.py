@@ -80,6 +80,7 @@ class TrainConfig:
     min_delta: float = 0.0
     loss_cutoff: float = 0.01        # stop once the training loss is below; 0 disables
     threads: int = 1                 # torch threads per process
+    workers: int = 2                 # IMP processes, each training a share of the seeds
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,7 @@ def validate(p: Params) -> None:
     _require(t.min_delta >= 0, "train.min_delta", t.min_delta, "a number >= 0")
     _require(t.loss_cutoff >= 0, "train.loss_cutoff", t.loss_cutoff, "a number >= 0 (0 disables)")
     _require(1 <= t.threads <= 256, "train.threads", t.threads, "an integer from 1 to 256")
+    _require(1 <= t.workers <= 256, "train.workers", t.workers, "an integer from 1 to 256")
 
     _require(pr.iterations >= 1, "prune.iterations", pr.iterations, "an integer >= 1")
     _require(pr.extensions >= 0, "prune.extensions", pr.extensions, "an integer >= 0")

@@ -8,6 +8,7 @@ levels, and since a level depends only on the previous checkpoint, a resumed run
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -118,12 +119,62 @@ def train_level(ctx: Context, mask: torch.Tensor, level: int) -> dict[str, torch
     state: dict[str, torch.Tensor] = {"seeds": torch.tensor(ctx.seeds, dtype=torch.long)}
     for j, prefix in enumerate(names):
         part = slice(j * k, (j + 1) * k)
-        sub = TrainResult(theta=result.theta[part], epochs=result.epochs[part],
-                          best_epoch=result.best_epoch[part], stop_code=result.stop_code[part],
-                          train_curve=result.train_curve[part], val_curve=result.val_curve[part],
-                          rewind_theta=None)
+        # clones: torch.save stores a view's whole storage, so the bytes would depend on batching
+        sub = TrainResult(theta=result.theta[part].clone(), epochs=result.epochs[part].clone(),
+                          best_epoch=result.best_epoch[part].clone(),
+                          stop_code=result.stop_code[part].clone(),
+                          train_curve=result.train_curve[part].clone(),
+                          val_curve=result.val_curve[part].clone(), rewind_theta=None)
         state.update(level_state(ctx, sub.theta, masks[j], sub, prefix))
     return state
+
+
+def _train_chunk(args) -> dict[str, torch.Tensor]:
+    ctx, mask, level, threads = args
+    torch.set_num_threads(threads)
+    return train_level(ctx, mask, level)
+
+
+def merge_states(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Concatenate level states of disjoint seed groups along the network axis."""
+    out = {}
+    for key in parts[0]:
+        tensors = [p[key] for p in parts]
+        if ".curves." in f".{key}":  # [K, E]: pad every group to the longest training
+            e = max(t.shape[1] for t in tensors)
+            tensors = [torch.nn.functional.pad(t, (0, e - t.shape[1]), value=float("nan"))
+                       for t in tensors]
+        out[key] = torch.cat(tensors)
+    return out
+
+
+def train_level_parallel(ctx: Context, mask: torch.Tensor, level: int, pool, workers: int,
+                         threads: int = 1) -> dict[str, torch.Tensor]:
+    """train_level with the seeds split into `workers` groups, one process each.
+
+    Networks never interact and a network's arithmetic does not depend on which others share
+    its batch, so the result is bit-identical to workers=1 (a test checks this).
+    """
+    if pool is None or workers <= 1 or len(ctx.seeds) < 2:
+        return train_level(ctx, mask, level)
+    groups = [g for g in np.array_split(np.arange(len(ctx.seeds)), workers) if len(g)]
+    jobs = []
+    for g in groups:
+        lo, hi = int(g[0]), int(g[-1]) + 1
+        sub = dataclasses.replace(ctx, seeds=ctx.seeds[lo:hi],
+                                  rewind_theta=ctx.rewind_theta[lo:hi])
+        jobs.append((sub, mask[lo:hi], level, threads))
+    return merge_states(list(pool.map(_train_chunk, jobs)))
+
+
+def make_pool(workers: int):
+    """A fork-based process pool (workers inherit the imports), or None for one worker."""
+    if workers <= 1:
+        return None
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
 
 
 # ---- resumable level files --------------------------------------------------------------------

@@ -150,3 +150,22 @@ def test_changed_params_discard_persisted_levels(tmp_path):
     proc = run_stage("imp", work)
     assert "starting over" in proc.stderr
     assert digest(work / "models/imp", "level_0[1-9].pt") != first
+
+
+def test_worker_processes_give_identical_files(tmp_path):
+    work = prepared(tmp_path)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["prune"]["random_mask_control"] = True
+    params["prune"]["reinit_control"] = True
+    results = []
+    for workers in (1, 2):
+        params["train"]["workers"] = workers
+        write_params(work, params)
+        import shutil
+        shutil.rmtree(work / "models/imp", ignore_errors=True)
+        run_stage("imp", work)
+        results.append(digest(work / "models/imp", "level_*.pt") | digest(work / "reports/imp"))
+    assert results[0] == results[1]
+    import pandas as pd
+    controls = pd.read_csv(work / "reports/imp/controls.csv")
+    assert set(controls["control"]) == {"reinit", "random"} and len(controls) == 2 * 2 * 4

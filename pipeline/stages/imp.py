@@ -18,7 +18,8 @@ from tqdm import tqdm
 from pipeline import config, io
 from pipeline.config import section_dict
 from pipeline.imp import (Context, describe_level, fingerprint, level_path, level_tables,
-                          load_level, prepare_folder, prune_global, train_level)
+                          load_level, make_pool, prepare_folder, prune_global,
+                          train_level_parallel)
 from pipeline.model import Layout
 from pipeline.stages import StageError, run
 from pipeline.train import load_splits
@@ -76,7 +77,9 @@ def main() -> None:
                   rewind_theta=layout.from_state(init, rewind),
                   reinit_control=params.prune.reinit_control,
                   random_mask_control=params.prune.random_mask_control)
-    record = {"model": section_dict(params.model), "train": section_dict(params.train),
+    train_record = section_dict(params.train)
+    del train_record["workers"]  # results do not depend on it: keep finished levels
+    record = {"model": section_dict(params.model), "train": train_record,
               "prune": section_dict(params.prune)}
     prepare_folder(FOLDER, lambda m: print(m, file=sys.stderr), fingerprint(record, INPUTS))
     if not level_path(FOLDER, 0).exists():
@@ -85,6 +88,7 @@ def main() -> None:
         tmp.replace(level_path(FOLDER, 0))
 
     start = time.perf_counter()
+    pool = make_pool(params.train.workers)
     bar = tqdm(range(1, len(levels)), desc="imp", unit="level", disable=None, leave=False)
     previous = None
     for i in bar:
@@ -98,13 +102,16 @@ def main() -> None:
         mask = layout.from_state(previous, masks=True)
         new_mask = prune_global(theta, mask, ctx.prunable, counts[i])
         t0 = time.perf_counter()
-        state = train_level(ctx, new_mask, i)
+        state = train_level_parallel(ctx, new_mask, i, pool, params.train.workers,
+                                     params.train.threads)
         io.save_tensors(path, state)
         previous = state
         line = describe_level(state, tasks, counts[i])
         bar.write(f"imp level {i:2d} (base level {levels[i]:+d}): {line} "
                   f"[{time.perf_counter() - t0:.1f}s]")
     bar.close()
+    if pool is not None:
+        pool.shutdown()
     write_reports(layout, ctx.prunable, tasks, levels)
     print(f"imp: {len(levels) - 1} levels for {len(seeds)} seeds done in "
           f"{time.perf_counter() - start:.1f}s")

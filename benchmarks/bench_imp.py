@@ -1,0 +1,147 @@
+"""IMP throughput: a straightforward reference (nn.Linear + torch.nn.utils.prune + DataLoader, one
+network at a time) against the batched engine, on the same config and seeds.
+
+Run by hand (not a test):  python benchmarks/bench_imp.py [--levels 3] [--widths 40,100,300]
+Prints network-levels per second (one network trained through one IMP level) and the ratios.
+Record results in benchmarks/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils import prune
+from torch.utils.data import DataLoader, TensorDataset
+
+from pipeline import config, imp
+from pipeline.data import build, task_infos
+from pipeline.model import Layout, init_population
+from pipeline.train import Split, TaskLoss, train_population
+from pipeline.trajectory import base_trajectory, param_count
+
+
+# ---- the reference: what one would write first ------------------------------------------------
+def reference_net(layers: list[int], seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    mods: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(layers[:-1], layers[1:])):
+        mods.append(nn.Linear(a, b))
+        if i < len(layers) - 2:
+            mods.append(nn.ReLU())
+    return nn.Sequential(*mods)
+
+
+def reference_loss(out, y):
+    return sum(F.binary_cross_entropy_with_logits(out[:, j], y[:, j].float())
+               for j in range(y.shape[1]))
+
+
+def reference_train(net, train_ds, val, cfg: config.TrainConfig) -> int:
+    loader = DataLoader(train_ds, batch_size=cfg.batch_size or len(train_ds), shuffle=True)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    best, best_state, bad = float("inf"), copy.deepcopy(net.state_dict()), 0
+    for epoch in range(1, cfg.max_epochs + 1):
+        total = 0.0
+        for xb, yb in loader:
+            opt.zero_grad()
+            loss = reference_loss(net(xb), yb)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(xb) / len(train_ds)
+        with torch.no_grad():
+            v = reference_loss(net(val[0]), val[1]).item()
+        if v < best - cfg.min_delta:
+            best, best_state, bad = v, copy.deepcopy(net.state_dict()), 0
+        else:
+            bad += 1
+        if bad >= cfg.patience or total < cfg.loss_cutoff:
+            break
+    net.load_state_dict(best_state)
+    return epoch
+
+
+def reference_imp(layers, seed, counts, train_ds, val, cfg) -> int:
+    net = reference_net(layers, seed)
+    init = copy.deepcopy(net.state_dict())
+    epochs = reference_train(net, train_ds, val, cfg)
+    params = [(m, name) for m in net if isinstance(m, nn.Linear) for name in ("weight", "bias")]
+    for keep in counts[1:]:
+        current = sum(int(getattr(m, n).ne(0).sum()) for m, n in params)
+        prune.global_unstructured(params, pruning_method=prune.L1Unstructured,
+                                  amount=current - keep)
+        with torch.no_grad():  # rewind the survivors to θ₀
+            for m, n in params:
+                getattr(m, n + "_orig").copy_(init[f"{list(net).index(m)}.{n}"])
+        epochs += reference_train(net, train_ds, val, cfg)
+    return epochs
+
+
+# ---- the engine ---------------------------------------------------------------------------------
+def engine_imp(layers, seeds, counts, splits, tasks, params) -> int:
+    layout = Layout(tuple(layers))
+    theta0 = init_population(layout, params.model, seeds)
+    mask = torch.ones_like(theta0, dtype=torch.bool)
+    loss_fn = TaskLoss(tasks)
+    res = train_population(layout, theta0, mask, splits["train"], splits["val"], loss_fn,
+                           params.train, shuffle_seeds=seeds)
+    epochs = int(res.epochs.sum())
+    prunable = layout.prunable(True)
+    for keep in counts[1:]:
+        mask = imp.prune_global(res.theta, mask, prunable, keep)
+        res = train_population(layout, theta0 * mask, mask, splits["train"], splits["val"],
+                               loss_fn, params.train, shuffle_seeds=seeds)
+        epochs += int(res.epochs.sum())
+    return epochs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--levels", type=int, default=3, help="IMP levels after the dense one")
+    ap.add_argument("--widths", default="40,100,300,600,1000")
+    ap.add_argument("--populations", default="1,8,64")
+    ap.add_argument("--skip-reference", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    params = config.load("params.yaml")
+    arrays, _ = build(params.data)
+    tasks = task_infos(params.data.tasks)
+    splits = {s: Split(torch.from_numpy(a["x"]), torch.from_numpy(a["y"]))
+              for s, a in arrays.items()}
+    layers = params.base_layers
+    counts = base_trajectory(param_count(layers), 20, target=params.prune.target)[:args.levels + 1]
+    nl = len(counts)  # network-levels per network
+    print(f"config: {layers}, {nl} levels per network (dense + {args.levels}), full batch, "
+          f"{len(splits['train'].x)} training samples, 1 thread")
+
+    if not args.skip_reference:
+        train_ds = TensorDataset(splits["train"].x, splits["train"].y)
+        val = (splits["val"].x, splits["val"].y)
+        t = time.perf_counter()
+        ep = reference_imp(layers, 0, counts, train_ds, val, params.train)
+        ref = nl / (time.perf_counter() - t)
+        print(f"reference K=1: {ref:.3f} network-levels/s ({ep} epochs)")
+    for k in [int(v) for v in args.populations.split(",")]:
+        seeds = list(range(k))
+        t = time.perf_counter()
+        ep = engine_imp(layers, seeds, counts, splits, tasks, params)
+        rate = k * nl / (time.perf_counter() - t)
+        extra = f", {rate / ref:.1f}x reference" if not args.skip_reference else ""
+        print(f"engine K={k}: {rate:.3f} network-levels/s ({ep / k:.0f} epochs per net{extra})")
+    for width in [int(v) for v in args.widths.split(",")]:
+        wl = [layers[0], width, width, layers[-1]]
+        wcounts = base_trajectory(param_count(wl), 20, target=params.prune.target)[:args.levels + 1]
+        for k in (1, 8):
+            t = time.perf_counter()
+            ep = engine_imp(wl, list(range(k)), wcounts, splits, tasks, params)
+            dt = time.perf_counter() - t
+            print(f"width {width:5d} K={k}: {k * nl / dt:.3f} network-levels/s, "
+                  f"{dt / (ep / k) * 1e3:.2f} ms per epoch of the population")
+
+
+if __name__ == "__main__":
+    main()

@@ -132,16 +132,18 @@ def main() -> None:
         rate = k * nl / (time.perf_counter() - t)
         extra = f", {rate / ref:.1f}x reference" if not args.skip_reference else ""
         print(f"engine K={k}: {rate:.3f} network-levels/s ({ep / k:.0f} epochs per net{extra})")
+    # width sweep: per-epoch cost of one dense population (50 epochs, no early stop)
+    sweep = dataclasses.replace(params.train, max_epochs=50, patience=10**6, loss_cutoff=0.0)
     for width in [int(v) for v in args.widths.split(",")]:
-        wl = [layers[0], width, width, layers[-1]]
-        wcounts = base_trajectory(param_count(wl), 20, target=params.prune.target)[:args.levels + 1]
+        layout = Layout((layers[0], width, width, layers[-1]))
         for k in (1, 8):
+            theta0 = init_population(layout, params.model, list(range(k)))
             t = time.perf_counter()
-            ep = engine_imp(wl, list(range(k)), wcounts, splits, tasks, params)
-            dt = time.perf_counter() - t
-            print(f"width {width:5d} K={k}: {k * nl / dt:.3f} network-levels/s, "
-                  f"{dt / (ep / k) * 1e3:.2f} ms per epoch of the population")
-
+            train_population(layout, theta0, torch.ones_like(theta0, dtype=torch.bool),
+                             splits["train"], splits["val"], TaskLoss(tasks), sweep)
+            dt = (time.perf_counter() - t) / 50
+            print(f"width {width:5d} K={k}: {dt * 1e3:8.2f} ms per epoch, "
+                  f"{dt / k * 1e3:8.2f} ms per network-epoch")
 
 if __name__ == "__main__":
     main()

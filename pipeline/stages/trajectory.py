@@ -9,7 +9,11 @@ from pipeline.stages import StageError, run
 
 def main() -> None:
     params = config.load()
-    meta = json.loads(open("data/tasks.json").read())
+    try:
+        meta = json.loads(open("data/tasks.json").read())
+    except FileNotFoundError:
+        raise StageError("data/tasks.json is missing; run the generate stage first "
+                         "(dvc repro)") from None
     if [meta["n_inputs"], meta["n_outputs"]] != [params.n_inputs, params.n_outputs]:
         raise StageError("data/tasks.json does not match data.tasks in params.yaml; "
                          "run the generate stage first (dvc repro)")

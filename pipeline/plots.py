@@ -53,7 +53,8 @@ def accuracy_vs_params(imp: pd.DataFrame, seeds: pd.DataFrame, tasks: list[str],
     ax.invert_xaxis()
     ax.set(xlabel="remaining prunable parameters (log scale, pruning →)", ylabel="test accuracy",
            title="Accuracy per task while pruning")
-    ax.legend(title="task (dotted: dense, dashed: degradation bound)", fontsize=8)
+    ax.legend(title="task (dotted: dense, dashed: degradation bound)", fontsize=8,
+              title_fontsize=8, loc="lower left")
     return fig
 
 

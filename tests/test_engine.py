@@ -221,3 +221,21 @@ def test_hand_written_gradient_equals_autograd(kinds, per_net_batch):
     (ref_grad,) = torch.autograd.grad(ref_loss.sum(), t)
     torch.testing.assert_close(loss, ref_loss.detach())
     torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_ten_class_task_learns_side_by_side_with_a_binary_one():
+    params = config.parse({"data": {"n_samples": 400, "tasks": ["digits", "moons"]},
+                           "model": {"hidden": [32], "seeds": [0, 1]},
+                           "train": {"max_epochs": 150, "lr": 0.01, "patience": 20}})
+    arrays, _ = build(params.data)
+    tasks = task_infos(params.data.tasks)
+    splits = {s: Split(torch.from_numpy(a["x"]), torch.from_numpy(a["y"]))
+              for s, a in arrays.items()}
+    layout = Layout(tuple(params.base_layers))
+    theta0 = init_population(layout, params.model, [0, 1])
+    res = train_population(layout, theta0, torch.ones_like(theta0, dtype=torch.bool),
+                           splits["train"], splits["val"], TaskLoss(tasks), params.train)
+    from pipeline.train import evaluate
+    acc = evaluate(layout, res.theta, splits["test"], TaskLoss(tasks)).accuracy
+    assert (acc[:, 0] > 0.8).all(), acc   # digits: chance is 0.1
+    assert (acc[:, 1] > 0.7).all(), acc   # moons: chance is 0.5

@@ -169,3 +169,24 @@ def test_worker_processes_give_identical_files(tmp_path):
     import pandas as pd
     controls = pd.read_csv(work / "reports/imp/controls.csv")
     assert set(controls["control"]) == {"reinit", "random"} and len(controls) == 2 * 2 * 4
+
+
+def test_extended_network_runs_k_extra_levels(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    write_params(work, tiny_params(**{"prune.iterations": 2, "prune.target": None,
+                                      "prune.rate": 0.3, "prune.extensions": 2}))
+    for stage in ("generate", "trajectory", "train", "imp", "analyze"):
+        run_stage(stage, work)
+    shape = json.loads((work / "models/shape.json").read_text())
+    assert shape["base_layers"] == [4, 6, 6, 2] and shape["extensions"] == 2
+    assert shape["layers"][1] > 6 and shape["layers"][1] == shape["layers"][2]
+    rows = (work / "reports/trajectory.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [-2, -1, 0, 1, 2]
+    assert int(rows[2].split(",")[1]) == 4 * 6 + 6 * 6 + 6 * 2 + 14  # level 0: the base count
+    levels = sorted((work / "models/imp").glob("level_*.pt"))
+    assert len(levels) == 5  # dense extended net + 2 extension levels + 2 base levels
+    import pandas as pd
+    lv = pd.read_csv(work / "reports/imp/levels.csv")
+    assert lv.groupby("level")["params"].first().tolist() == [int(r.split(",")[1]) for r in rows]
+    assert sorted(lv["base_level"].unique()) == [-2, -1, 0, 1, 2]

@@ -155,7 +155,7 @@ def train_level_parallel(ctx: Context, mask: torch.Tensor, level: int, pool, wor
     Networks never interact and a network's arithmetic does not depend on which others share
     its batch, so the result is bit-identical to workers=1 (a test checks this).
     """
-    if pool is None or workers <= 1 or len(ctx.seeds) < 2:
+    if pool is None or len(ctx.seeds) < 2:
         return train_level(ctx, mask, level)
     groups = [g for g in np.array_split(np.arange(len(ctx.seeds)), workers) if len(g)]
     jobs = []

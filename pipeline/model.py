@@ -7,6 +7,7 @@ whatever the depth. Masks are plain boolean tensors of the same shape.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -25,7 +26,7 @@ class Layout:
     def depth(self) -> int:  # number of weight matrices
         return len(self.layers) - 1
 
-    @property
+    @functools.cached_property  # read on every training step through views()
     def offsets(self) -> list[tuple[int, int, int]]:
         """Per weight matrix: (weight start, bias start, bias end)."""
         out, pos = [], 0

@@ -32,47 +32,38 @@ class TaskLoss:
 
     def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """logits [K, N, O]; y [N, T] or [K, N, T] integer labels → loss [K]."""
-        k, n = logits.shape[:2]
-        y = y.expand(k, n, self.n_tasks)
-        total = logits.new_zeros(k)
-        if self.bce_tasks:
-            z = logits[..., self.bce_cols]
-            target = y[..., self.bce_tasks].to(z.dtype)
-            total = total + F.binary_cross_entropy_with_logits(
-                z, target, reduction="none").mean(dim=1).sum(dim=1)
-        for i, cols in self.ce:
-            z = logits[..., cols[0]:cols[-1] + 1]
-            ce = F.cross_entropy(z.reshape(k * n, -1), y[..., i].reshape(-1), reduction="none")
-            total = total + ce.view(k, n).mean(dim=1)
-        return total
+        return self.value_and_grad(logits, y, need_grad=False)[0]
 
-    def value_and_grad(self, logits: torch.Tensor, y: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss [K] and its gradient wrt the logits [K, N, O], written out analytically."""
+    def value_and_grad(self, logits: torch.Tensor, y: torch.Tensor, need_grad: bool = True
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Loss [K] and, with need_grad, its gradient wrt the logits [K, N, O], written out
+        analytically (BCE: (σ(z) − y)/N; CE: (softmax(z) − onehot(y))/N)."""
         k, n = logits.shape[:2]
         y = y.expand(k, n, self.n_tasks)
         total = logits.new_zeros(k)
-        grad = torch.zeros_like(logits) if self.ce or len(self.bce_cols) < logits.shape[2] else None
+        # every output is a binary task's logit, in task order: no gathering needed
+        all_bce = not self.ce and len(self.bce_cols) == logits.shape[2]
+        grad = torch.zeros_like(logits) if need_grad and not all_bce else None
         if self.bce_tasks:
-            all_bce = grad is None  # every output is a binary task's logit: no gathering
             z = logits if all_bce else logits[..., self.bce_cols]
-            target = (y if all_bce and self.bce_tasks == list(range(self.n_tasks))
-                      else y[..., self.bce_tasks]).to(z.dtype)
+            target = (y if all_bce else y[..., self.bce_tasks]).to(z.dtype)
             total = total + F.binary_cross_entropy_with_logits(
                 z, target, reduction="none").mean(dim=1).sum(dim=1)
-            g = torch.sigmoid(z).sub_(target).div_(n)
-            if all_bce:
-                grad = g
-            else:
-                grad[..., self.bce_cols] = g
+            if need_grad:
+                g = torch.sigmoid(z).sub_(target).div_(n)
+                if all_bce:
+                    grad = g
+                else:
+                    grad[..., self.bce_cols] = g
         for i, cols in self.ce:
             z = logits[..., cols[0]:cols[-1] + 1]
             logp = torch.log_softmax(z, dim=-1)
             label = y[..., i].unsqueeze(-1)
             total = total - logp.gather(-1, label).squeeze(-1).mean(dim=1)
-            g = logp.exp_()
-            g.scatter_add_(-1, label, torch.full_like(label, -1, dtype=g.dtype))
-            grad[..., cols[0]:cols[-1] + 1] = g.div_(n)
+            if need_grad:
+                g = logp.exp_()
+                g.scatter_add_(-1, label, torch.full_like(label, -1, dtype=g.dtype))
+                grad[..., cols[0]:cols[-1] + 1] = g.div_(n)
         return total, grad
 
     def accuracy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -133,8 +124,9 @@ def loss_and_grad(layout: Layout, theta: torch.Tensor, x: torch.Tensor, y: torch
             z.clamp_min_(0)
         acts.append(z)
     loss, dz = loss_fn.value_and_grad(acts[-1], y)
+    grads = layout.views(grad)
     for i in range(len(views) - 1, -1, -1):
-        gw, gb = layout.views(grad)[i]
+        gw, gb = grads[i]
         a = acts[i]
         gw.copy_(torch.matmul(dz.transpose(1, 2), a))
         gb.copy_(dz.sum(dim=1))

@@ -33,16 +33,19 @@ def draw_networks(tasks, seed: int, levels: list[tuple[str, int]], n_levels: int
     input_task = [i for i, t in enumerate(tasks) for _ in t.inputs]
     output_task = [i for i, t in enumerate(tasks) for _ in t.outputs]
 
+    drawn: dict[int, tuple] = {}  # level → what the drawing needs; each level is read once
+
     def panel(level: int, title: str, ax):
-        state = torch.load(level_path(Path("models/imp"), level), weights_only=True)
-        k = state["seeds"].tolist().index(seed)
-        layout = Layout(layers_from_state(state))
-        mask, theta = layout.from_state(state, masks=True), layout.from_state(state)
-        res = analyze(layout, mask[k:k + 1], theta[k:k + 1], tasks)
-        weights = [w[0].numpy() for w, _ in layout.views(theta[k:k + 1])]
-        wstates = [s[0].numpy() for s, _ in layout.views(res.state)]
-        plots.network_drawing(list(layout.layers), weights, wstates, input_task, output_task,
-                              title, ax=ax)
+        if level not in drawn:
+            state = torch.load(level_path(Path("models/imp"), level), weights_only=True)
+            k = state["seeds"].tolist().index(seed)
+            layout = Layout(layers_from_state(state))
+            mask = layout.from_state(state, masks=True)[k:k + 1]
+            theta = layout.from_state(state)[k:k + 1]
+            res = analyze(layout, mask, theta, tasks)
+            drawn[level] = (list(layout.layers), [w[0].numpy() for w, _ in layout.views(theta)],
+                            [st[0].numpy() for st, _ in layout.views(res.state)])
+        plots.network_drawing(*drawn[level], input_task, output_task, title, ax=ax)
 
     fig, axes = plots.plt.subplots(1, len(levels), figsize=(6 * len(levels), 5.5))
     for ax, (name, level) in zip(axes if len(levels) > 1 else [axes], levels):
@@ -97,11 +100,12 @@ def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
                      f"{plots.fmt(metrics['test_acc_at_split'][t.name])} |")
     lines += ["", "## Per seed", "", "| seed | first split level | params at split | alive at split "
               "| degradation level | split before degradation |", "|---|---|---|---|---|---|"]
+    counts = ("seed", "first_split_level", "params_at_split", "alive_at_split",
+              "degradation_level")
     for _, r in seeds.iterrows():
-        lines.append("| " + " | ".join(plots.fmt(r[c] if not pd.isna(r[c]) else None, 0) if c != "split_before_degradation" else str(bool(r[c]))
-                                       for c in ("seed", "first_split_level", "params_at_split",
-                                                 "alive_at_split", "degradation_level",
-                                                 "split_before_degradation")) + " |")
+        cells = [plots.fmt(None if pd.isna(r[c]) else r[c], 0) for c in counts]
+        cells.append(str(bool(r["split_before_degradation"])))
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Figures", ""]
     lines += [f"![{f}](figures/{f})" for f in figures]
     return "\n".join(lines) + "\n"
@@ -122,6 +126,7 @@ def main() -> None:
     metrics = json.loads(Path("reports/metrics.json").read_text())
     seed, dpi = params.plot.draw_seed, params.plot.dpi
     last = int(imp["level"].max())
+    chosen = drawing_levels(seeds, seed, last)
 
     plots.style()
     FIGURES.mkdir(parents=True, exist_ok=True)
@@ -134,11 +139,11 @@ def main() -> None:
         "lifetimes.png": plots.lifetimes_figure(life),
         "comatose_events.png": plots.comatose_events_figure(events),
         "val_curves.png": plots.validation_curves(curves, seed),
-        "task_matrix.png": plots.task_matrices(tm, seed, drawing_levels(seeds, seed, last)),
+        "task_matrix.png": plots.task_matrices(tm, seed, chosen),
     }
     for name, fig in figs.items():
         plots.save(fig, FIGURES / name, dpi)
-    draw_networks(tasks, seed, drawing_levels(seeds, seed, last), last + 1, dpi)
+    draw_networks(tasks, seed, chosen, last + 1, dpi)
     names_out = [*figs, "network.png", "network_levels.png"]
     io.write_text("reports/report.md", report(params, metrics, seeds, tasks, names_out))
     print(f"plot: {len(names_out)} figures in {FIGURES}, report in reports/report.md")

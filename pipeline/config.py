@@ -36,6 +36,7 @@ INITS = ("torch_default", "normal", "kaiming_normal", "kaiming_uniform", "xavier
 BIAS_INITS = ("default", "zero", "normal", "uniform")
 ACTIVATIONS = ("relu",)
 OPTIMIZERS = ("adam", "sgd")
+DEVICES = ("cpu", "cuda", "auto")
 
 
 def task_outputs(kind: str) -> int:
@@ -81,6 +82,7 @@ class TrainConfig:
     loss_cutoff: float = 0.01        # stop once the training loss is below; 0 disables
     threads: int = 1                 # torch threads per process
     workers: int = 2                 # IMP processes, each training a share of the seeds
+    device: str = "cpu"              # cpu, cuda, or auto (CUDA when available)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,24 @@ class PlotConfig:
 
 
 @dataclass(frozen=True)
+class StudyConfig:
+    """Axes of a study (`dvc repro studies/dvc.yaml`): every combination is one configuration,
+    the sections above with these keys replaced. Values are scalars so that DVC names the matrix
+    stages after them: task lists joined by '+', hidden widths by 'x'."""
+    extensions: tuple[int, ...] = (0,)               # prune.extensions
+    iterations: tuple[int, ...] = (20,)              # prune.iterations (rate or target kept)
+    tasks: tuple[str, ...] = ("moons+circles",)      # data.tasks
+    hidden: tuple[str, ...] = ("40x40",)             # model.hidden
+    init: tuple[str, ...] = ("torch_default",)       # model.init
+    noise: tuple[float, ...] = (0.1,)                # data.noise
+
+
+STUDY_AXES = {"extensions": ("prune", "extensions"), "iterations": ("prune", "iterations"),
+              "tasks": ("data", "tasks"), "hidden": ("model", "hidden"),
+              "init": ("model", "init"), "noise": ("data", "noise")}
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -114,6 +134,7 @@ class Params:
     prune: PruneConfig = field(default_factory=PruneConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     plot: PlotConfig = field(default_factory=PlotConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
 
     # ---- derived quantities used by several stages -------------------------------------------
     @property
@@ -209,6 +230,11 @@ def _one_of(key: str, value: str, options) -> None:
 
 
 def validate(p: Params) -> None:
+    _validate_sections(p)
+    validate_study(p)
+
+
+def _validate_sections(p: Params) -> None:
     d, m, t, pr, a, pl = p.data, p.model, p.train, p.prune, p.analysis, p.plot
     _require(len(d.tasks) >= 1, "data.tasks", list(d.tasks), "a non-empty list of task kinds")
     for i, kind in enumerate(d.tasks):
@@ -262,6 +288,7 @@ def validate(p: Params) -> None:
     _require(t.loss_cutoff >= 0, "train.loss_cutoff", t.loss_cutoff, "a number >= 0 (0 disables)")
     _require(1 <= t.threads <= 256, "train.threads", t.threads, "an integer from 1 to 256")
     _require(1 <= t.workers <= 256, "train.workers", t.workers, "an integer from 1 to 256")
+    _one_of("train.device", t.device, DEVICES)
 
     _require(pr.iterations >= 1, "prune.iterations", pr.iterations, "an integer >= 1")
     _require(pr.extensions >= 0, "prune.extensions", pr.extensions, "an integer >= 0")
@@ -294,6 +321,84 @@ def validate(p: Params) -> None:
     _require(pl.draw_seed in m.seeds, "plot.draw_seed", pl.draw_seed,
              "one of model.seeds " + str(list(m.seeds)))
     _require(50 <= pl.dpi <= 600, "plot.dpi", pl.dpi, "an integer from 50 to 600")
+
+
+def parse_tasks(key: str, value: str) -> tuple[str, ...]:
+    """'moons+circles' → ('moons', 'circles')."""
+    kinds = tuple(value.split("+"))
+    for kind in kinds:
+        _require(kind in TASK_SPECS, key, value,
+                 "task kinds joined by '+', each one of " + ", ".join(TASK_SPECS))
+    return kinds
+
+
+def parse_hidden(key: str, value: str) -> tuple[int, ...]:
+    """'40x40' → (40, 40)."""
+    parts = value.split("x")
+    ok = all(p.isdigit() and int(p) >= 1 for p in parts)
+    _require(ok, key, value, "positive hidden widths joined by 'x', e.g. '40x40'")
+    return tuple(int(p) for p in parts)
+
+
+def study_value(axis: str, value):
+    """A study axis value as the type of the key it replaces."""
+    if axis == "tasks":
+        return parse_tasks(f"study.{axis}", value)
+    if axis == "hidden":
+        return parse_hidden(f"study.{axis}", value)
+    return value
+
+
+def with_configuration(p: Params, combo: dict) -> Params:
+    """The params of one study configuration: the base sections with the axis keys replaced."""
+    changes: dict[str, dict] = {}
+    for axis, value in combo.items():
+        section, key = STUDY_AXES[axis]
+        changes.setdefault(section, {})[key] = study_value(axis, value)
+    return dataclasses.replace(p, **{name: dataclasses.replace(getattr(p, name), **values)
+                                     for name, values in changes.items()})
+
+
+def configurations(study: StudyConfig) -> list[dict]:
+    """Every combination of the study axes, in the order DVC's matrix expands them."""
+    combos: list[dict] = [{}]
+    for axis in STUDY_AXES:
+        combos = [{**c, axis: v} for c in combos for v in getattr(study, axis)]
+    return combos
+
+
+def configuration_name(combo: dict) -> str:
+    """Folder name of a configuration, e.g. ext0-it20-moons+circles-40x40-torch_default-noise0.1."""
+    return (f"ext{combo['extensions']}-it{combo['iterations']}-{combo['tasks']}-"
+            f"{combo['hidden']}-{combo['init']}-noise{_number(combo['noise'])}")
+
+
+def _number(v: float) -> str:
+    text = repr(float(v))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def validate_study(p: Params) -> None:
+    st = p.study
+    for axis in STUDY_AXES:
+        values = getattr(st, axis)
+        _require(len(values) >= 1, f"study.{axis}", list(values), "a non-empty list")
+        _require(len(set(values)) == len(values), f"study.{axis}", list(values),
+                 "distinct values")
+        for i, v in enumerate(values):
+            if axis in ("tasks", "hidden"):
+                study_value(axis, v)
+            elif axis in ("extensions", "iterations"):
+                _require(v >= (0 if axis == "extensions" else 1), f"study.{axis}[{i}]", v,
+                         "an integer >= " + ("0" if axis == "extensions" else "1"))
+    n = math.prod(len(getattr(st, a)) for a in STUDY_AXES)
+    _require(n <= 1000, "study", f"{n} configurations", "at most 1000 configurations")
+    for combo in configurations(st):
+        q = with_configuration(p, combo)
+        try:
+            _validate_sections(q)
+        except ConfigError as exc:
+            raise ConfigError(f"study configuration {configuration_name(combo)}: {exc}") from None
 
 
 def parse(raw) -> Params:

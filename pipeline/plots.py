@@ -222,3 +222,136 @@ def fmt(v, digits: int = 3) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}f}"
     return str(v)
+
+
+# ---- study figures (aggregate stage) ----------------------------------------------------------
+STUDY_AXIS_LABELS = {
+    "extensions": "hidden width of the extended net (extensions)",
+    "iterations": "per-level pruning rate (levels to the target)",
+    "tasks": "tasks side by side",
+    "hidden": "hidden layers",
+    "init": "weight initialisation",
+    "noise": "data noise",
+}
+
+
+def _axis_positions(summary: pd.DataFrame, axis: str) -> tuple[pd.Series, list, list[str]]:
+    """x position of each configuration along a study axis, with tick positions and labels."""
+    if axis == "extensions":
+        ticks = summary.drop_duplicates("extensions").sort_values("extensions")
+        return (summary["width"].astype(float), list(ticks["width"]),
+                [f"{w}\n(k={k})" for w, k in zip(ticks["width"], ticks["extensions"])])
+    if axis == "iterations":
+        ticks = summary.drop_duplicates("iterations").sort_values("iterations")
+        return (summary["rate"].astype(float), list(ticks["rate"]),
+                [f"{r:.3f}\n(T={t})" for r, t in zip(ticks["rate"], ticks["iterations"])])
+    if axis == "noise":
+        values = sorted(summary["noise"].unique())
+        return summary["noise"].astype(float), values, [f"{v:g}" for v in values]
+    order = list(dict.fromkeys(summary[axis]))  # study order
+    if axis == "tasks":
+        order.sort(key=lambda t: (t.count("+"), order.index(t)))
+    pos = {v: i for i, v in enumerate(order)}
+    return summary[axis].map(pos).astype(float), list(range(len(order))), order
+
+
+def study_axis_figure(summary: pd.DataFrame, seeds: pd.DataFrame, axis: str, varied: list[str]):
+    """Split probability (95% Wilson interval), parameters at the first split, and accuracy at the
+    split vs dense, along one study axis; one line per combination of the other varied axes."""
+    others = [a for a in varied if a != axis]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    x_all, ticks, labels = _axis_positions(summary, axis)
+    summary = summary.assign(_x=x_all)
+    log_x = axis == "extensions"  # widths grow geometrically with k
+    span = (max(ticks) - min(ticks)) if len(ticks) > 1 else 1.0
+    dodge = 0.012 * span
+    seeds = seeds.merge(summary[["config", "_x"]], on="config")
+    groups = summary.groupby(others, sort=False) if others else [((), summary)]
+    palette = sns.color_palette("colorblind", 10)
+    single = not others
+    for gi, (key, g) in enumerate(groups):
+        g = g.sort_values("_x")
+        key = key if isinstance(key, tuple) else (key,)
+        glabel = ", ".join(f"{a}={v}" for a, v in zip(others, key))
+        series = [("split", "split at any level", "o-")]
+        if single:
+            series.append(("split_before_degradation", "split before any task degraded", "s--"))
+            if axis == "extensions":
+                series.append(("split_at_base_params", "split at the base net's parameter count",
+                               "^:"))
+            if "p_random_mask_split" in g:
+                series.append(("random_mask_split", "random mask of equal sparsity (null)", "x-."))
+        for si, (name, label, style_) in enumerate(series):
+            color = palette[si if single else gi % 10]
+            p, lo, hi = g[f"p_{name}"], g[f"p_{name}_low"], g[f"p_{name}_high"]
+            shift = si - (len(series) - 1) / 2  # side by side, so the intervals stay readable
+            x = g["_x"] * 1.025**shift if log_x else g["_x"] + shift * dodge
+            axes[0].errorbar(x, p, yerr=[p - lo, hi - p], fmt=style_, color=color,
+                             capsize=3, ms=5, label=label if single else glabel)
+        sg = seeds[seeds["config"].isin(g["config"])]
+        color = palette[0 if single else gi % 10]
+        axes[1].scatter(sg["_x"], sg["params_at_split"], s=14, alpha=0.5, color=color,
+                        label="each seed" if single else None)
+        axes[1].plot(g["_x"], g["params_at_split"], "o-", color=color,
+                     label="median" if single else glabel)
+        if single:
+            axes[1].plot(g["_x"], g["alive_weights_at_split"], "s--", color=palette[1],
+                         label="median alive weights at split")
+        axes[2].plot(g["_x"], g["dense_test_acc"], "o--", color=palette[0 if single else gi % 10],
+                     label="dense" if single else f"dense, {glabel}")
+        axes[2].plot(g["_x"], g["test_acc_at_split"], "s-",
+                     color=palette[1 if single else gi % 10],
+                     label="ticket at first split" if single else f"at split, {glabel}")
+        if single and "reinit_test_acc_at_split" in g:
+            axes[2].plot(g["_x"], g["reinit_test_acc_at_split"], "x-.", color=palette[3],
+                         label="same mask, re-initialised")
+    n = int(summary["seeds"].max())
+    axes[0].set(ylim=(-0.03, 1.03), ylabel=f"fraction of seeds (n = {n}), 95% CI",
+                title="Does the ticket split?")
+    axes[1].set(ylabel="prunable parameters (median over split seeds)",
+                title="Parameters left at the first split")
+    axes[2].set(ylabel="mean test accuracy over tasks", title="Accuracy: dense vs at split")
+    for ax in axes:
+        if log_x:
+            ax.set_xscale("log")
+            ax.minorticks_off()
+        ax.set_xticks(ticks, labels, fontsize=8)
+        ax.set_xlabel(STUDY_AXIS_LABELS[axis])
+        handles, _ = ax.get_legend_handles_labels()
+        if handles:
+            ax.legend(fontsize=7, loc="best")
+    fig.suptitle(f"Study along {axis}", fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def study_overview(summary: pd.DataFrame):
+    """Split probability of every configuration (95% Wilson interval), as horizontal bars."""
+    height = max(2.5, 0.35 * len(summary) + 1.2)
+    fig, ax = plt.subplots(figsize=(9, height))
+    y = np.arange(len(summary))
+    palette = sns.color_palette("colorblind", 3)
+    for off, name, label, color in ((-0.18, "split", "split at any level", palette[0]),
+                                    (0.18, "split_before_degradation",
+                                     "split before any task degraded", palette[1])):
+        p = summary[f"p_{name}"]
+        ax.barh(y + off, p, height=0.34, color=color, label=label,
+                xerr=[p - summary[f"p_{name}_low"], summary[f"p_{name}_high"] - p],
+                error_kw={"capsize": 2, "lw": 1})
+    ax.set_yticks(y, summary["config"], fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1.02), xlabel=f"fraction of seeds (n = {int(summary['seeds'].max())}), 95% CI",
+           title="Split probability per configuration")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def study_figures(summary: pd.DataFrame, seeds: pd.DataFrame):
+    """(name, figure) pairs: the overview and one figure per study axis with several values."""
+    from pipeline.config import STUDY_AXES
+
+    yield "overview", study_overview(summary)
+    varied = [a for a in STUDY_AXES if summary[a].nunique() > 1]
+    for axis in varied:
+        yield f"by_{axis}", study_axis_figure(summary, seeds, axis, varied)

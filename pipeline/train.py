@@ -151,6 +151,17 @@ class TrainResult:
         return [STOP_REASONS[int(c)] for c in self.stop_code]
 
 
+def resolve_device(name: str) -> torch.device:
+    """train.device → a torch device: `auto` is CUDA when one is available, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        from pipeline.config import ConfigError
+        raise ConfigError("train.device: 'cuda' is not allowed here; allowed: cpu or auto "
+                          "(no CUDA device is available)")
+    return torch.device(name)
+
+
 def train_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor,
                      train: Split, val: Split, loss_fn: TaskLoss, cfg: TrainConfig,
                      shuffle_seeds: list[int] | None = None,
@@ -162,6 +173,11 @@ def train_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor,
     `patience` epochs without an improvement of more than min_delta, at training loss below
     loss_cutoff, at max_epochs, or at a non-finite loss; keeps the best validation weights.
     """
+    device = resolve_device(cfg.device)
+    if device.type != "cpu":  # train there, return CPU tensors like the CPU path
+        theta0, mask = theta0.to(device), mask.to(device)
+        train, val = Split(train.x.to(device), train.y.to(device)), \
+            Split(val.x.to(device), val.y.to(device))
     k_total, p = theta0.shape
     maskf_all = mask.to(theta0.dtype)
     theta = (theta0 * maskf_all).clone()
@@ -173,18 +189,18 @@ def train_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor,
     with torch.no_grad():
         best_val = evaluate(layout, theta, val, loss_fn).loss
     best_val = torch.where(torch.isfinite(best_val), best_val, torch.full_like(best_val, math.inf))
-    best_epoch = torch.zeros(k_total, dtype=torch.long)
-    bad = torch.zeros(k_total, dtype=torch.long)
-    active = torch.arange(k_total)
+    best_epoch = torch.zeros(k_total, dtype=torch.long, device=device)
+    bad = torch.zeros(k_total, dtype=torch.long, device=device)
+    active = torch.arange(k_total, device=device)
     gens = None
     if cfg.batch_size is not None:
         seeds = shuffle_seeds if shuffle_seeds is not None else list(range(k_total))
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
 
     out_theta = torch.empty_like(theta0)
-    out_epochs = torch.zeros(k_total, dtype=torch.long)
-    out_best_epoch = torch.zeros(k_total, dtype=torch.long)
-    out_stop = torch.zeros(k_total, dtype=torch.long)
+    out_epochs = torch.zeros(k_total, dtype=torch.long, device=device)
+    out_best_epoch = torch.zeros(k_total, dtype=torch.long, device=device)
+    out_stop = torch.zeros(k_total, dtype=torch.long, device=device)
     rewind_theta = theta0.clone() * maskf_all if rewind_epoch > 0 else None
     curves_train, curves_val, curves_idx = [], [], []
     n_train = train.x.shape[0]
@@ -195,7 +211,7 @@ def train_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor,
         if gens is None:
             batches = [(train.x, train.y)]
         else:
-            perm = torch.stack([torch.randperm(n_train, generator=g) for g in gens])
+            perm = torch.stack([torch.randperm(n_train, generator=g) for g in gens]).to(device)
             batches = [(train.x[perm[:, i:i + cfg.batch_size]],
                         train.y[perm[:, i:i + cfg.batch_size]])
                        for i in range(0, n_train, cfg.batch_size)]
@@ -260,8 +276,9 @@ def train_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor,
     train_curve = torch.full((k_total, n_epochs), math.nan)
     val_curve = torch.full((k_total, n_epochs), math.nan)
     for e, (tl, vl, idx) in enumerate(zip(curves_train, curves_val, curves_idx)):
-        train_curve[idx, e] = tl
-        val_curve[idx, e] = vl
-    return TrainResult(theta=out_theta * maskf_all, epochs=out_epochs, best_epoch=out_best_epoch,
-                       stop_code=out_stop, train_curve=train_curve, val_curve=val_curve,
-                       rewind_theta=rewind_theta)
+        train_curve[idx.cpu(), e] = tl.cpu()
+        val_curve[idx.cpu(), e] = vl.cpu()
+    return TrainResult(theta=(out_theta * maskf_all).cpu(), epochs=out_epochs.cpu(),
+                       best_epoch=out_best_epoch.cpu(), stop_code=out_stop.cpu(),
+                       train_curve=train_curve, val_curve=val_curve,
+                       rewind_theta=None if rewind_theta is None else rewind_theta.cpu())

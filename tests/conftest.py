@@ -56,7 +56,7 @@ def run_stage(stage: str, cwd: Path, check: bool = True) -> subprocess.Completed
 
 def copy_repo(dest: Path) -> Path:
     """Tracked project files (no data/models/reports) copied into dest, as a fresh git + dvc repo."""
-    for name in ("pipeline", "dvc.yaml", "params.yaml", ".dvc", ".dvcignore", ".gitignore",
+    for name in ("pipeline", "studies", "dvc.yaml", "params.yaml", ".dvc", ".dvcignore", ".gitignore",
                  "pyproject.toml"):
         src = ROOT / name
         if src.is_dir():

@@ -239,3 +239,14 @@ def test_ten_class_task_learns_side_by_side_with_a_binary_one():
     acc = evaluate(layout, res.theta, splits["test"], TaskLoss(tasks)).accuracy
     assert (acc[:, 0] > 0.8).all(), acc   # digits: chance is 0.1
     assert (acc[:, 1] > 0.7).all(), acc   # moons: chance is 0.5
+
+
+def test_device_auto_falls_back_to_cpu_and_missing_cuda_is_one_clear_error():
+    from pipeline.config import ConfigError
+    from pipeline.train import resolve_device
+    if torch.cuda.is_available():
+        assert resolve_device("auto").type == "cuda"
+        return
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="train.device: 'cuda' is not allowed"):
+        resolve_device("cuda")

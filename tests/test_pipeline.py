@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -69,7 +70,7 @@ def test_dvc_repro_contract_and_caching(tiny_repo):
     assert "fraction_split" in plots_out
 
     # everything is up to date, and a second repro changes nothing
-    assert json.loads(dvc(repo, "status", "--json").stdout) == {}
+    assert json.loads(dvc(repo, "status", "dvc.yaml", "--json").stdout) == {}
     before = digest(repo / "models") | digest(repo / "reports")
     out = dvc(repo, "repro").stdout
     assert "Running stage" not in out
@@ -79,7 +80,7 @@ def test_dvc_repro_contract_and_caching(tiny_repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["prune"]["iterations"] = 2
     write_params(repo, params)
-    status = json.loads(dvc(repo, "status", "--json").stdout)
+    status = json.loads(dvc(repo, "status", "dvc.yaml", "--json").stdout)
     assert "trajectory" in status and "generate" not in status and "train" not in status
     out = dvc(repo, "repro").stdout
     assert "Running stage 'trajectory'" in out and "Running stage 'imp'" in out
@@ -87,16 +88,81 @@ def test_dvc_repro_contract_and_caching(tiny_repo):
     assert len(list((repo / "models/imp").glob("level_*.pt"))) == 3
 
 
-def test_dvc_exp_run_and_show(tiny_repo):
-    repo = tiny_repo
+@pytest.fixture(scope="module")
+def experiments_repo(tmp_path_factory) -> Path:
+    """A committed tiny run plus two experiments, `short` (2 levels) and `long` (4 levels)."""
+    from conftest import copy_repo, git
+    repo = copy_repo(tmp_path_factory.mktemp("exp") / "repo")
+    write_params(repo, tiny_params())
+    git(repo, "init", "-q")
     dvc(repo, "repro")
-    from conftest import git
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "baseline")
     dvc(repo, "exp", "run", "-S", "prune.iterations=2", "-n", "short")
-    show = json.loads(dvc(repo, "exp", "show", "--json").stdout)
+    dvc(repo, "exp", "run", "-S", "prune.iterations=4", "-n", "long")
+    return repo
+
+
+def test_dvc_exp_run_and_show(experiments_repo):
+    show = json.loads(dvc(experiments_repo, "exp", "show", "--json").stdout)
     text = json.dumps(show)
-    assert "short" in text and "fraction_split" in text
+    assert "short" in text and "long" in text and "fraction_split" in text
+
+
+def test_dvc_plots_diff_between_experiments(experiments_repo, tmp_path):
+    out = tmp_path / "diff"
+    dvc(experiments_repo, "plots", "diff", "short", "long", "-o", str(out))
+    page = (out / "index.html").read_text()
+    for title in ("Accuracy vs remaining parameters", "Fraction of seeds split per level",
+                  "Validation loss per epoch by IMP level"):
+        assert title in page
+    # both experiments' data are in the page: 3 vs 5 levels of the git-tracked summary table
+    assert page.count('"rev": "short"') > 0 and page.count('"rev": "long"') > 0
+    assert '"scheme": "viridis"' in page  # the custom per-level template, not a 7-colour cycle
+
+
+VEGA_PLOTS = ("Accuracy vs remaining parameters", "Fraction of seeds split per level",
+              "Validation loss per epoch by IMP level")
+
+
+@pytest.fixture(scope="session")
+def offline_template(tmp_path_factory) -> Path:
+    from pipeline import offline_plots
+    path = tmp_path_factory.mktemp("vega") / "offline.html"
+    try:
+        sources = {n: offline_plots.fetch(n, v, m, timeout=30)
+                   for n, v, m in offline_plots.PACKAGES}
+    except (OSError, RuntimeError) as exc:
+        pytest.skip(f"the npm registry is unreachable, no offline Vega template: {exc}")
+    path.write_text(offline_plots.build_page(sources), encoding="utf-8")
+    return path
+
+
+def test_plots_diff_renders_in_headless_chromium(experiments_repo, offline_template, tmp_path):
+    import shutil
+
+    from PIL import Image
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed (Debian package `chromium`; .ci/run installs it)")
+    out = tmp_path / "diff"
+    # the Vega-Lite views only: the PNG figures would show even if Vega failed to load
+    dvc(experiments_repo, "plots", "diff", "short", "long", "-o", str(out),
+        "--html-template", str(offline_template), "--targets", *VEGA_PLOTS)
+    page = (out / "index.html").read_text()
+    assert "cdn.jsdelivr.net" not in page  # nothing is loaded from the network
+    body = page.split("<body>", 1)[1]
+    assert body.count("vegaEmbed('#") == len(VEGA_PLOTS) and "<img" not in body
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                    "--disable-background-networking", "--hide-scrollbars",
+                    "--window-size=1400,1000", "--virtual-time-budget=15000",
+                    f"--screenshot={shot}", (out / "index.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    image = np.asarray(Image.open(shot).convert("L"), dtype=np.uint8)
+    ink = image < 200
+    assert ink.mean() > 0.005, "the Vega plots did not render (page is blank)"
+    assert ink.any(axis=1).mean() > 0.25
 
 
 def prepared(tmp_path: Path) -> Path:

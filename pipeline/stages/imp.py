@@ -22,7 +22,7 @@ from pipeline.imp import (Context, describe_level, fingerprint, level_path, leve
                           train_level_parallel)
 from pipeline.model import Layout
 from pipeline.stages import StageError, run
-from pipeline.train import load_splits
+from pipeline.train import load_splits, resolve_device
 
 FOLDER = Path("models/imp")
 INPUTS = ["data/tasks.json", "data/train.npz", "data/val.npz", "data/test.npz",
@@ -62,6 +62,8 @@ def write_reports(layout: Layout, prunable: torch.Tensor, tasks, levels: list[in
 def main() -> None:
     params = config.load()
     torch.set_num_threads(params.train.threads)
+    # CUDA does not survive fork: on a GPU the seeds stay in one process, batched
+    workers = params.train.workers if resolve_device(params.train.device).type == "cpu" else 1
     tasks, splits = load_splits()
     layout = Layout(tuple(json.loads(Path("models/shape.json").read_text())["layers"]))
     levels, counts = read_trajectory()
@@ -88,7 +90,7 @@ def main() -> None:
         tmp.replace(level_path(FOLDER, 0))
 
     start = time.perf_counter()
-    pool = make_pool(params.train.workers)
+    pool = make_pool(workers)
     bar = tqdm(range(1, len(levels)), desc="imp", unit="level", disable=None, leave=False)
     previous = None
     for i in bar:
@@ -102,8 +104,7 @@ def main() -> None:
         mask = layout.from_state(previous, masks=True)
         new_mask = prune_global(theta, mask, ctx.prunable, counts[i])
         t0 = time.perf_counter()
-        state = train_level_parallel(ctx, new_mask, i, pool, params.train.workers,
-                                     params.train.threads)
+        state = train_level_parallel(ctx, new_mask, i, pool, workers, params.train.threads)
         io.save_tensors(path, state)
         previous = state
         line = describe_level(state, tasks, counts[i])

@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -111,6 +112,19 @@ def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
     return "\n".join(lines) + "\n"
 
 
+def curve_table(curves: pd.DataFrame, seed: int, points: int = 120) -> pd.DataFrame:
+    """The drawn seed's loss curves at about `points` log-spaced epochs per level: the small
+    git-tracked file behind the `dvc plots` view of validation curves coloured by level."""
+    c = curves[curves["seed"] == seed]
+    keep = []
+    for _, g in c.groupby("level", sort=True):
+        n = len(g)
+        idx = np.unique(np.round(np.geomspace(1, n, min(points, n))).astype(int) - 1)
+        keep.append(g.iloc[idx])
+    out = pd.concat(keep, ignore_index=True)[["level", "epoch", "train_loss", "val_loss"]]
+    return out
+
+
 def main() -> None:
     params = config.load()
     tasks, _ = load_data("data")
@@ -145,6 +159,7 @@ def main() -> None:
         plots.save(fig, FIGURES / name, dpi)
     draw_networks(tasks, seed, chosen, last + 1, dpi)
     names_out = [*figs, "network.png", "network_levels.png"]
+    io.write_csv("reports/plots/curves.csv", curve_table(curves, seed))
     io.write_text("reports/report.md", report(params, metrics, seeds, tasks, names_out))
     print(f"plot: {len(names_out)} figures in {FIGURES}, report in reports/report.md")
 

@@ -10,12 +10,13 @@ from pipeline import config, io
 from pipeline.imp import Context, describe_level, level_state
 from pipeline.model import Layout, init_population
 from pipeline.stages import run
-from pipeline.train import TaskLoss, load_splits, train_population
+from pipeline.train import TaskLoss, load_splits, resolve_device, train_population
 
 
 def main() -> None:
     params = config.load()
     torch.set_num_threads(params.train.threads)
+    resolve_device(params.train.device)  # a missing GPU is a one-line error before any work
     tasks, splits = load_splits()
     layout = Layout(tuple(json.loads(open("models/shape.json").read())["layers"]))
     seeds = list(params.model.seeds)

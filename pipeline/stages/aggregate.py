@@ -1,0 +1,44 @@
+"""Stage `aggregate` of studies/dvc.yaml: every configuration's results → reports/study/."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline import config, io
+from pipeline.stages import StageError, run
+
+RUNS = Path("reports/study/runs")
+OUT = Path("reports/study")
+
+
+def write_study(params: config.Params, runs: Path = RUNS, out: Path = OUT) -> None:
+    """tidy.csv, seeds.csv, summary.csv, metrics.json and figures/ of the study in params."""
+    from pipeline import study
+    from pipeline.plots import save, study_figures, style
+
+    combos = config.configurations(params.study)
+    try:
+        results = study.read_results(runs, combos)
+    except FileNotFoundError as exc:
+        raise StageError(f"{exc}; run dvc repro studies/dvc.yaml") from None
+    tidy, seeds, summary = study.aggregate(results, params.analysis.degradation_threshold)
+    io.write_csv(out / "tidy.csv", tidy)
+    io.write_csv(out / "seeds.csv", seeds)
+    io.write_csv(out / "summary.csv", summary)
+    io.write_json(out / "metrics.json", study.study_metrics(summary))
+    style()
+    with io.atomic_dir(out / "figures") as folder:
+        for name, fig in study_figures(summary, seeds):
+            save(fig, folder / f"{name}.png", params.plot.dpi)
+    print(f"aggregate: {len(combos)} configurations × {summary['seeds'].max()} seeds → {out}")
+    for row in summary.to_dict("records"):
+        print(f"  {row['config']}: split {row['p_split']:.2f} "
+              f"[{row['p_split_low']:.2f}, {row['p_split_high']:.2f}], before degradation "
+              f"{row['p_split_before_degradation']:.2f}")
+
+
+def main() -> None:
+    write_study(config.load())
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,310 @@
+"""Studies: one full run (generate → … → analyze) per configuration, and their aggregation.
+
+A configuration is the base params with the keys of one combination of the `study` axes replaced
+(config.configurations). `run_configuration` runs the ordinary stage functions inside the
+configuration's own work folder, so a study configuration is exactly what `dvc repro` would
+compute for those params; `collect` turns that folder's reports into the configuration's small
+result files, and `aggregate` combines the result files of a study into its tidy table and summary.
+
+`python -m pipeline.study flags studies/size.yaml` prints a preset (a partial params.yaml) as
+`-S key=value` arguments for `dvc exp run`.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+
+from pipeline import config, io
+from pipeline import trajectory as traj
+from pipeline.config import STUDY_AXES
+
+RESULT_FILES = ("config.json", "levels.csv", "seeds.csv", "controls.csv")
+
+
+@contextlib.contextmanager
+def working_directory(path: Path) -> Iterator[None]:
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def configuration_params(raw: dict, combo: dict) -> dict:
+    """The params.yaml document of one configuration (no study section: it is a plain run)."""
+    out = {name: dict(raw.get(name) or {}) for name in config.SECTIONS if name != "study"}
+    for axis, value in combo.items():
+        section, key = STUDY_AXES[axis]
+        value = config.study_value(axis, value)
+        out[section][key] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def run_configuration(raw: dict, combo: dict, work: Path, log=print) -> None:
+    """Run generate, trajectory, train, imp and analyze for one configuration inside `work`.
+
+    `work` keeps its finished IMP levels between calls (the imp stage's manifest discards them if
+    the configuration's params or inputs changed), so an interrupted configuration resumes.
+    """
+    from pipeline.stages import analyze, generate, imp, train, trajectory
+
+    work.mkdir(parents=True, exist_ok=True)
+    io.write_text(work / "params.yaml",
+                  yaml.safe_dump(configuration_params(raw, combo), sort_keys=False))
+    log(f"study: configuration {config.configuration_name(combo)}")
+    with working_directory(work):
+        config.load()  # validated again as a plain run
+        for stage in (generate, trajectory, train, imp, analyze):
+            stage.main()
+
+
+def collect(combo: dict, work: Path, out: Path) -> None:
+    """The configuration's result files (RESULT_FILES) from the reports in its work folder."""
+    import pandas as pd
+
+    shape = json.loads((work / "models/shape.json").read_text())
+    trajectory = pd.read_csv(work / "reports/trajectory.csv")
+    params = config.load(work / "params.yaml")
+    base_p0 = int(trajectory.loc[trajectory["level"] == 0, "params"].iloc[0])
+    info = {**combo, "name": config.configuration_name(combo),
+            "layers": shape["layers"], "base_layers": shape["base_layers"],
+            "width": shape["layers"][1], "depth": len(shape["layers"]) - 2,
+            "n_tasks": len(params.data.tasks), "base_params": base_p0,
+            "start_params": int(trajectory["params"].iloc[0]),
+            "final_params": int(trajectory["params"].iloc[-1]),
+            "rate": _nominal_rate(params, base_p0),
+            "seeds": list(params.model.seeds)}
+    cols = {axis: combo[axis] for axis in STUDY_AXES}
+
+    imp_levels = pd.read_csv(work / "reports/imp/levels.csv")
+    analysis = pd.read_csv(work / "reports/analysis/levels.csv")
+    acc_cols = [c for c in imp_levels.columns if c.startswith("test_acc_")]
+    levels = analysis.merge(
+        imp_levels[["seed", "level", "base_level", "epochs", "stop_reason", "test_acc",
+                    *acc_cols]], on=["seed", "level"])
+    levels["test_acc_min"] = levels[acc_cols].min(axis=1)
+    levels = levels.drop(columns=acc_cols)
+
+    seeds = pd.read_csv(work / "reports/analysis/seeds.csv")
+    k = shape["extensions"]
+    dense = levels[levels["level"] == 0].set_index("seed")
+    seeds["dense_test_acc"] = seeds["seed"].map(dense["test_acc"])
+    split_rows = levels[levels["split"].astype(bool)].sort_values("level").groupby("seed").first()
+    seeds["test_acc_at_split"] = seeds["seed"].map(split_rows["test_acc"])
+    # "alive" counts biases too, which are not prunable when prune.biases is false
+    seeds["alive_weights_at_split"] = seeds["seed"].map(split_rows["alive_w"])
+    seeds["first_split_base_level"] = seeds["first_split_level"] - k
+    at_base = levels[levels["base_level"] == 0].set_index("seed")
+    seeds["split_at_base_params"] = seeds["seed"].map(at_base["split"]).astype(bool)
+    seeds = seeds[[c for c in seeds.columns if not c.startswith("test_acc_") or
+                   c in ("test_acc_at_split",)]]
+
+    controls = _controls(work, levels)
+    with io.atomic_dir(out) as tmp:
+        io.write_json(tmp / "config.json", info)
+        io.write_csv(tmp / "levels.csv", levels.assign(**cols))
+        io.write_csv(tmp / "seeds.csv", seeds.assign(**cols))
+        io.write_csv(tmp / "controls.csv", controls.assign(**cols))
+
+
+def _nominal_rate(params: config.Params, base_p0: int) -> float:
+    """The per-level rate p: given, or implied by P_0, the target and the levels."""
+    pr = params.prune
+    if pr.rate is not None:
+        return pr.rate
+    return 1.0 - traj.keep_ratio(base_p0, pr.target, pr.iterations)
+
+
+def _controls(work: Path, levels) -> "pd.DataFrame":
+    """Per seed: the random-mask null model (did a random mask of equal sparsity split?) and the
+    re-initialised ticket's accuracy at the ticket's first split level, where enabled."""
+    import pandas as pd
+
+    seeds = sorted(levels["seed"].unique())
+    out = pd.DataFrame({"seed": seeds})
+    random = pd.read_csv(work / "reports/analysis/random_masks.csv")
+    if len(random):
+        random = random[random["level"] > 0]
+        out["random_mask_split"] = out["seed"].map(
+            random.groupby("seed")["split"].apply(lambda s: bool(s.astype(bool).any())))
+    ctrl = pd.read_csv(work / "reports/imp/controls.csv")
+    reinit = ctrl[ctrl["control"] == "reinit"]
+    if len(reinit):
+        first = levels[levels["split"].astype(bool)].groupby("seed")["level"].min()
+        acc = reinit.set_index(["seed", "level"])["test_acc"]
+        ticket = levels.set_index(["seed", "level"])["test_acc"]
+        out["ticket_test_acc_at_split"] = [
+            ticket.get((s, first[s]), math.nan) if s in first.index else math.nan for s in seeds]
+        out["reinit_test_acc_at_split"] = [
+            acc.get((s, first[s]), math.nan) if s in first.index else math.nan for s in seeds]
+    return out
+
+
+# Stage functions use paths relative to the working directory: one configuration at a time per
+# process, whatever a Dask worker's thread count.
+_CWD_LOCK = threading.Lock()
+
+
+def run_remote(raw: dict, combo: dict) -> tuple[dict[str, bytes], float]:
+    """On a Dask worker (pipeline.sweep): one configuration → ({result file: bytes}, seconds)."""
+    with _CWD_LOCK, tempfile.TemporaryDirectory(prefix="ticketsplit-") as tmp:
+        start = time.perf_counter()
+        work, out = Path(tmp) / "work", Path(tmp) / "out"
+        run_configuration(raw, combo, work, log=lambda *_: None)
+        collect(combo, work, out)
+        files = {name: (out / name).read_bytes() for name in RESULT_FILES}
+        return files, time.perf_counter() - start
+
+
+# ---- aggregation ------------------------------------------------------------------------------
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion k/n."""
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return math.nan, math.nan
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def read_results(runs: Path, combos: list[dict]) -> list[tuple[dict, Path]]:
+    """(config.json, folder) of every configuration of the study, in study order."""
+    found = {}
+    for cfg in sorted(runs.glob("*/config.json")):
+        info = json.loads(cfg.read_text())
+        found[tuple(info[a] for a in STUDY_AXES)] = (info, cfg.parent)
+    missing = [config.configuration_name(c) for c in combos
+               if tuple(c[a] for a in STUDY_AXES) not in found]
+    if missing:
+        raise FileNotFoundError("no results for configuration(s) " + ", ".join(missing))
+    return [found[tuple(c[a] for a in STUDY_AXES)] for c in combos]
+
+
+def aggregate(results: list[tuple[dict, Path]], threshold: float):
+    """(tidy, seeds, summary) frames of a study from its configurations' result files."""
+    import pandas as pd
+
+    tidy, seed_rows, rows = [], [], []
+    for info, folder in results:
+        meta = {"config": info["name"], "width": info["width"], "depth": info["depth"],
+                "n_tasks": info["n_tasks"], "rate": info["rate"]}
+        levels = pd.read_csv(folder / "levels.csv").assign(**meta)
+        seeds = pd.read_csv(folder / "seeds.csv").assign(**meta)
+        controls = pd.read_csv(folder / "controls.csv")
+        tidy.append(levels)
+        seed_rows.append(seeds)
+        rows.append({**{a: info[a] for a in STUDY_AXES}, **meta,
+                     "base_params": info["base_params"], "start_params": info["start_params"],
+                     **summary_row(seeds, controls)})
+    summary = pd.DataFrame(rows)
+    summary.insert(0, "degradation_threshold", threshold)
+    tidy_frame = pd.concat(tidy, ignore_index=True)
+    first = ["config", *STUDY_AXES, "width", "depth", "n_tasks", "rate"]
+    tidy_frame = tidy_frame[first + [c for c in tidy_frame.columns if c not in first]]
+    seeds_frame = pd.concat(seed_rows, ignore_index=True)
+    seeds_frame = seeds_frame[first + [c for c in seeds_frame.columns if c not in first]]
+    return tidy_frame, seeds_frame, summary
+
+
+def summary_row(seeds, controls) -> dict:
+    """Per configuration: split probabilities with 95% intervals over seeds, and medians."""
+    n = len(seeds)
+    split = seeds["first_split_level"].notna()
+    before = seeds["split_before_degradation"].astype(bool)
+    at_base = seeds["split_at_base_params"].astype(bool)
+    row: dict = {"seeds": n}
+    for name, flags in (("split", split), ("split_before_degradation", before),
+                        ("split_at_base_params", at_base)):
+        k = int(flags.sum())
+        lo, hi = wilson(k, n)
+        row.update({f"p_{name}": k / n, f"p_{name}_low": lo, f"p_{name}_high": hi})
+    med = lambda s: float(s.median()) if s.notna().any() else math.nan  # noqa: E731
+    row.update({
+        "first_split_level": med(seeds["first_split_level"]),
+        "first_split_base_level": med(seeds["first_split_base_level"]),
+        "params_at_split": med(seeds["params_at_split"]),
+        "alive_at_split": med(seeds["alive_at_split"]),
+        "alive_weights_at_split": med(seeds["alive_weights_at_split"]),
+        "dense_test_acc": float(seeds["dense_test_acc"].mean()),
+        "test_acc_at_split": (float(seeds.loc[split, "test_acc_at_split"].mean())
+                              if split.any() else math.nan),
+        "degradation_level": med(seeds["degradation_level"]),
+    })
+    if "random_mask_split" in controls:
+        flags = controls["random_mask_split"].astype(bool)
+        lo, hi = wilson(int(flags.sum()), n)
+        row.update({"p_random_mask_split": float(flags.mean()),
+                    "p_random_mask_split_low": lo, "p_random_mask_split_high": hi})
+    if "reinit_test_acc_at_split" in controls:
+        row.update({
+            "ticket_test_acc_at_split": float(controls["ticket_test_acc_at_split"].mean()),
+            "reinit_test_acc_at_split": float(controls["reinit_test_acc_at_split"].mean())})
+    return row
+
+
+def study_metrics(summary) -> dict:
+    """reports/study/metrics.json: per configuration, the headline numbers (null for NaN)."""
+    def clean(v):
+        return None if isinstance(v, float) and math.isnan(v) else v
+    keys = ["seeds", "p_split", "p_split_before_degradation", "p_split_at_base_params",
+            "first_split_level", "params_at_split", "dense_test_acc", "test_acc_at_split"]
+    return {"configurations": int(len(summary)),
+            **{row["config"]: {k: clean(row[k]) for k in keys}
+               for row in summary.to_dict("records")}}
+
+
+# ---- presets ------------------------------------------------------------------------------------
+def preset_flags(path: str | os.PathLike) -> list[str]:
+    """A preset file (a partial params.yaml) as `-S key=value` arguments for `dvc exp run`."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    flags = []
+    for section, values in raw.items():
+        for key, value in values.items():
+            text = json.dumps(value) if isinstance(value, (list, dict)) else (
+                "null" if value is None else str(value).lower() if isinstance(value, bool)
+                else str(value))
+            flags += ["-S", f"{section}.{key}={text}"]
+    return flags
+
+
+def apply_preset(params_path: Path, preset: Path) -> dict:
+    """params.yaml's document with a preset's keys replaced (key by key), validated."""
+    raw = yaml.safe_load(params_path.read_text())
+    for section, values in (yaml.safe_load(preset.read_text()) or {}).items():
+        raw.setdefault(section, {}).update(values)
+    config.parse(raw)
+    return raw
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+    import shlex
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline.study",
+                                     description="Study presets (files under studies/).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("flags", help="print a preset as -S arguments for dvc exp run")
+    f.add_argument("preset")
+    args = parser.parse_args(argv)
+    try:
+        apply_preset(Path("params.yaml"), Path(args.preset))  # validate before printing
+        print(" ".join(shlex.quote(x) for x in preset_flags(args.preset)))
+    except (config.ConfigError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

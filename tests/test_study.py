@@ -1,0 +1,155 @@
+"""Studies: DVC matrix stages per configuration, aggregation, presets and the Dask sweep."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shlex
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, copy_repo, dvc, git, tiny_params, write_params
+from pipeline import config, study
+
+pytestmark = pytest.mark.e2e
+
+TINY_STUDY = {"extensions": [0, 1], "iterations": [3], "tasks": ["moons+circles"],
+              "hidden": ["6x6"], "init": ["torch_default"], "noise": [0.1]}
+OUTPUTS = ("summary.csv", "tidy.csv", "seeds.csv", "metrics.json")
+
+
+def tiny_study_params(**study_overrides) -> dict:
+    params = tiny_params()
+    params["prune"].update(target=None, rate=0.3)
+    params["study"] = {**TINY_STUDY, **study_overrides}
+    return params
+
+
+def stage_names(repo: Path) -> list[str]:
+    out = dvc(repo, "stage", "list", "studies/dvc.yaml", "--name-only").stdout
+    return [line.split(":", 1)[1] for line in out.split()]
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in OUTPUTS}
+
+
+@pytest.fixture(scope="module")
+def study_repo(tmp_path_factory) -> Path:
+    """A tiny two-configuration study reproduced with `dvc repro studies/dvc.yaml`."""
+    repo = copy_repo(tmp_path_factory.mktemp("study") / "repo")
+    write_params(repo, tiny_study_params())
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "tiny study")
+    out = dvc(repo, "repro", "studies/dvc.yaml").stdout
+    assert out.count("Running stage 'studies/dvc.yaml:run@") == 2
+    return repo
+
+
+def test_matrix_has_one_stage_per_configuration(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    write_params(repo, tiny_study_params(extensions=[0, 1, 2], init=["torch_default", "normal"]))
+    git(repo, "init", "-q")
+    names = stage_names(repo)
+    runs = sorted(n for n in names if n.startswith("run@"))
+    assert len(runs) == 6 and "aggregate" in names
+    combos = config.configurations(config.load(repo / "params.yaml").study)
+    assert runs == sorted(f"run@{c['extensions']}-3-moons+circles-6x6-{c['init']}-0.1"
+                          for c in combos)
+
+
+def test_aggregate_equals_direct_computation(study_repo):
+    repo = study_repo
+    summary = pd.read_csv(repo / "reports/study/summary.csv")
+    tidy = pd.read_csv(repo / "reports/study/tidy.csv")
+    assert list(summary["extensions"]) == [0, 1] and list(summary["seeds"]) == [2, 2]
+    assert list(summary["width"]) == [6, 8]  # extension 1 is wider, same depth
+    for row in summary.to_dict("records"):
+        work = repo / "models/study" / row["config"]
+        metrics = json.loads((work / "reports/metrics.json").read_text())
+        split = metrics["split"]
+        assert row["p_split"] == split["fraction_split"]
+        assert row["p_split_before_degradation"] == split["fraction_split_before_degradation"]
+        med = split["params_at_split"]["median"]
+        assert (math.isnan(row["params_at_split"]) if med is None
+                else row["params_at_split"] == med)
+        lo, hi = study.wilson(split["seeds_split"], metrics["seeds"])
+        assert row["p_split_low"] == pytest.approx(lo, abs=1e-5)
+        assert row["p_split_high"] == pytest.approx(hi, abs=1e-5)
+        # the tidy table holds that configuration's analysis, row for row
+        analysis = pd.read_csv(work / "reports/analysis/levels.csv")
+        mine = tidy[tidy["config"] == row["config"]].reset_index(drop=True)
+        assert len(mine) == len(analysis) == 2 * (4 + row["extensions"])
+        assert (mine["split"].to_numpy() == analysis["split"].to_numpy()).all()
+        assert (mine["alive"].to_numpy() == analysis["alive"].to_numpy()).all()
+        # at the level where the extended net reaches the base's parameter count
+        assert (mine.loc[mine["base_level"] == 0, "params"] == row["base_params"]).all()
+    assert (repo / "reports/study/figures/overview.png").stat().st_size > 10_000
+    assert (repo / "reports/study/figures/by_extensions.png").stat().st_size > 10_000
+
+
+def test_wilson_interval_matches_closed_form():
+    for k, n in [(0, 8), (3, 8), (8, 8), (1, 2)]:
+        z, p = 1.959963984540054, k / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        lo, hi = study.wilson(k, n)
+        assert lo == pytest.approx(max(0.0, centre - half), abs=1e-9)
+        assert hi == pytest.approx(min(1.0, centre + half), abs=1e-9)
+
+
+def test_adding_a_value_runs_only_the_new_configuration(study_repo):
+    repo = study_repo
+    before = digest(repo / "reports/study")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["study"]["extensions"] = [0, 1, 2]
+    write_params(repo, params)
+    out = dvc(repo, "repro", "studies/dvc.yaml").stdout
+    assert out.count("Running stage 'studies/dvc.yaml:run@") == 1
+    assert "Running stage 'studies/dvc.yaml:run@2-3-" in out
+    assert out.count("didn't change, skipping") >= 2
+    assert list(pd.read_csv(repo / "reports/study/summary.csv")["extensions"]) == [0, 1, 2]
+    # and back: the two-configuration study is restored from the lock without training
+    params["study"]["extensions"] = [0, 1]
+    write_params(repo, params)
+    out = dvc(repo, "repro", "studies/dvc.yaml").stdout
+    assert "Running stage 'studies/dvc.yaml:run@" not in out
+    assert digest(repo / "reports/study") == before
+
+
+def test_dask_sweep_equals_dvc_path(study_repo, tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    from pipeline.stages.aggregate import write_study
+    from pipeline.sweep import sweep
+
+    raw = yaml.safe_load((study_repo / "params.yaml").read_text())
+    raw["study"]["extensions"] = [0, 1]
+    raw["train"]["workers"] = 2  # the sweep runs each configuration with one worker
+    monkeypatch.chdir(tmp_path)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        seconds = sweep(raw, client, tmp_path / "reports/study/runs", log=lambda *_: None)
+    assert len(seconds) == 2
+    write_study(config.parse(raw), tmp_path / "reports/study/runs", tmp_path / "reports/study")
+    assert digest(tmp_path / "reports/study") == digest(study_repo / "reports/study")
+
+
+@pytest.mark.parametrize("preset", ["size", "rate", "tasks", "depth", "init"])
+def test_presets_are_valid_and_their_flags_round_trip(preset):
+    path = ROOT / "studies" / f"{preset}.yaml"
+    applied = study.apply_preset(ROOT / "params.yaml", path)
+    # what `dvc exp run -S key=value` does with each flag: parse the value as YAML, set the key
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    words = shlex.split(" ".join(shlex.quote(w) for w in study.preset_flags(path)))
+    assert words[::2] == ["-S"] * (len(words) // 2)
+    for flag in words[1::2]:
+        key, value = flag.split("=", 1)
+        section, name = key.split(".")
+        raw[section][name] = yaml.safe_load(value)
+    assert raw == applied
+    assert len(config.configurations(config.parse(applied).study)) > 1

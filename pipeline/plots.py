@@ -227,7 +227,7 @@ def fmt(v, digits: int = 3) -> str:
 # ---- study figures (aggregate stage) ----------------------------------------------------------
 STUDY_AXIS_LABELS = {
     "extensions": "hidden width of the extended net (extensions)",
-    "iterations": "per-level pruning rate (levels to the target)",
+    "iterations": "levels T to the target (per-level rate p)",
     "tasks": "tasks side by side",
     "hidden": "hidden layers",
     "init": "weight initialisation",
@@ -243,8 +243,8 @@ def _axis_positions(summary: pd.DataFrame, axis: str) -> tuple[pd.Series, list, 
                 [f"{w}\n(k={k})" for w, k in zip(ticks["width"], ticks["extensions"])])
     if axis == "iterations":
         ticks = summary.drop_duplicates("iterations").sort_values("iterations")
-        return (summary["rate"].astype(float), list(ticks["rate"]),
-                [f"{r:.3f}\n(T={t})" for r, t in zip(ticks["rate"], ticks["iterations"])])
+        return (summary["iterations"].astype(float), list(ticks["iterations"]),
+                [f"{t}\n(p={r:.3f})" for r, t in zip(ticks["rate"], ticks["iterations"])])
     if axis == "noise":
         values = sorted(summary["noise"].unique())
         return summary["noise"].astype(float), values, [f"{v:g}" for v in values]

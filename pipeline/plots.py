@@ -249,8 +249,9 @@ def _axis_positions(summary: pd.DataFrame, axis: str) -> tuple[pd.Series, list, 
         values = sorted(summary["noise"].unique())
         return summary["noise"].astype(float), values, [f"{v:g}" for v in values]
     order = list(dict.fromkeys(summary[axis]))  # study order
-    if axis == "tasks":
-        order.sort(key=lambda t: (t.count("+"), order.index(t)))
+    if axis == "tasks":  # by number of tasks, then study order
+        first = {t: i for i, t in enumerate(order)}
+        order = sorted(order, key=lambda t: (t.count("+"), first[t]))
     pos = {v: i for i, v in enumerate(order)}
     return summary[axis].map(pos).astype(float), list(range(len(order))), order
 
@@ -311,11 +312,15 @@ def study_axis_figure(summary: pd.DataFrame, seeds: pd.DataFrame, axis: str, var
     axes[1].set(ylabel="prunable parameters (median over split seeds)",
                 title="Parameters left at the first split")
     axes[2].set(ylabel="mean test accuracy over tasks", title="Accuracy: dense vs at split")
+    categorical = axis in ("tasks", "hidden", "init")
     for ax in axes:
         if log_x:
             ax.set_xscale("log")
             ax.minorticks_off()
-        ax.set_xticks(ticks, labels, fontsize=8)
+        if categorical:  # no lines between unordered categories
+            for line in ax.lines:
+                line.set_linestyle("none")
+        ax.set_xticks(ticks, labels, fontsize=8, rotation=15 if categorical else 0)
         ax.set_xlabel(STUDY_AXIS_LABELS[axis])
         handles, _ = ax.get_legend_handles_labels()
         if handles:

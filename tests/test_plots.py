@@ -24,3 +24,35 @@ def test_network_drawing_draws_every_unpruned_weight(tmp_path):
     assert len(ax.collections[0].get_segments()) == expected
     plots.save(ax.figure, tmp_path / "net.png", 80)
     assert (tmp_path / "net.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_study_figures_for_every_axis(tmp_path):
+    """One figure per varied study axis (numeric, log-width and categorical axes alike)."""
+    import pandas as pd
+
+    from pipeline.config import STUDY_AXES
+    values = {"extensions": [0, 2], "iterations": [5, 10], "tasks": ["moons+circles+moons",
+                                                                  "moons+circles"],
+              "hidden": ["40", "40x40"], "init": ["normal", "torch_default"], "noise": [0.1, 0.2]}
+    base = {"extensions": 0, "iterations": 5, "tasks": "moons+circles", "hidden": "40x40",
+            "init": "torch_default", "noise": 0.1}
+    rows, seeds = [], []
+    for axis in STUDY_AXES:
+        for i, v in enumerate(values[axis]):
+            row = {**base, axis: v, "config": f"{axis}{i}", "width": 8 * (i + 1), "rate": 0.2 + i / 10,
+                   "seeds": 4, "params_at_split": 50.0 + i, "alive_weights_at_split": 40.0,
+                   "dense_test_acc": 0.99, "test_acc_at_split": 0.97}
+            for name in ("split", "split_before_degradation", "split_at_base_params"):
+                row.update({f"p_{name}": 0.5, f"p_{name}_low": 0.2, f"p_{name}_high": 0.8})
+            rows.append(row)
+            seeds += [{"config": row["config"], "params_at_split": 50.0 + s} for s in range(4)]
+    summary, seeds = pd.DataFrame(rows), pd.DataFrame(seeds)
+    plots.style()
+    for axis in STUDY_AXES:
+        mine = summary[summary["config"].str.startswith(axis)]
+        names = []
+        for name, fig in plots.study_figures(mine, seeds):
+            names.append(name)
+            plots.save(fig, tmp_path / f"{name}.png", 60)
+        assert names == ["overview", f"by_{axis}"]
+        assert (tmp_path / f"by_{axis}.png").stat().st_size > 5_000

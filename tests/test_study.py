@@ -23,7 +23,7 @@ OUTPUTS = ("summary.csv", "tidy.csv", "seeds.csv", "metrics.json")
 
 def tiny_study_params(**study_overrides) -> dict:
     params = tiny_params()
-    params["prune"].update(target=None, rate=0.3)
+    params["prune"].update(target=None, rate=0.3, reinit_control=True, random_mask_control=True)
     params["study"] = {**TINY_STUDY, **study_overrides}
     return params
 
@@ -68,6 +68,9 @@ def test_aggregate_equals_direct_computation(study_repo):
     tidy = pd.read_csv(repo / "reports/study/tidy.csv")
     assert list(summary["extensions"]) == [0, 1] and list(summary["seeds"]) == [2, 2]
     assert list(summary["width"]) == [6, 8]  # extension 1 is wider, same depth
+    # both controls are summarised: the random-mask null model and the re-initialised ticket
+    assert summary["p_random_mask_split"].between(0, 1).all()
+    assert {"ticket_test_acc_at_split", "reinit_test_acc_at_split"} <= set(summary.columns)
     for row in summary.to_dict("records"):
         work = repo / "models/study" / row["config"]
         metrics = json.loads((work / "reports/metrics.json").read_text())
@@ -153,3 +156,18 @@ def test_presets_are_valid_and_their_flags_round_trip(preset):
         raw[section][name] = yaml.safe_load(value)
     assert raw == applied
     assert len(config.configurations(config.parse(applied).study)) > 1
+
+
+def test_a_configuration_is_exactly_a_plain_run_of_its_params(study_repo, tmp_path):
+    from conftest import run_stage
+    name = "ext1-it3-moons+circles-6x6-torch_default-noise0.1"
+    work = study_repo / "models/study" / name
+    params = yaml.safe_load((study_repo / "params.yaml").read_text())
+    params.pop("study")
+    params["prune"]["extensions"] = 1
+    write_params(tmp_path, params)
+    for stage in ("generate", "trajectory", "train", "imp", "analyze"):
+        run_stage(stage, tmp_path)
+    for rel in ("models/imp/level_00.pt", "models/imp/level_04.pt", "reports/imp/levels.csv",
+                "reports/analysis/levels.csv", "reports/metrics.json"):
+        assert (work / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel

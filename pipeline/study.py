@@ -20,13 +20,16 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import yaml
 
 from pipeline import config, io
 from pipeline import trajectory as traj
 from pipeline.config import STUDY_AXES
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RESULT_FILES = ("config.json", "levels.csv", "seeds.csv", "controls.csv")
 

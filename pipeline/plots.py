@@ -290,7 +290,7 @@ def study_axis_figure(summary: pd.DataFrame, seeds: pd.DataFrame, axis: str, var
             axes[0].errorbar(x, p, yerr=[p - lo, hi - p], fmt=style_, color=color,
                              capsize=3, ms=5, label=label if single else glabel)
         sg = seeds[seeds["config"].isin(g["config"])]
-        color = palette[0 if single else gi % 10]
+        color = palette[gi % 10]  # the group's colour; palette[0] when only one group
         axes[1].scatter(sg["_x"], sg["params_at_split"], s=14, alpha=0.5, color=color,
                         label="each seed" if single else None)
         axes[1].plot(g["_x"], g["params_at_split"], "o-", color=color,
@@ -298,10 +298,10 @@ def study_axis_figure(summary: pd.DataFrame, seeds: pd.DataFrame, axis: str, var
         if single:
             axes[1].plot(g["_x"], g["alive_weights_at_split"], "s--", color=palette[1],
                          label="median alive weights at split")
-        axes[2].plot(g["_x"], g["dense_test_acc"], "o--", color=palette[0 if single else gi % 10],
+        axes[2].plot(g["_x"], g["dense_test_acc"], "o--", color=color,
                      label="dense" if single else f"dense, {glabel}")
         axes[2].plot(g["_x"], g["test_acc_at_split"], "s-",
-                     color=palette[1 if single else gi % 10],
+                     color=palette[1] if single else color,
                      label="ticket at first split" if single else f"at split, {glabel}")
         if single and "reinit_test_acc_at_split" in g:
             axes[2].plot(g["_x"], g["reinit_test_acc_at_split"], "x-.", color=palette[3],

@@ -110,8 +110,8 @@ def collect(combo: dict, work: Path, out: Path) -> None:
     seeds["first_split_base_level"] = seeds["first_split_level"] - k
     at_base = levels[levels["base_level"] == 0].set_index("seed")
     seeds["split_at_base_params"] = seeds["seed"].map(at_base["split"]).astype(bool)
-    seeds = seeds[[c for c in seeds.columns if not c.startswith("test_acc_") or
-                   c in ("test_acc_at_split",)]]
+    seeds = seeds[[c for c in seeds.columns
+                   if not c.startswith("test_acc_") or c == "test_acc_at_split"]]
 
     controls = _controls(work, levels)
     with io.atomic_dir(out) as tmp:
@@ -183,15 +183,17 @@ def wilson(k: int, n: int) -> tuple[float, float]:
 
 def read_results(runs: Path, combos: list[dict]) -> list[tuple[dict, Path]]:
     """(config.json, folder) of every configuration of the study, in study order."""
+    def key(combo: dict) -> tuple:
+        return tuple(combo[a] for a in STUDY_AXES)
+
     found = {}
     for cfg in sorted(runs.glob("*/config.json")):
         info = json.loads(cfg.read_text())
-        found[tuple(info[a] for a in STUDY_AXES)] = (info, cfg.parent)
-    missing = [config.configuration_name(c) for c in combos
-               if tuple(c[a] for a in STUDY_AXES) not in found]
+        found[key(info)] = (info, cfg.parent)
+    missing = [config.configuration_name(c) for c in combos if key(c) not in found]
     if missing:
         raise FileNotFoundError("no results for configuration(s) " + ", ".join(missing))
-    return [found[tuple(c[a] for a in STUDY_AXES)] for c in combos]
+    return [found[key(c)] for c in combos]
 
 
 def aggregate(results: list[tuple[dict, Path]], threshold: float):

@@ -22,6 +22,7 @@ import yaml
 
 from pipeline import config, io
 
+
 def sweep(raw: dict, client, runs: Path, log=print) -> dict[str, float]:
     """Run every configuration of raw's study on the client's cluster; seconds per configuration."""
     from distributed import as_completed

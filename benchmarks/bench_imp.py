@@ -105,9 +105,15 @@ def main() -> None:
     ap.add_argument("--widths", default="40,100,300,600,1000")
     ap.add_argument("--populations", default="1,8,64")
     ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="mini-batch size for reference and engine (default: full batch)")
+    ap.add_argument("--compaction", action="store_true",
+                    help="only the train.compact comparison (needs models/imp from dvc repro)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     params = config.load("params.yaml")
+    params = dataclasses.replace(
+        params, train=dataclasses.replace(params.train, batch_size=args.batch_size, compact=False))
     arrays, _ = build(params.data)
     tasks = task_infos(params.data.tasks)
     splits = {s: Split(torch.from_numpy(a["x"]), torch.from_numpy(a["y"]))
@@ -115,7 +121,10 @@ def main() -> None:
     layers = params.base_layers
     counts = base_trajectory(param_count(layers), 20, target=params.prune.target)[:args.levels + 1]
     nl = len(counts)  # network-levels per network
-    print(f"config: {layers}, {nl} levels per network (dense + {args.levels}), full batch, "
+    if args.compaction:
+        return compaction_sweep(params, layers, splits, tasks)
+    batching = f"mini-batch {args.batch_size}" if args.batch_size else "full batch"
+    print(f"config: {layers}, {nl} levels per network (dense + {args.levels}), {batching}, "
           f"{len(splits['train'].x)} training samples, 1 thread")
 
     if not args.skip_reference:
@@ -144,6 +153,56 @@ def main() -> None:
             dt = (time.perf_counter() - t) / 50
             print(f"width {width:5d} K={k}: {dt * 1e3:8.2f} ms per epoch, "
                   f"{dt / k * 1e3:8.2f} ms per network-epoch")
+
+def compaction_sweep(params, layers, splits, tasks, epochs: int = 300, repeats: int = 3) -> None:
+    """ms per epoch with train.compact off and on, for the masks of the committed default run
+    (models/imp, width 40) and one-shot magnitude masks of θ₀ at the same parameter counts for
+    wider nets (cost only: their kept-neuron structure is not IMP's). Fixed epochs, no early
+    stop; interleaved, min of `repeats`."""
+    from pathlib import Path
+
+    from pipeline.model import compaction_widths
+    levels = (1, 5, 10, 14, 17, 20)
+    cfg = dataclasses.replace(params.train, max_epochs=epochs, patience=10**6, loss_cutoff=0.0)
+    folder = Path("models/imp")
+    cases = []
+    if (folder / "level_20.pt").exists():
+        layout = Layout(tuple(layers))
+        theta0 = layout.from_state(torch.load("models/init.pt", weights_only=True))
+        for level in levels:
+            state = torch.load(folder / f"level_{level:02d}.pt", weights_only=True)
+            cases.append((f"IMP level {level}", layout, theta0,
+                          layout.from_state(state, masks=True)))
+    counts = base_trajectory(param_count(layers), 20, target=params.prune.target)
+    for width in (100, 300):
+        layout = Layout((layers[0], width, width, layers[-1]))
+        theta0 = init_population(layout, params.model, list(range(8)))
+        for level in levels:  # the base net's count at that level, as a fraction of this net
+            keep = max(1, round(layout.size * counts[level] / counts[0]))
+            mask = imp.prune_global(theta0, torch.ones_like(theta0, dtype=torch.bool),
+                                    layout.prunable(True), keep)
+            cases.append((f"width {width}, one-shot, {keep} params", layout, theta0, mask))
+    print(f"train.compact off vs on, {epochs} full-batch epochs (fewer for wider nets), "
+          f"ms per epoch (min of {repeats})")
+    for name, layout, theta0, mask in cases:
+        n_epochs = max(20, epochs * 40 // layout.layers[1])  # the same work at every width
+        c_base = dataclasses.replace(cfg, max_epochs=n_epochs)
+        for k in (4, 8):
+            m, t0 = mask[:k], theta0[:k] * mask[:k]
+            best = {}
+            for _ in range(repeats):
+                for compact in (False, True):
+                    c = dataclasses.replace(c_base, compact=compact)
+                    t = time.perf_counter()
+                    train_population(layout, t0, m, splits["train"], splits["val"],
+                                     TaskLoss(tasks), c)
+                    dt = (time.perf_counter() - t) / n_epochs * 1e3
+                    best[compact] = min(best.get(compact, dt), dt)
+            widths = compaction_widths(layout, m)
+            print(f"{name:34s} K={k}: widths {layout.layers[1:-1]} -> {widths}: "
+                  f"{best[False]:7.2f} -> {best[True]:7.2f} ms/epoch "
+                  f"({best[False] / best[True]:.2f}x)", flush=True)
+
 
 if __name__ == "__main__":
     main()

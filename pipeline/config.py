@@ -83,6 +83,7 @@ class TrainConfig:
     threads: int = 1                 # torch threads per process
     workers: int = 2                 # IMP processes, each training a share of the seeds
     device: str = "cpu"              # cpu, cuda, or auto (CUDA when available)
+    compact: bool = False            # leave neurons that cannot affect training out of the matmuls
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import torch
 from pipeline import io
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.data import TaskInfo
-from pipeline.model import Layout, init_population
+from pipeline.model import Layout, compaction_widths, init_population
 from pipeline.train import STOP_REASONS, Split, TaskLoss, TrainResult, evaluate, train_population
 
 CONTROLS = ("reinit", "random")  # prefixes of the control networks' keys in a level file
@@ -96,9 +96,9 @@ def level_state(ctx: Context, theta: torch.Tensor, mask: torch.Tensor, result: T
     return state
 
 
-def train_level(ctx: Context, mask: torch.Tensor, level: int) -> dict[str, torch.Tensor]:
-    """Train the ticket population (and its controls, batched with it) under `mask`."""
-    k = len(ctx.seeds)
+def level_population(ctx: Context, mask: torch.Tensor, level: int):
+    """Start weights, masks and key prefixes of the networks a level trains: the tickets and
+    the controls switched on, batched together."""
     thetas, masks, names = [ctx.rewind_theta * mask], [mask], [""]
     if ctx.reinit_control:
         fresh = init_population(ctx.layout, ctx.model_cfg,
@@ -111,11 +111,19 @@ def train_level(ctx: Context, mask: torch.Tensor, level: int) -> dict[str, torch
         thetas.append(ctx.rewind_theta * rmask)
         masks.append(rmask)
         names.append("random.")
+    return thetas, masks, names
+
+
+def train_level(ctx: Context, mask: torch.Tensor, level: int,
+                widths: tuple[int, ...] | None = None) -> dict[str, torch.Tensor]:
+    """Train the ticket population (and its controls, batched with it) under `mask`."""
+    k = len(ctx.seeds)
+    thetas, masks, names = level_population(ctx, mask, level)
     theta0, mask_all = torch.cat(thetas), torch.cat(masks)
     shuffle = [derived_seed(s, level, 3 + j) for j in range(len(names)) for s in ctx.seeds]
     result = train_population(ctx.layout, theta0, mask_all, ctx.splits["train"],
                               ctx.splits["val"], TaskLoss(ctx.tasks), ctx.train_cfg,
-                              shuffle_seeds=shuffle)
+                              shuffle_seeds=shuffle, widths=widths)
     state: dict[str, torch.Tensor] = {"seeds": torch.tensor(ctx.seeds, dtype=torch.long)}
     for j, prefix in enumerate(names):
         part = slice(j * k, (j + 1) * k)
@@ -130,9 +138,9 @@ def train_level(ctx: Context, mask: torch.Tensor, level: int) -> dict[str, torch
 
 
 def _train_chunk(args) -> dict[str, torch.Tensor]:
-    ctx, mask, level, threads = args
+    ctx, mask, level, threads, widths = args
     torch.set_num_threads(threads)
-    return train_level(ctx, mask, level)
+    return train_level(ctx, mask, level, widths)
 
 
 def merge_states(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -153,17 +161,23 @@ def train_level_parallel(ctx: Context, mask: torch.Tensor, level: int, pool, wor
     """train_level with the seeds split into `workers` groups, one process each.
 
     Networks never interact and a network's arithmetic does not depend on which others share
-    its batch, so the result is bit-identical to workers=1 (a test checks this).
+    its batch, so the result is bit-identical to workers=1 (tests check this on the default
+    shape family; for some odd layer widths the BLAS batched matmul rounds a network
+    differently by its place in the batch, benchmarks/README.md). With train.compact every
+    group is padded to the whole population's compacted widths, which keeps that true.
     """
     if pool is None or len(ctx.seeds) < 2:
         return train_level(ctx, mask, level)
     groups = [g for g in np.array_split(np.arange(len(ctx.seeds)), workers) if len(g)]
+    widths = None
+    if ctx.train_cfg.compact:  # pad every group to the whole population's widths (see compaction)
+        widths = compaction_widths(ctx.layout, torch.cat(level_population(ctx, mask, level)[1]))
     jobs = []
     for g in groups:
         lo, hi = int(g[0]), int(g[-1]) + 1
         sub = dataclasses.replace(ctx, seeds=ctx.seeds[lo:hi],
                                   rewind_theta=ctx.rewind_theta[lo:hi])
-        jobs.append((sub, mask[lo:hi], level, threads))
+        jobs.append((sub, mask[lo:hi], level, threads, widths))
     return merge_states(list(pool.map(_train_chunk, jobs)))
 
 

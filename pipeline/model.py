@@ -91,6 +91,102 @@ class Layout:
         return torch.cat(parts, dim=1)
 
 
+@dataclass(frozen=True)
+class Compaction:
+    """The same population with the neurons that cannot affect training left out.
+
+    `index` [K, P'] gives, for each entry of the compacted flat layout, its flat position in
+    the full layout; `valid` [K, P'] is False on padding slots (a network with fewer kept
+    neurons than the widest one in the batch), whose weights, biases and masks are zero.
+    """
+
+    layout: Layout
+    index: torch.Tensor
+    valid: torch.Tensor
+
+    def gather(self, full: torch.Tensor) -> torch.Tensor:
+        """[K, P] → [K, P'] (zeros, or False, on padding slots)."""
+        part = full.gather(1, self.index)
+        return part & self.valid if part.dtype == torch.bool else part * self.valid
+
+    def scatter(self, part: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+        """A copy of `full` [K, P] with the compacted entries replaced by `part` [K, P']."""
+        out = full.clone()
+        rows = torch.arange(full.shape[0]).unsqueeze(1).expand_as(self.index)
+        out[rows[self.valid], self.index[self.valid]] = part[self.valid]
+        return out
+
+
+def _kept_neurons(layout: Layout, mask: torch.Tensor) -> list[torch.Tensor]:
+    """Per hidden layer [K, width] bool: the neuron is on a path from an input feature or an
+    unpruned bias (it can be nonzero) and on a path of unpruned weights to an output."""
+    k = mask.shape[0]
+    views = layout.views(mask)
+    depth = layout.depth
+    sourced = [torch.ones(k, layout.layers[0], dtype=torch.bool)]
+    for w, b in views[:-1]:
+        sourced.append(b | (w & sourced[-1].unsqueeze(1)).any(dim=2))
+    productive = {depth: torch.ones(k, layout.layers[-1], dtype=torch.bool)}
+    for layer in range(depth - 1, 0, -1):
+        productive[layer] = (views[layer][0] & productive[layer + 1].unsqueeze(2)).any(dim=1)
+    return [sourced[layer] & productive[layer] for layer in range(1, depth)]
+
+
+def compaction_widths(layout: Layout, mask: torch.Tensor, multiple: int = 8) -> tuple[int, ...]:
+    """Hidden widths that hold every kept neuron of every network in `mask` [K, P], rounded up
+    to a multiple of 8 (at most the full width): matmuls over odd widths run slower than over
+    the full ones (benchmarks/README.md), so a layer that would lose only a few neurons keeps
+    its width."""
+    kept = [max(1, int(kp.sum(dim=1).max())) for kp in _kept_neurons(layout, mask)]
+    return tuple(min(full, -(-w // multiple) * multiple)
+                 for w, full in zip(kept, layout.layers[1:-1]))
+
+
+def compaction(layout: Layout, mask: torch.Tensor,
+               widths: tuple[int, ...] | None = None) -> Compaction | None:
+    """Drop, per network, the hidden neurons whose parameters training cannot change and whose
+    output cannot change any kept neuron: neurons with no path from an input feature or an
+    unpruned bias (their output is exactly 0), and neurons with no path to an output (their
+    gradient is exactly 0). Everything such a neuron touches gets an exactly-zero gradient, so
+    Adam and SGD leave those parameters at their starting values; the kept neurons see the
+    same sums without the zero terms. Returns None when no hidden layer gets narrower.
+
+    Kept neurons keep their order and padding slots come last (the engine tests compare both
+    paths). It is exact arithmetic, not exact rounding: a matmul over fewer terms may group its
+    sums differently, so results agree to float tolerance, not bit for bit — hence a param
+    (`train.compact`), off by default. `widths` (hidden widths, at least what this batch
+    needs) lets callers that split a population pad every part alike, so the rounding does not
+    depend on how the networks were split.
+    """
+    k = mask.shape[0]
+    keep = _kept_neurons(layout, mask)
+    if widths is None:
+        widths = compaction_widths(layout, mask)
+    widths = list(widths)
+    if widths == list(layout.layers[1:-1]):
+        return None
+    # per node layer: [K, width'] original neuron index of each slot and whether it is real
+    maps, real = [torch.arange(layout.layers[0]).expand(k, -1)], [None]
+    for kp, width in zip(keep, widths):
+        order = torch.argsort((~kp).to(torch.uint8), dim=1, stable=True)  # kept first, in order
+        maps.append(order[:, :width])
+        real.append(torch.arange(width) < kp.sum(dim=1, keepdim=True))
+    maps.append(torch.arange(layout.layers[-1]).expand(k, -1))
+    real.append(None)
+    index, valid = [], []
+    for i, (w_start, b_start, _) in enumerate(layout.offsets):
+        n_in = layout.layers[i]
+        src, dst = maps[i], maps[i + 1]
+        index.append((w_start + dst.unsqueeze(2) * n_in + src.unsqueeze(1)).reshape(k, -1))
+        index.append(b_start + dst)
+        ok_src = real[i] if real[i] is not None else torch.ones_like(src, dtype=torch.bool)
+        ok_dst = real[i + 1] if real[i + 1] is not None else torch.ones_like(dst, dtype=torch.bool)
+        valid.append((ok_dst.unsqueeze(2) & ok_src.unsqueeze(1)).reshape(k, -1))
+        valid.append(ok_dst)
+    small = Layout((layout.layers[0], *widths, layout.layers[-1]))
+    return Compaction(small, torch.cat(index, dim=1), torch.cat(valid, dim=1))
+
+
 def layers_from_state(state: dict[str, torch.Tensor]) -> tuple[int, ...]:
     """Layer sizes of the networks in a checkpoint dict."""
     sizes, i = [], 0

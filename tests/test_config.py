@@ -39,6 +39,7 @@ BAD = [
     ("draw seed not trained", lambda p: p["plot"].update(draw_seed=99), "plot.draw_seed"),
     ("section not a mapping", lambda p: p.update(train=[1, 2]), "train"),
     ("unknown device", lambda p: p["train"].update(device="tpu"), "train.device"),
+    ("compact not a bool", lambda p: p["train"].update(compact="yes"), "train.compact"),
     ("study task unknown", lambda p: p["study"].update(tasks=["moons+spirals"]), "study.tasks"),
     ("study hidden malformed", lambda p: p["study"].update(hidden=["40*40"]), "study.hidden"),
     ("study hidden not a string", lambda p: p["study"].update(hidden=[40]), "study.hidden[0]"),

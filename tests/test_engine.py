@@ -249,3 +249,178 @@ def test_device_auto_falls_back_to_cpu_and_missing_cuda_is_one_clear_error():
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(ConfigError, match="train.device: 'cuda' is not allowed"):
         resolve_device("cuda")
+
+
+def sparse_masks(layout, k, seed, density):
+    """Random sparse masks with the awkward cases in them: network 0 has its first hidden layer
+    fully pruned except one bias (a zombie neuron), network 1 has no path at all."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(k, layout.size, generator=g) < density
+    w0, b0, e0 = layout.offsets[0]
+    mask[0, w0:b0] = False
+    mask[0, b0:e0] = False
+    mask[0, b0 + 2] = True
+    w1, b1, _ = layout.offsets[1]
+    mask[1, w1:b1] = False
+    return mask
+
+
+@pytest.mark.parametrize("seed,density", [(0, 0.15), (1, 0.08), (2, 0.2)])
+def test_compaction_keeps_exactly_the_neurons_on_a_source_to_output_path(seed, density):
+    import networkx as nx
+    from pipeline.model import compaction
+    layout = Layout((4, 20, 17, 12, 2))
+    mask = sparse_masks(layout, 4, seed, density)
+    plan = compaction(layout, mask)
+    assert plan is not None and plan.layout.layers[1:-1] != (20, 17, 12)
+    for k in range(4):
+        graph = nx.DiGraph()
+        graph.add_nodes_from(["source", "sink"])
+        for i, (w, b) in enumerate(layout.views(mask[k:k + 1])):
+            for o, j in w[0].nonzero().tolist():
+                graph.add_edge((i, j), (i + 1, o))
+            for o in b[0].nonzero().flatten().tolist():
+                graph.add_edge("source", (i + 1, o))  # an unpruned bias drives the neuron
+        graph.add_edges_from(("source", (0, j)) for j in range(4))
+        graph.add_edges_from(((layout.depth, o), "sink") for o in range(2))
+        for layer in range(1, layout.depth):
+            start = layout.offsets[layer - 1][1]  # the layer's biases: one entry per neuron
+            lo, hi = layout.offsets[layer - 1][1], layout.offsets[layer - 1][2]
+            slots = (plan.index[k] >= lo) & (plan.index[k] < hi) & plan.valid[k]
+            kept = sorted((plan.index[k][slots] - start).tolist())
+            expected = [j for j in range(layout.layers[layer]) if (layer, j) in graph
+                        and nx.has_path(graph, "source", (layer, j))
+                        and nx.has_path(graph, (layer, j), "sink")]
+            assert kept == expected
+
+
+def test_compacted_training_equals_full_training(problem):
+    params, tasks, splits, layout = problem
+    layout = Layout((4, 24, 20, 2))
+    theta0 = init_population(layout, params.model, [0, 1, 2, 3])
+    mask = sparse_masks(layout, 4, 3, 0.3)
+    cfg = dataclasses.replace(params.train, max_epochs=60)
+    from pipeline.model import compaction
+    plan = compaction(layout, mask)
+    assert plan is not None and plan.layout.layers[1:3] != (24, 20)
+    out = {}
+    for compact in (False, True):
+        out[compact] = train_population(layout, theta0, mask, splits["train"], splits["val"],
+                                        TaskLoss(tasks), dataclasses.replace(cfg, compact=compact))
+    full, small = out[False], out[True]
+    torch.testing.assert_close(small.theta, full.theta, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(small.val_curve, full.val_curve, rtol=1e-4, atol=1e-6)
+    assert torch.equal(small.epochs, full.epochs)
+    # entries of dropped neurons are exactly where training leaves them: the start
+    dropped = torch.ones_like(mask)
+    rows = torch.arange(4).unsqueeze(1).expand_as(plan.index)
+    dropped[rows[plan.valid], plan.index[plan.valid]] = False
+    assert dropped.any()
+    assert torch.equal(small.theta[dropped], full.theta[dropped])
+    assert torch.equal(small.theta[dropped], (theta0 * mask)[dropped])
+    assert torch.all(small.theta[~mask] == 0)
+
+
+def test_compaction_widths_round_up_to_eight_and_never_widen():
+    from pipeline.model import compaction, compaction_widths
+    layout = Layout((4, 40, 12, 2))
+    mask = torch.zeros(2, layout.size, dtype=torch.bool)
+    w0, b0, e0 = layout.offsets[0]
+    w1, b1, e1 = layout.offsets[1]
+    w2, b2, _ = layout.offsets[2]
+    # network 0: inputs → hidden-1 neurons 0..9 → hidden-2 neuron 0 → output 0
+    for j in range(10):
+        mask[0, w0 + j * 4] = True
+        mask[0, w1 + j] = True
+    mask[0, w2] = True
+    assert compaction_widths(layout, mask) == (16, 8)   # 10 → 16, 1 → 8 (of 12)
+    mask[1, b0:e0] = True                               # network 1: 35 biased neurons …
+    mask[1, w1:w1 + 35] = True                          # … feeding hidden-2 neuron 0 …
+    mask[1, w2] = True                                  # … which feeds output 0
+    assert compaction_widths(layout, mask) == (40, 8)   # 35 → 40 = the full width
+    plan = compaction(layout, mask)
+    assert plan.layout.layers == (4, 40, 8, 2)
+    mask[1, w1:b1] = True                               # hidden-2 fully connected: no gain
+    mask[1, w2:b2] = True
+    assert compaction(layout, mask) is None
+
+
+def plain_training(layout, theta0, mask, splits, loss_fn, cfg):
+    """The textbook loop the trainer must equal bit for bit: per epoch one gradient step on the
+    training rows, then a separate validation pass, stopping bookkeeping in torch, one network
+    at a time (full batch, Adam)."""
+    import math
+    from pipeline.train import ADAM_BETAS, ADAM_EPS
+    b1, b2 = ADAM_BETAS
+    out = []
+    for k in range(theta0.shape[0]):
+        maskf = mask[k:k + 1].float()
+        theta = theta0[k:k + 1] * maskf
+        m, v, grad = torch.zeros_like(theta), torch.zeros_like(theta), torch.empty_like(theta)
+        val = lambda: loss_fn(forward(layout, theta, splits["val"].x), splits["val"].y)  # noqa: E731
+        best, best_val, best_epoch, bad = theta.clone(), val(), 0, 0
+        curve = []
+        for epoch in range(1, cfg.max_epochs + 1):
+            loss = loss_and_grad(layout, theta, splits["train"].x, splits["train"].y, loss_fn, grad)
+            grad.mul_(maskf)
+            m.mul_(b1).add_(grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+            denom = (v.sqrt() / math.sqrt(1 - b2**epoch)).add_(ADAM_EPS)
+            theta.addcdiv_(m, denom, value=-cfg.lr / (1 - b1**epoch))
+            val_loss = val()
+            curve.append((loss.item(), val_loss.item()))
+            if bool(val_loss < best_val - cfg.min_delta):
+                best, best_val, best_epoch, bad = theta.clone(), val_loss, epoch, 0
+            else:
+                bad += 1
+            if bad >= cfg.patience or bool(loss < cfg.loss_cutoff):
+                break
+        out.append((best * maskf, epoch, best_epoch, curve))
+    return out
+
+
+@pytest.mark.parametrize("n_samples,hidden", [(150, [8, 8]), (233, [16, 8, 8])])
+def test_fast_epoch_loop_equals_the_plain_loop_bit_for_bit(n_samples, hidden):
+    """Validation rows riding along in the training pass, cached views, numpy bookkeeping and
+    the other shortcuts of train_population change no bit (odd row counts on purpose: vectorised
+    exp/log round differently on a slice's scalar tail)."""
+    params = config.parse({"data": {"n_samples": n_samples, "tasks": ["moons", "circles"]},
+                           "model": {"hidden": hidden, "seeds": [0, 1, 2]},
+                           "train": {"max_epochs": 150, "patience": 8, "lr": 0.02,
+                                     "min_delta": 1e-4, "loss_cutoff": 0.05}})
+    arrays, _ = build(params.data)
+    splits = {s: Split(torch.from_numpy(a["x"]), torch.from_numpy(a["y"]))
+              for s, a in arrays.items()}
+    layout = Layout(tuple(params.base_layers))
+    loss_fn = TaskLoss(task_infos(params.data.tasks))
+    theta0 = init_population(layout, params.model, params.model.seeds)
+    mask = torch.rand(theta0.shape, generator=torch.Generator().manual_seed(4)) < 0.6
+    fast = train_population(layout, theta0, mask, splits["train"], splits["val"], loss_fn,
+                            params.train)
+    plain = plain_training(layout, theta0, mask, splits, loss_fn, params.train)
+    assert len(set(fast.epochs.tolist())) > 1  # networks stop at different epochs
+    for k, (theta, epochs, best_epoch, curve) in enumerate(plain):
+        assert torch.equal(fast.theta[k], theta[0])
+        assert int(fast.epochs[k]) == epochs and int(fast.best_epoch[k]) == best_epoch
+        assert fast.train_curve[k, :epochs].tolist() == [c[0] for c in curve]
+        assert fast.val_curve[k, :epochs].tolist() == [c[1] for c in curve]
+
+
+@pytest.mark.parametrize("kinds", [["moons", "circles"], ["digits", "moons"]])
+def test_loss_of_a_network_does_not_depend_on_its_batch(kinds):
+    """Vectorised exp/log/sigmoid round differently on a kernel's scalar tail; the loss keeps
+    every network's entries in a row of their own, so a network's loss and gradient are the
+    same bits alone or in a batch (the basis of 'identical for any number of workers')."""
+    tasks = task_infos(kinds)
+    loss_fn = TaskLoss(tasks)
+    n_out = sum(len(t.outputs) for t in tasks)
+    g = torch.Generator().manual_seed(0)
+    for n in (90, 139, 233, 600):
+        logits = torch.randn(5, n, n_out, generator=g) * 4
+        y = torch.stack([torch.randint(0, 10 if t.loss == "ce" else 2, (n,), generator=g)
+                         for t in tasks], dim=1)
+        loss, grad = loss_fn.value_and_grad(logits, y)
+        for k in range(5):
+            alone_loss, alone_grad = loss_fn.value_and_grad(logits[k:k + 1].clone(), y)
+            assert torch.equal(loss[k:k + 1], alone_loss)
+            assert torch.equal(grad[k:k + 1], alone_grad)

@@ -218,11 +218,13 @@ def test_changed_params_discard_persisted_levels(tmp_path):
     assert digest(work / "models/imp", "level_0[1-9].pt") != first
 
 
-def test_worker_processes_give_identical_files(tmp_path):
+@pytest.mark.parametrize("compact", [False, True])
+def test_worker_processes_give_identical_files(tmp_path, compact):
     work = prepared(tmp_path)
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["prune"]["random_mask_control"] = True
     params["prune"]["reinit_control"] = True
+    params["train"]["compact"] = compact  # compacted groups are padded to common widths
     results = []
     for workers in (1, 2):
         params["train"]["workers"] = workers

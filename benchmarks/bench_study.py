@@ -60,12 +60,20 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
+def keep(folder: str | None, repo: Path, path_name: str) -> None:
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        target = Path(folder) / f"summary-{path_name}.csv"
+        target.write_bytes((repo / "reports/study/summary.csv").read_bytes())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default=str(ROOT / "studies/size.yaml"))
     parser.add_argument("--extensions", type=int, nargs="*", help="subset of study.extensions")
     parser.add_argument("--only", choices=["dvc", "dask"])
     parser.add_argument("--dask-workers", type=int, default=2)
+    parser.add_argument("--keep", metavar="DIR", help="copy each path's summary.csv there")
     args = parser.parse_args()
     raw = apply_preset(ROOT / "params.yaml", Path(args.preset))
     if args.extensions:
@@ -82,6 +90,7 @@ def main() -> None:
             took, out = run([sys.executable, "-m", "dvc", "repro", "studies/dvc.yaml"], repo)
             stages = re.findall(r"Running stage 'studies/dvc.yaml:run@([^']*)'", out)
             results["dvc"] = (took, digest(repo / "reports/study/summary.csv"))
+            keep(args.keep, repo, "dvc")
             print(f"dvc repro studies/dvc.yaml: {took:.1f}s total, {took / len(stages):.1f}s per "
                   f"configuration ({len(stages)} run stages)")
         if args.only in (None, "dask"):
@@ -92,6 +101,7 @@ def main() -> None:
             for name, sec in per:
                 print(f"  {name}: {float(sec):.1f}s on a Dask worker")
             results["dask"] = (took, digest(repo / "reports/study/summary.csv"))
+            keep(args.keep, repo, "dask")
             print(f"sweep, LocalCluster of {args.dask_workers} workers: {took:.1f}s total")
     if len(results) == 2:
         (t_dvc, h_dvc), (t_dask, h_dask) = results["dvc"], results["dask"]

@@ -168,6 +168,40 @@ def comatose_events(has_in: list[list[torch.Tensor]], has_out: list[list[torch.T
          "bias_pruned_level": "Int64", "detached_level": "Int64"})
 
 
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion k/n (SCIENCE.md §7)."""
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return math.nan, math.nan
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def fisher_p(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided p-value of Fisher's exact test on the 2×2 table (split / not split) × (group
+    1 / group 2): is the split probability the same in both?"""
+    from scipy.stats import fisher_exact
+
+    if n1 == 0 or n2 == 0:
+        return math.nan
+    return float(fisher_exact([[k1, n1 - k1], [k2, n2 - k2]]).pvalue)
+
+
+def fraction_text(k: int, n: int) -> str:
+    """'25/32 (0.78, 95% CI 0.61–0.89)': a fraction with its Wilson interval."""
+    if n == 0:
+        return "0/0"
+    lo, hi = wilson(k, n)
+    return f"{k}/{n} ({k / n:.2f}, 95% CI {lo:.2f}–{hi:.2f})"
+
+
+def random_mask_splits(random_levels: pd.DataFrame) -> pd.Series:
+    """Per seed: did the random mask of some pruned level (level ≥ 1) split? (null model)"""
+    part = random_levels[random_levels["level"] > 0]
+    return part.groupby("seed")["split"].apply(lambda s: bool(s.astype(bool).any()))
+
+
 def _stats(values: pd.Series) -> dict:
     v = values.dropna()
     if v.empty:
@@ -209,11 +243,16 @@ def per_seed(analysis: pd.DataFrame, imp_levels: pd.DataFrame, tasks: list[TaskI
     return pd.DataFrame(rows)
 
 
-def summarize(seeds_table: pd.DataFrame, tasks: list[TaskInfo], threshold: float) -> dict:
-    """reports/metrics.json: the answers across seeds (no NaN: missing values are null)."""
+def summarize(seeds_table: pd.DataFrame, tasks: list[TaskInfo], threshold: float,
+              random_split: pd.Series | None = None) -> dict:
+    """reports/metrics.json: the answers across seeds (no NaN: missing values are null).
+    Every fraction comes with its 95% Wilson interval (`…_ci95`: [low, high]); with the
+    random-mask control (`random_split`: per seed, did a random mask split), its split fraction
+    and Fisher's exact test of IMP against it."""
     n = len(seeds_table)
     split = seeds_table["first_split_level"].notna()
     before = seeds_table["split_before_degradation"].astype(bool)
+    ci = lambda flags: list(wilson(int(flags.sum()), len(flags)))  # noqa: E731
     out = {
         "seeds": n,
         "dense_test_acc": {t.name: float(seeds_table[f"test_acc_{t.name}_dense"].mean())
@@ -221,8 +260,10 @@ def summarize(seeds_table: pd.DataFrame, tasks: list[TaskInfo], threshold: float
         "split": {
             "seeds_split": int(split.sum()),
             "fraction_split": float(split.mean()),
+            "fraction_split_ci95": ci(split),
             "seeds_split_before_degradation": int(before.sum()),
             "fraction_split_before_degradation": float(before.mean()),
+            "fraction_split_before_degradation_ci95": ci(before),
             "first_split_level": _stats(seeds_table["first_split_level"].astype(float)),
             "params_at_split": _stats(seeds_table["params_at_split"].astype(float)),
             "alive_at_split": _stats(seeds_table["alive_at_split"].astype(float)),
@@ -236,6 +277,12 @@ def summarize(seeds_table: pd.DataFrame, tasks: list[TaskInfo], threshold: float
             "first_degradation_level": _stats(seeds_table["degradation_level"].astype(float)),
         },
     }
+    if random_split is not None and len(random_split):
+        k = int(random_split.sum())
+        out["random_mask"] = {
+            "seeds_split": k, "fraction_split": k / len(random_split),
+            "fraction_split_ci95": ci(random_split),
+            "fisher_p_imp_vs_random": fisher_p(int(split.sum()), n, k, len(random_split))}
     return out
 
 

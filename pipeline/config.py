@@ -37,6 +37,7 @@ BIAS_INITS = ("default", "zero", "normal", "uniform")
 ACTIVATIONS = ("relu",)
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("cpu", "cuda", "auto")
+MONITORS = ("total", "per_task")
 
 
 def task_outputs(kind: str) -> int:
@@ -83,7 +84,9 @@ class TrainConfig:
     threads: int = 1                 # torch threads per process
     workers: int = 2                 # IMP processes, each training a share of the seeds
     device: str = "cpu"              # cpu, cuda, or auto (CUDA when available)
-    compact: bool = False            # leave neurons that cannot affect training out of the matmuls
+    compact: bool = True             # train each network in its canonical compact layout
+    monitor: str = "total"           # early stopping on the summed (total) or per-task val losses
+    restore_best: bool = True        # keep the weights of the last improvement (else the last epoch)
 
 
 @dataclass(frozen=True)
@@ -290,6 +293,7 @@ def _validate_sections(p: Params) -> None:
     _require(1 <= t.threads <= 256, "train.threads", t.threads, "an integer from 1 to 256")
     _require(1 <= t.workers <= 256, "train.workers", t.workers, "an integer from 1 to 256")
     _one_of("train.device", t.device, DEVICES)
+    _one_of("train.monitor", t.monitor, MONITORS)
 
     _require(pr.iterations >= 1, "prune.iterations", pr.iterations, "an integer >= 1")
     _require(pr.extensions >= 0, "prune.extensions", pr.extensions, "an integer >= 0")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 from pipeline import io
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.data import TaskInfo
-from pipeline.model import Layout, compaction_widths, init_population
+from pipeline.model import Layout, init_population
 from pipeline.train import STOP_REASONS, Split, TaskLoss, TrainResult, evaluate, train_population
 
 CONTROLS = ("reinit", "random")  # prefixes of the control networks' keys in a level file
@@ -114,8 +115,7 @@ def level_population(ctx: Context, mask: torch.Tensor, level: int):
     return thetas, masks, names
 
 
-def train_level(ctx: Context, mask: torch.Tensor, level: int,
-                widths: tuple[int, ...] | None = None) -> dict[str, torch.Tensor]:
+def train_level(ctx: Context, mask: torch.Tensor, level: int) -> dict[str, torch.Tensor]:
     """Train the ticket population (and its controls, batched with it) under `mask`."""
     k = len(ctx.seeds)
     thetas, masks, names = level_population(ctx, mask, level)
@@ -123,7 +123,7 @@ def train_level(ctx: Context, mask: torch.Tensor, level: int,
     shuffle = [derived_seed(s, level, 3 + j) for j in range(len(names)) for s in ctx.seeds]
     result = train_population(ctx.layout, theta0, mask_all, ctx.splits["train"],
                               ctx.splits["val"], TaskLoss(ctx.tasks), ctx.train_cfg,
-                              shuffle_seeds=shuffle, widths=widths)
+                              shuffle_seeds=shuffle)
     state: dict[str, torch.Tensor] = {"seeds": torch.tensor(ctx.seeds, dtype=torch.long)}
     for j, prefix in enumerate(names):
         part = slice(j * k, (j + 1) * k)
@@ -138,9 +138,9 @@ def train_level(ctx: Context, mask: torch.Tensor, level: int,
 
 
 def _train_chunk(args) -> dict[str, torch.Tensor]:
-    ctx, mask, level, threads, widths = args
+    ctx, mask, level, threads = args
     torch.set_num_threads(threads)
-    return train_level(ctx, mask, level, widths)
+    return train_level(ctx, mask, level)
 
 
 def merge_states(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -160,25 +160,36 @@ def train_level_parallel(ctx: Context, mask: torch.Tensor, level: int, pool, wor
                          threads: int = 1) -> dict[str, torch.Tensor]:
     """train_level with the seeds split into `workers` groups, one process each.
 
-    Networks never interact and a network's arithmetic does not depend on which others share
-    its batch, so the result is bit-identical to workers=1 (tests check this on the default
-    shape family; for some odd layer widths the BLAS batched matmul rounds a network
-    differently by its place in the batch, benchmarks/README.md). With train.compact every
-    group is padded to the whole population's compacted widths, which keeps that true.
+    Networks never interact and, in their canonical compact layouts (train.compact, the
+    default), a network's arithmetic does not depend on which others share its batch, so the
+    result is bit-identical to workers=1 for any shape (tested). Without compaction this holds
+    for the default shape family only: for some odd layer widths the BLAS batched matmul
+    rounds a network differently by its place in the batch (benchmarks/README.md).
     """
     if pool is None or len(ctx.seeds) < 2:
         return train_level(ctx, mask, level)
     groups = [g for g in np.array_split(np.arange(len(ctx.seeds)), workers) if len(g)]
-    widths = None
-    if ctx.train_cfg.compact:  # pad every group to the whole population's widths (see compaction)
-        widths = compaction_widths(ctx.layout, torch.cat(level_population(ctx, mask, level)[1]))
     jobs = []
     for g in groups:
         lo, hi = int(g[0]), int(g[-1]) + 1
         sub = dataclasses.replace(ctx, seeds=ctx.seeds[lo:hi],
                                   rewind_theta=ctx.rewind_theta[lo:hi])
-        jobs.append((sub, mask[lo:hi], level, threads, widths))
+        jobs.append((sub, mask[lo:hi], level, threads))
     return merge_states(list(pool.map(_train_chunk, jobs)))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool worker start-up: ask Linux to kill this worker when the stage process dies. A
+    forked worker holds both ends of the task queue's pipe, so after a `kill -9` of the stage
+    it would otherwise wait for work forever (an orphan holding its memory)."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: no such call
+        return
+    if os.getppid() != parent:  # the stage died before the call above took effect
+        os._exit(1)
 
 
 def make_pool(workers: int):
@@ -188,7 +199,8 @@ def make_pool(workers: int):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
 
 
 # ---- resumable level files --------------------------------------------------------------------

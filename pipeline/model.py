@@ -93,16 +93,18 @@ class Layout:
 
 @dataclass(frozen=True)
 class Compaction:
-    """The same population with the neurons that cannot affect training left out.
+    """The same population in its canonical compact layout: per network, the hidden neurons that
+    can affect training first (in their original order), then zero padding.
 
     `index` [K, P'] gives, for each entry of the compacted flat layout, its flat position in
-    the full layout; `valid` [K, P'] is False on padding slots (a network with fewer kept
-    neurons than the widest one in the batch), whose weights, biases and masks are zero.
+    the full layout; `valid` [K, P'] is False on padding slots, whose weights, biases and masks
+    are zero; `kept` [K, H] is each network's number of kept neurons per hidden layer.
     """
 
     layout: Layout
     index: torch.Tensor
     valid: torch.Tensor
+    kept: torch.Tensor
 
     def gather(self, full: torch.Tensor) -> torch.Tensor:
         """[K, P] → [K, P'] (zeros, or False, on padding slots)."""
@@ -132,47 +134,65 @@ def _kept_neurons(layout: Layout, mask: torch.Tensor) -> list[torch.Tensor]:
     return [sourced[layer] & productive[layer] for layer in range(1, depth)]
 
 
-def compaction_widths(layout: Layout, mask: torch.Tensor, multiple: int = 8) -> tuple[int, ...]:
-    """Hidden widths that hold every kept neuron of every network in `mask` [K, P], rounded up
-    to a multiple of 8 (at most the full width): matmuls over odd widths run slower than over
-    the full ones (benchmarks/README.md), so a layer that would lose only a few neurons keeps
-    its width."""
-    kept = [max(1, int(kp.sum(dim=1).max())) for kp in _kept_neurons(layout, mask)]
-    return tuple(min(full, -(-w // multiple) * multiple)
-                 for w, full in zip(kept, layout.layers[1:-1]))
+# Canonical hidden widths are multiples of 8 and at least 16. Measured on this CPU's BLAS
+# (benchmarks/README.md): appending zero neurons in steps of 8 to such a width leaves every bit
+# of the batched matmuls unchanged, while other widths (8, odd ones) are rounded by other
+# kernels. So a network computes the same bits whatever wider networks share its batch.
+WIDTH_STEP, MIN_WIDTH = 8, 16
+# A single logit makes the last matmul a matrix-vector product, whose rounding does depend on
+# the padded width: one zero logit is appended (it is not part of any task's loss). Matmuls with
+# fewer than 13 rows (a mini-batch's last one) can still round by width for 2–11 outputs.
+MIN_OUTPUTS = 2
 
 
-def compaction(layout: Layout, mask: torch.Tensor,
-               widths: tuple[int, ...] | None = None) -> Compaction | None:
+def canonical_width(kept: torch.Tensor | int) -> torch.Tensor | int:
+    """The padded width a layer with `kept` neurons is trained at: ⌈kept/8⌉·8, at least 16."""
+    if isinstance(kept, int):
+        return max(MIN_WIDTH, -(-kept // WIDTH_STEP) * WIDTH_STEP)
+    return (-(-kept // WIDTH_STEP) * WIDTH_STEP).clamp(min=MIN_WIDTH)
+
+
+def population_widths(kept: torch.Tensor) -> tuple[int, ...]:
+    """Hidden widths that hold every network of `kept` [K, H] in its canonical width."""
+    return tuple(int(w) for w in canonical_width(kept).max(dim=0).values)
+
+
+def compaction(layout: Layout, mask: torch.Tensor) -> Compaction | None:
     """Drop, per network, the hidden neurons whose parameters training cannot change and whose
     output cannot change any kept neuron: neurons with no path from an input feature or an
     unpruned bias (their output is exactly 0), and neurons with no path to an output (their
     gradient is exactly 0). Everything such a neuron touches gets an exactly-zero gradient, so
     Adam and SGD leave those parameters at their starting values; the kept neurons see the
-    same sums without the zero terms. Returns None when no hidden layer gets narrower.
+    same sums without the zero terms.
 
-    Kept neurons keep their order and padding slots come last (the engine tests compare both
-    paths). It is exact arithmetic, not exact rounding: a matmul over fewer terms may group its
-    sums differently, so results agree to float tolerance, not bit for bit — hence a param
-    (`train.compact`), off by default. `widths` (hidden widths, at least what this batch
-    needs) lets callers that split a population pad every part alike, so the rounding does not
-    depend on how the networks were split.
+    Every network is laid out canonically — its kept neurons first, in order, then zeros up to
+    its own canonical width (canonical_width) — and the batch is padded with zero neurons to
+    the widest network. Trailing zero neurons in steps of 8 change no bit of the matmuls, so a
+    network's arithmetic depends on its own mask only: not on which networks share its batch,
+    worker or run (tests check this). Returns None when the canonical layout is the full one
+    (nothing dropped, full widths already canonical).
     """
     k = mask.shape[0]
     keep = _kept_neurons(layout, mask)
-    if widths is None:
-        widths = compaction_widths(layout, mask)
-    widths = list(widths)
-    if widths == list(layout.layers[1:-1]):
+    kept = (torch.stack([kp.sum(dim=1) for kp in keep], dim=1) if keep
+            else torch.zeros(k, 0, dtype=torch.long))
+    widths = list(population_widths(kept)) if keep else []
+    n_out = layout.layers[-1]
+    out_width = max(n_out, MIN_OUTPUTS)
+    if (widths == list(layout.layers[1:-1]) and all(bool(kp.all()) for kp in keep)
+            and out_width == n_out):
         return None
     # per node layer: [K, width'] original neuron index of each slot and whether it is real
     maps, real = [torch.arange(layout.layers[0]).expand(k, -1)], [None]
     for kp, width in zip(keep, widths):
         order = torch.argsort((~kp).to(torch.uint8), dim=1, stable=True)  # kept first, in order
+        if width > order.shape[1]:  # wider than the layer: padding slots point at neuron 0
+            order = torch.cat([order, order.new_zeros(k, width - order.shape[1])], dim=1)
         maps.append(order[:, :width])
         real.append(torch.arange(width) < kp.sum(dim=1, keepdim=True))
-    maps.append(torch.arange(layout.layers[-1]).expand(k, -1))
-    real.append(None)
+    outputs = torch.arange(out_width).clamp(max=n_out - 1)  # padding slots point at output 0
+    maps.append(outputs.expand(k, -1))
+    real.append(None if out_width == n_out else (torch.arange(out_width) < n_out).expand(k, -1))
     index, valid = [], []
     for i, (w_start, b_start, _) in enumerate(layout.offsets):
         n_in = layout.layers[i]
@@ -183,8 +203,24 @@ def compaction(layout: Layout, mask: torch.Tensor,
         ok_dst = real[i + 1] if real[i + 1] is not None else torch.ones_like(dst, dtype=torch.bool)
         valid.append((ok_dst.unsqueeze(2) & ok_src.unsqueeze(1)).reshape(k, -1))
         valid.append(ok_dst)
-    small = Layout((layout.layers[0], *widths, layout.layers[-1]))
-    return Compaction(small, torch.cat(index, dim=1), torch.cat(valid, dim=1))
+    small = Layout((layout.layers[0], *widths, out_width))
+    return Compaction(small, torch.cat(index, dim=1), torch.cat(valid, dim=1), kept)
+
+
+def resize(layout: Layout, target: Layout, theta: torch.Tensor) -> torch.Tensor:
+    """theta [K, P] of `layout` in `target` (same depth, other widths): each layer's
+    leading block copied, the rest zero. Exact for canonical layouts, whose dropped slots are
+    trailing zeros."""
+    parts = []
+    for (w, b), (n_in, n_out) in zip(layout.views(theta),
+                                     zip(target.layers[:-1], target.layers[1:])):
+        w_new = w.new_zeros(w.shape[0], n_out, n_in)
+        i, o = min(n_in, w.shape[2]), min(n_out, w.shape[1])
+        w_new[:, :o, :i] = w[:, :o, :i]
+        b_new = b.new_zeros(b.shape[0], n_out)
+        b_new[:, :o] = b[:, :o]
+        parts += [w_new.reshape(w.shape[0], -1), b_new]
+    return torch.cat(parts, dim=1)
 
 
 def layers_from_state(state: dict[str, torch.Tensor]) -> tuple[int, ...]:

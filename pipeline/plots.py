@@ -66,10 +66,16 @@ def split_over_levels(analysis: pd.DataFrame):
                 title="Split metric")
     _band(axes[1], analysis, "level", "task_distance", "‖A − I‖_F")
     axes[1].set(xlabel="IMP level", ylabel="‖A − I‖_F", title="Task matrix distance to I")
-    frac = analysis.groupby("level")["split"].mean()
-    axes[2].bar(frac.index, frac.values, color=sns.color_palette("colorblind")[2])
-    axes[2].set(xlabel="IMP level", ylabel="fraction of seeds", ylim=(0, 1),
-                title="Seeds whose ticket is split")
+    from pipeline.analysis import wilson
+    g = analysis.groupby("level")["split"]
+    k, n = g.sum().astype(int), g.size()
+    lo_hi = np.array([wilson(int(a), int(b)) for a, b in zip(k, n)]).reshape(-1, 2)
+    frac = k / n
+    axes[2].bar(frac.index, frac.values, color=sns.color_palette("colorblind")[2],
+                yerr=np.abs(lo_hi.T - frac.values), capsize=2, ecolor="black",
+                error_kw={"lw": 0.8})
+    axes[2].set(xlabel="IMP level", ylabel="fraction of seeds (95% Wilson interval)",
+                ylim=(0, 1), title=f"Seeds whose ticket is split (n = {int(n.max())})")
     return fig
 
 
@@ -105,7 +111,8 @@ def neuron_classes(layers: pd.DataFrame):
 
 def lifetimes_figure(life: pd.DataFrame):
     alive = life[(life["state"] == "alive") & (life["params"] > 0)].copy()
-    alive["group"] = alive["kind"] + "s of layer " + alive["layer"].astype(str)
+    alive["group"] = alive["kind"].map({"weight": "weights", "bias": "biases"}) \
+        + " of layer " + alive["layer"].astype(str)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     sns.barplot(alive, x="group", y="mean_levels", ax=ax, errorbar="sd",
                 color=STATE_COLORS["alive"])

@@ -138,9 +138,8 @@ def _controls(work: Path, levels) -> "pd.DataFrame":
     out = pd.DataFrame({"seed": seeds})
     random = pd.read_csv(work / "reports/analysis/random_masks.csv")
     if len(random):
-        random = random[random["level"] > 0]
-        out["random_mask_split"] = out["seed"].map(
-            random.groupby("seed")["split"].apply(lambda s: bool(s.astype(bool).any())))
+        from pipeline.analysis import random_mask_splits
+        out["random_mask_split"] = out["seed"].map(random_mask_splits(random))
     ctrl = pd.read_csv(work / "reports/imp/controls.csv")
     reinit = ctrl[ctrl["control"] == "reinit"]
     if len(reinit):
@@ -171,16 +170,6 @@ def run_remote(raw: dict, combo: dict) -> tuple[dict[str, bytes], float]:
 
 
 # ---- aggregation ------------------------------------------------------------------------------
-def wilson(k: int, n: int) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion k/n."""
-    from scipy.stats import binomtest
-
-    if n == 0:
-        return math.nan, math.nan
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(ci.low), float(ci.high)
-
-
 def read_results(runs: Path, combos: list[dict]) -> list[tuple[dict, Path]]:
     """(config.json, folder) of every configuration of the study, in study order."""
     def key(combo: dict) -> tuple:
@@ -224,6 +213,8 @@ def aggregate(results: list[tuple[dict, Path]], threshold: float):
 
 def summary_row(seeds, controls) -> dict:
     """Per configuration: split probabilities with 95% intervals over seeds, and medians."""
+    from pipeline.analysis import fisher_p, wilson
+
     n = len(seeds)
     split = seeds["first_split_level"].notna()
     before = seeds["split_before_degradation"].astype(bool)
@@ -248,9 +239,12 @@ def summary_row(seeds, controls) -> dict:
     })
     if "random_mask_split" in controls:
         flags = controls["random_mask_split"].astype(bool)
-        lo, hi = wilson(int(flags.sum()), n)
+        lo, hi = wilson(int(flags.sum()), len(flags))
         row.update({"p_random_mask_split": float(flags.mean()),
-                    "p_random_mask_split_low": lo, "p_random_mask_split_high": hi})
+                    "p_random_mask_split_low": lo, "p_random_mask_split_high": hi,
+                    # Fisher's exact test: does IMP split more (or less) often than chance?
+                    "fisher_p_imp_vs_random": fisher_p(int(split.sum()), n, int(flags.sum()),
+                                                       len(flags))})
     if "reinit_test_acc_at_split" in controls:
         row.update({
             "ticket_test_acc_at_split": float(controls["ticket_test_acc_at_split"].mean()),

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from pipeline.config import TrainConfig
 from pipeline.data import TaskInfo
-from pipeline.model import Layout, compaction, forward
+from pipeline.model import Layout, compaction, forward, population_widths, resize
 
 STOP_REASONS = ("patience", "cutoff", "max_epochs", "diverged")
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
@@ -76,12 +76,14 @@ class TaskLoss:
         return self.value_and_grad(logits, y, need_grad=False)[0]
 
     def value_and_grad(self, logits: torch.Tensor, y: torch.Tensor | Labels,
-                       need_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                       need_grad: bool = True, per_task: bool = False):
         """Loss [K] and, with need_grad, its gradient wrt the logits [K, N, O], written out
-        analytically (BCE: (σ(z) − y)/N; CE: (softmax(z) − onehot(y))/N)."""
+        analytically (BCE: (σ(z) − y)/N; CE: (softmax(z) − onehot(y))/N). With per_task, a third
+        value: every task's own loss [K, T] (the loss [K] is their sum, computed as without)."""
         k, n = logits.shape[:2]
         labels = y if isinstance(y, Labels) else self.prepare(y)
         total = None  # a sum starting from the first term (0 + x is x: same bits, one op less)
+        tasks = logits.new_empty(k, self.n_tasks) if per_task else None
         # every output is a binary task's logit, in task order: no gathering needed
         all_bce = not self.ce and len(self.bce_cols) == logits.shape[2]
         grad = torch.zeros_like(logits) if need_grad and not all_bce else None
@@ -91,7 +93,10 @@ class TaskLoss:
             target, one_minus = labels.target.expand(shape), labels.one_minus.expand(shape)
             # BCE with logits as torch computes it, (1 − y)·z − log σ(z), with 1 − y made once
             bce = one_minus.mul(z).sub_(F.logsigmoid(z))
-            total = bce.mean(dim=1).sum(dim=1)
+            means = bce.mean(dim=1)
+            total = means.sum(dim=1)
+            if per_task:
+                tasks[:, self.bce_tasks] = means
             if need_grad:
                 g = torch.sigmoid(z).sub_(target).div_(n)
                 if all_bce:
@@ -105,11 +110,13 @@ class TaskLoss:
             label = y[..., i].unsqueeze(-1)
             nll = logp.gather(-1, label).squeeze(-1).mean(dim=1)
             total = torch.rsub(nll, 0.0) if total is None else total - nll  # 0 − nll, as a sum
+            if per_task:
+                tasks[:, i] = -nll
             if need_grad:
                 g = logp.exp_()
                 g.scatter_add_(-1, label, torch.full_like(label, -1, dtype=g.dtype))
                 grad[..., cols[0]:cols[-1] + 1] = g.div_(n)
-        return total, grad
+        return (total, grad, tasks) if per_task else (total, grad)
 
     def accuracy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-task accuracy [K, T]."""
@@ -179,16 +186,20 @@ def backward(layout: Layout, theta: torch.Tensor, acts: list[torch.Tensor], dz: 
              grad: torch.Tensor, views: list | None = None, grads: list | None = None) -> None:
     """Writes d loss_k / d theta_k into grad [K, P], given the logits' gradient dz [K, N, O].
     acts may hold more rows than dz (validation rows appended): only the first N are used."""
-    n = dz.shape[1]
+    k, n = dz.shape[:2]
     views = step_views(layout, theta) if views is None else views
     grads = layout.views(grad) if grads is None else grads
+    ones = dz.new_ones(k, 1, n)
     for i in range(len(views) - 1, -1, -1):
         gw, gb = grads[i]
         a = acts[i][:, :n]
         # through a fresh (aligned) result: bmm writing straight into gw, whose address
         # depends on the layer's offset, can round differently
         gw.copy_(torch.bmm(dz.transpose(1, 2), a))
-        torch.sum(dz, dim=1, out=gb)
+        # the bias gradient as a matmul with ones, not torch.sum over the rows: the sum's
+        # reduction order depends on the layer's width, the matmul's does not (a network then
+        # rounds alike in its own canonical width and padded in a wider batch)
+        gb.copy_(torch.bmm(ones, dz).squeeze(1))
         if i > 0:
             # ReLU'(z) = 1 where the output was > 0: one fused op, no bool mask materialised
             dz = torch.ops.aten.threshold_backward(torch.bmm(dz, views[i][0]), a, 0.0)
@@ -207,7 +218,7 @@ def loss_and_grad(layout: Layout, theta: torch.Tensor, x: torch.Tensor, y: torch
 
 @dataclass
 class TrainResult:
-    theta: torch.Tensor          # [K, P] weights of the best validation epoch
+    theta: torch.Tensor          # [K, P] kept weights (best validation epoch, or the last)
     epochs: torch.Tensor         # [K] epochs run
     best_epoch: torch.Tensor     # [K] epoch whose weights were kept (0 = the start)
     stop_code: torch.Tensor      # [K] index into STOP_REASONS
@@ -231,31 +242,148 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# ---- the three parts of training: optimizer step, per-network stopper, loss curves -------------
+class Optimizer:
+    """Adam (β = 0.9, 0.999, ε = 1e-8) or SGD with momentum on the flat [K, P] parameters of a
+    population: a handful of tensor ops per step for all networks. Pruned entries get zero
+    gradient, so their moments stay zero and their value stays exactly zero."""
+
+    def __init__(self, cfg: TrainConfig, theta: torch.Tensor):
+        self.cfg = cfg
+        self.adam = cfg.optimizer == "adam"
+        self.m = torch.zeros_like(theta)  # Adam's first moment, or SGD's momentum buffer
+        self.v = torch.zeros_like(theta) if self.adam else None
+        self.denom = torch.empty_like(theta) if self.adam else None  # reused every step
+        self.t = 0  # steps taken (every network of a population starts together)
+
+    def step(self, theta: torch.Tensor, grad: torch.Tensor) -> None:
+        self.t += 1
+        lr = self.cfg.lr
+        if self.adam:
+            b1, b2 = ADAM_BETAS
+            self.m.mul_(b1).add_(grad, alpha=1 - b1)
+            self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+            denom = torch.sqrt(self.v, out=self.denom).div_(math.sqrt(1 - b2**self.t))
+            theta.addcdiv_(self.m, denom.add_(ADAM_EPS), value=-lr / (1 - b1**self.t))
+        elif self.cfg.momentum > 0:
+            self.m.mul_(self.cfg.momentum).add_(grad)
+            theta.add_(self.m, alpha=-lr)
+        else:
+            theta.add_(grad, alpha=-lr)
+
+    def map(self, fn) -> None:
+        """Apply fn to every per-parameter buffer (networks leaving, layers narrowing)."""
+        self.m = fn(self.m)
+        if self.adam:
+            self.v = fn(self.v)
+            self.denom = torch.empty_like(self.v)
+
+
+class Stopper:
+    """Per-network early stopping on numpy vectors (cheap, and rounded like the float32 tensors:
+    the thresholds are float32 too).
+
+    monitor `total`: the patience counter restarts when the summed validation loss improves by
+    more than min_delta; the loss cutoff applies to the summed training loss.
+    monitor `per_task` (SCIENCE.md §4): it restarts whenever *any* task reaches a new best of its
+    own validation loss, and the cutoff must hold for every task's own training loss, so one
+    task that still learns keeps its network training.
+    An epoch is an *improvement* when it restarts the counter. With restore_best the weights of
+    the last improvement are kept: in `total` mode the epoch of the lowest summed validation
+    loss; in `per_task` mode the last epoch at which some task was still getting better —
+    the summed loss's minimum can come before a slow task has learned (the failure this mode
+    exists for), so restoring it would throw that task's learning away.
+    """
+
+    def __init__(self, cfg: TrainConfig, val0: np.ndarray):
+        self.cfg = cfg
+        self.per_task = cfg.monitor == "per_task"
+        self.best_val = np.where(np.isfinite(val0), val0, np.float32(np.inf))
+        k = val0.shape[0]
+        self.best_epoch = np.zeros(k, dtype=np.int64)
+        self.bad = np.zeros(k, dtype=np.int64)
+        self.min_delta, self.cutoff = np.float32(cfg.min_delta), np.float32(cfg.loss_cutoff)
+
+    def update(self, epoch: int, train: np.ndarray, val: np.ndarray):
+        """train/val losses of the active networks ([K], or [K, T] per task) → (improved [K],
+        stop codes [K] with -1 for "go on", or None when no network stops this epoch)."""
+        better = val < self.best_val - self.min_delta
+        self.best_val = np.where(better, val, self.best_val)
+        if self.per_task:
+            improved = better.any(axis=1)
+            below = (train < self.cutoff).all(axis=1)
+            # a NaN compares False everywhere: these sums are finite iff every loss is
+            finite = np.isfinite(train.sum(axis=1) + val.sum(axis=1))
+        else:
+            improved, below, finite = better, train < self.cutoff, np.isfinite(train + val)
+        self.best_epoch = np.where(improved, epoch, self.best_epoch)
+        self.bad = np.where(improved, 0, self.bad + 1)
+        last = epoch >= self.cfg.max_epochs
+        if not last and self.bad.max() < self.cfg.patience and not below.any() and finite.all():
+            return improved, None  # the usual epoch: nobody stops
+        code = np.full(len(improved), STOP_REASONS.index("max_epochs") if last else -1)
+        code[self.bad >= self.cfg.patience] = STOP_REASONS.index("patience")
+        code[below] = STOP_REASONS.index("cutoff")
+        code[~finite] = STOP_REASONS.index("diverged")
+        return improved, code
+
+    def keep(self, rows: np.ndarray) -> None:
+        self.best_val, self.best_epoch, self.bad = (
+            self.best_val[rows], self.best_epoch[rows], self.bad[rows])
+
+
+class CurveLog:
+    """Training and validation loss per network and epoch, copied into preallocated arrays.
+
+    Copied, not kept as per-epoch objects: thousands of small long-lived tensors between the
+    large per-epoch buffers pinned glibc's heap, whose size then grew with seeds × epochs
+    (3.9 GB for 64 dense networks × 1000 epochs; benchmarks/README.md)."""
+
+    def __init__(self, k: int, capacity: int = 1024):
+        self.train = np.full((k, capacity), np.nan, dtype=np.float32)
+        self.val = np.full((k, capacity), np.nan, dtype=np.float32)
+        self.epochs = 0
+
+    def record(self, epoch: int, rows: np.ndarray, train: np.ndarray, val: np.ndarray) -> None:
+        if epoch > self.train.shape[1]:
+            grow = np.full_like(self.train, np.nan)
+            self.train = np.concatenate([self.train, grow], axis=1)
+            self.val = np.concatenate([self.val, grow], axis=1)
+        self.train[rows, epoch - 1] = train
+        self.val[rows, epoch - 1] = val
+        self.epochs = epoch
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.from_numpy(self.train[:, :self.epochs].copy()),
+                torch.from_numpy(self.val[:, :self.epochs].copy()))
+
+
 def train_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor,
                      train: Split, val: Split, loss_fn: TaskLoss, cfg: TrainConfig,
                      shuffle_seeds: list[int] | None = None,
-                     rewind_epoch: int = 0,
-                     widths: tuple[int, ...] | None = None) -> TrainResult:
+                     rewind_epoch: int = 0, _kept: torch.Tensor | None = None) -> TrainResult:
     """Train K networks from theta0 [K, P] under mask [K, P] with per-network early stopping.
 
     Each network: Adam/SGD on the summed task losses, full batch or mini-batches (shuffled by
     its own generator, seeded from shuffle_seeds), validation loss after every epoch, stop at
-    `patience` epochs without an improvement of more than min_delta, at training loss below
-    loss_cutoff, at max_epochs, or at a non-finite loss; keeps the best validation weights.
+    `patience` epochs without an improvement (Stopper: of the summed or of any task's own
+    validation loss, train.monitor), at training loss below loss_cutoff, at max_epochs, or at
+    a non-finite loss; keeps the weights of the last improvement (train.restore_best) or of the
+    last epoch.
 
     Per-step overhead dominates these small networks, so an epoch is kept to few tensor ops:
     with full batches the validation rows ride along in the training forward pass (the
     validation loss after epoch e and the gradient of epoch e + 1 need the same weights), and
     the per-network stopping bookkeeping runs in numpy on [K] vectors. Every value is the same,
     bit for bit, as with a separate validation pass (tests compare both against the plain path).
-    With cfg.compact, hidden neurons that cannot affect training are left out of the matmuls
-    (model.compaction; `widths` pads the hidden layers to a caller's common widths).
+    With cfg.compact (the default), every network is trained in its canonical compact layout
+    (model.compaction): a network's bits then depend on its own mask and seed alone.
     """
-    plan = compaction(layout, mask, widths) if cfg.compact else None
-    if plan is not None:  # sparse levels: train only the neurons that matter (see compaction)
+    plan = compaction(layout, mask) if cfg.compact else None
+    if plan is not None:  # train only the neurons that matter (see compaction)
         part = train_population(plan.layout, plan.gather(theta0), plan.gather(mask), train, val,
                                 loss_fn, dataclasses.replace(cfg, compact=False),
-                                shuffle_seeds, rewind_epoch)
+                                shuffle_seeds, rewind_epoch, _kept=plan.kept)
         start = theta0 * mask.to(theta0.dtype)  # what training leaves the dropped entries at
         return dataclasses.replace(
             part, theta=plan.scatter(part.theta, start),
@@ -263,7 +391,7 @@ def train_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor,
             else plan.scatter(part.rewind_theta, start))
     with torch.inference_mode():  # no autograd bookkeeping on any of the ~60 ops per epoch
         result = _train(layout, theta0, mask, train, val, loss_fn, cfg, shuffle_seeds,
-                        rewind_epoch)
+                        rewind_epoch, _kept)
     # inference tensors cannot be changed in place outside inference mode: hand out plain ones
     return TrainResult(*(None if t is None else t.clone()
                          for t in (getattr(result, f.name) for f in dataclasses.fields(result))))
@@ -271,154 +399,139 @@ def train_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor,
 
 def _train(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor, train: Split, val: Split,
            loss_fn: TaskLoss, cfg: TrainConfig, shuffle_seeds: list[int] | None,
-           rewind_epoch: int) -> TrainResult:
+           rewind_epoch: int, kept: torch.Tensor | None) -> TrainResult:
+    """The epoch loop. `kept` [K, H]: kept neurons per hidden layer when `layout` is a
+    canonical compact one; the batch then narrows to the remaining networks' widths whenever
+    networks stop (dropping trailing zero neurons changes no bit)."""
     device = resolve_device(cfg.device)
     if device.type != "cpu":  # train there, return CPU tensors like the CPU path
         theta0, mask = theta0.to(device), mask.to(device)
         train, val = Split(train.x.to(device), train.y.to(device)), \
             Split(val.x.to(device), val.y.to(device))
-    k_total, p = theta0.shape
+    home = layout  # the layout of the inputs and outputs; `layout` may narrow on the way
+    k_total = theta0.shape[0]
     maskf_all = mask.to(theta0.dtype)
     theta = (theta0 * maskf_all).clone()
     grad = torch.empty_like(theta)
     maskf = maskf_all.clone()
-    state1 = torch.zeros_like(theta0)  # Adam m or SGD momentum buffer
-    state2 = torch.zeros_like(theta0)  # Adam v
-    best = theta.clone()
+    opt = Optimizer(cfg, theta)
+    best = theta.clone() if cfg.restore_best else None
     n_train = train.x.shape[0]
     full_batch = cfg.batch_size is None
+    per_task = cfg.monitor == "per_task"
     train_t, val_t = loss_fn.prepare(train.y), loss_fn.prepare(val.y)
+
+    def val_losses(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed loss [K], monitored loss: the same, or per task [K, T])."""
+        out = loss_fn.value_and_grad(logits, val_t, need_grad=False, per_task=per_task)
+        return out[0], out[2] if per_task else out[0]
+
     if full_batch:  # one pass over [train; val] rows: the start's validation loss and the
         x_all = torch.cat([train.x, val.x]).expand(k_total, -1, -1)  # first epoch's training
         acts = forward_acts(layout, theta, x_all)  # activations
-        val_loss0 = loss_fn(acts[-1][:, n_train:], val_t)
+        _, val_mon = val_losses(acts[-1][:, n_train:])
     else:
-        val_loss0 = loss_fn(forward_acts(layout, theta, val.x)[-1], val_t)
-    best_val = val_loss0.cpu().numpy()
-    best_val = np.where(np.isfinite(best_val), best_val, np.float32(np.inf))
-    best_epoch = np.zeros(k_total, dtype=np.int64)
-    bad = np.zeros(k_total, dtype=np.int64)
+        _, val_mon = val_losses(forward_acts(layout, theta, val.x)[-1])
+    stopper = Stopper(cfg, val_mon.cpu().numpy())
+    curves = CurveLog(k_total, min(cfg.max_epochs, 1024))
     active = np.arange(k_total)
     gens = None
     if not full_batch:
         seeds = shuffle_seeds if shuffle_seeds is not None else list(range(k_total))
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    # float32 thresholds: the comparisons below must round like the float32 tensors they test
-    min_delta, cutoff = np.float32(cfg.min_delta), np.float32(cfg.loss_cutoff)
-    code_patience, code_cutoff, code_max, code_diverged = (
-        STOP_REASONS.index(r) for r in ("patience", "cutoff", "max_epochs", "diverged"))
 
-    out_theta = torch.empty_like(theta0)
+    out_theta = torch.zeros_like(theta0)
     out_epochs = np.zeros(k_total, dtype=np.int64)
     out_best_epoch = np.zeros(k_total, dtype=np.int64)
     out_stop = np.zeros(k_total, dtype=np.int64)
     rewind_theta = theta0.clone() * maskf_all if rewind_epoch > 0 else None
-    curves_train, curves_val, curves_idx = [], [], []
-    b1, b2 = ADAM_BETAS
-    # per-layer views into theta and grad, made again only when stopped networks leave the batch
+    # per-layer views into theta and grad, made again only when the batch changes
     views, grads = step_views(layout, theta), layout.views(grad)
-    denom = torch.empty_like(theta)  # Adam's denominator, reused every step
 
     for epoch in range(1, cfg.max_epochs + 1):
         # ---- one epoch of updates --------------------------------------------------------
-        if full_batch:
-            batches = [None]
+        if full_batch:  # acts of the current weights, from the last validation pass
+            out = loss_fn.value_and_grad(acts[-1][:, :n_train], train_t, per_task=per_task)
+            epoch_loss, dz = out[0], out[1]
+            train_mon = out[2] if per_task else epoch_loss
+            backward(layout, theta, acts, dz, grad, views, grads)
+            grad.mul_(maskf)
+            opt.step(theta, grad)
         else:
             perm = torch.stack([torch.randperm(n_train, generator=g) for g in gens]).to(device)
             # every network's samples in its own order, gathered once; the batches are views
             x_epoch, labels = train.x[perm], loss_fn.prepare(train.y[perm])
-            batches = [(x_epoch[:, i:i + cfg.batch_size], labels.rows(i, i + cfg.batch_size))
-                       for i in range(0, n_train, cfg.batch_size)]
             epoch_loss = theta.new_zeros(len(active))
-        for step, batch in enumerate(batches):
-            if full_batch:  # acts of the current weights, from the last validation pass
-                epoch_loss, dz = loss_fn.value_and_grad(acts[-1][:, :n_train], train_t)
-                backward(layout, theta, acts, dz, grad, views, grads)
-            else:
-                xb, yb = batch
+            train_mon = theta.new_zeros(len(active), loss_fn.n_tasks) if per_task else epoch_loss
+            for i in range(0, n_train, cfg.batch_size):
+                xb, yb = x_epoch[:, i:i + cfg.batch_size], labels.rows(i, i + cfg.batch_size)
                 acts = forward_acts(layout, theta, xb, views)
-                loss, dz = loss_fn.value_and_grad(acts[-1], yb)
-                backward(layout, theta, acts, dz, grad, views, grads)
-                epoch_loss += loss * (xb.shape[-2] / n_train)
-            grad.mul_(maskf)
-            t = (epoch - 1) * len(batches) + step + 1
-            if cfg.optimizer == "adam":
-                state1.mul_(b1).add_(grad, alpha=1 - b1)
-                state2.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-                denom = torch.sqrt(state2, out=denom).div_(math.sqrt(1 - b2**t)).add_(ADAM_EPS)
-                theta.addcdiv_(state1, denom, value=-cfg.lr / (1 - b1**t))
-            else:
-                step_dir = grad
-                if cfg.momentum > 0:
-                    state1.mul_(cfg.momentum).add_(grad)
-                    step_dir = state1
-                theta.add_(step_dir, alpha=-cfg.lr)
+                out = loss_fn.value_and_grad(acts[-1], yb, per_task=per_task)
+                backward(layout, theta, acts, out[1], grad, views, grads)
+                epoch_loss += out[0] * (xb.shape[-2] / n_train)
+                if per_task:
+                    train_mon += out[2] * (xb.shape[-2] / n_train)
+                grad.mul_(maskf)
+                opt.step(theta, grad)
         # ---- validation and per-network stopping -----------------------------------------
         if full_batch:
             acts = forward_acts(layout, theta, x_all, views)
-            val_loss = loss_fn(acts[-1][:, n_train:], val_t)
+            val_loss, val_mon = val_losses(acts[-1][:, n_train:])
         else:
-            val_loss = loss_fn(forward_acts(layout, theta, val.x, views)[-1], val_t)
-        train_np, val_np = epoch_loss.cpu().numpy(), val_loss.cpu().numpy()
-        curves_train.append(train_np)
-        curves_val.append(val_np)
-        curves_idx.append(active)
-        improved = val_np < best_val - min_delta
-        if improved.all():
-            best.copy_(theta)
-        elif improved.any():
-            sel = torch.from_numpy(np.flatnonzero(improved)).to(device)
-            best[sel] = theta[sel]
-        best_val = np.where(improved, val_np, best_val)
-        best_epoch = np.where(improved, epoch, best_epoch)
-        bad = np.where(improved, 0, bad + 1)
+            val_loss, val_mon = val_losses(forward_acts(layout, theta, val.x, views)[-1])
+        curves.record(epoch, active, epoch_loss.cpu().numpy(), val_loss.cpu().numpy())
+        improved, code = stopper.update(epoch, train_mon.cpu().numpy(), val_mon.cpu().numpy())
+        if best is not None:
+            if improved.all():
+                best.copy_(theta)
+            elif improved.any():
+                best[torch.from_numpy(np.flatnonzero(improved)).to(device)] = \
+                    theta[torch.from_numpy(improved).to(device)]
         if rewind_theta is not None and epoch == rewind_epoch:
-            rewind_theta[torch.from_numpy(active).to(device)] = theta
-        # a NaN compares False everywhere: this sum is finite iff both losses are
-        finite = np.isfinite(train_np + val_np)
-        if (epoch < cfg.max_epochs and bad.max() < cfg.patience and train_np.min() >= cutoff
-                and finite.all()):
-            continue  # the usual epoch: nobody stops
-        code = np.full(len(active), code_max if epoch >= cfg.max_epochs else -1)
-        code[bad >= cfg.patience] = code_patience
-        code[train_np < cutoff] = code_cutoff
-        code[~np.isfinite(train_np) | ~np.isfinite(val_np)] = code_diverged
+            rewind_theta[torch.from_numpy(active).to(device)] = resize(layout, home, theta)
+        if code is None:
+            continue
         stop = code >= 0
         if not stop.any():
             continue
         done = active[stop]
         stop_t = torch.from_numpy(stop).to(device)
-        out_theta[torch.from_numpy(done).to(device)] = best[stop_t]
+        kept_weights = (best if best is not None else theta)[stop_t]
+        out_theta[torch.from_numpy(done).to(device)] = resize(layout, home, kept_weights)
         out_epochs[done] = epoch
-        out_best_epoch[done] = best_epoch[stop]
+        out_best_epoch[done] = stopper.best_epoch[stop] if best is not None else epoch
         out_stop[done] = code[stop]
-        if rewind_theta is not None and epoch < rewind_epoch:
-            rewind_theta[torch.from_numpy(done).to(device)] = theta[stop_t]  # stopped before it
+        if rewind_theta is not None and epoch < rewind_epoch:  # stopped before it
+            rewind_theta[torch.from_numpy(done).to(device)] = resize(layout, home, theta[stop_t])
         keep = ~stop
         if not keep.any():
             break
         keep_t = ~stop_t
         active = active[keep]
-        theta, grad = theta[keep_t].clone(), grad[keep_t].clone()
-        maskf, state1, state2, best = maskf[keep_t], state1[keep_t], state2[keep_t], best[keep_t]
-        best_val, best_epoch, bad = best_val[keep], best_epoch[keep], bad[keep]
-        views, grads = step_views(layout, theta), layout.views(grad)
-        denom = torch.empty_like(theta)
+        stopper.keep(keep)
+        narrow = layout
+        if kept is not None:  # the remaining networks may fit in narrower layers
+            narrow = Layout((home.layers[0], *population_widths(kept[active]), home.layers[-1]))
+        fit = (lambda t: t[keep_t]) if narrow == layout else \
+            (lambda t: resize(layout, narrow, t[keep_t]))  # noqa: E731
+        theta, grad, maskf = fit(theta), fit(grad), fit(maskf)
+        best = None if best is None else fit(best)
+        opt.map(fit)
         if full_batch:
             x_all = x_all[:len(active)]  # the same rows for every network: any K of them
-            acts = [x_all] + [a[keep_t] for a in acts[1:]]
+            if narrow == layout:
+                acts = [x_all] + [a[keep_t] for a in acts[1:]]
+            else:  # the remaining networks' activations, without the dropped zero neurons
+                acts = [x_all] + [a[keep_t][..., :n].contiguous()
+                                  for a, n in zip(acts[1:], narrow.layers[1:])]
         else:
             gens = [g for g, kp in zip(gens, keep.tolist()) if kp]
+        layout = narrow
+        views, grads = step_views(layout, theta), layout.views(grad)
 
-    n_epochs = len(curves_train)
-    train_curve = np.full((k_total, n_epochs), np.nan, dtype=np.float32)
-    val_curve = np.full((k_total, n_epochs), np.nan, dtype=np.float32)
-    for e, (tl, vl, idx) in enumerate(zip(curves_train, curves_val, curves_idx)):
-        train_curve[idx, e] = tl
-        val_curve[idx, e] = vl
+    train_curve, val_curve = curves.tensors()
     return TrainResult(theta=(out_theta * maskf_all).cpu(), epochs=torch.from_numpy(out_epochs),
                        best_epoch=torch.from_numpy(out_best_epoch),
                        stop_code=torch.from_numpy(out_stop),
-                       train_curve=torch.from_numpy(train_curve),
-                       val_curve=torch.from_numpy(val_curve),
+                       train_curve=train_curve, val_curve=val_curve,
                        rewind_theta=None if rewind_theta is None else rewind_theta.cpu())

@@ -321,8 +321,10 @@ def test_compacted_training_equals_full_training(problem):
     assert torch.all(small.theta[~mask] == 0)
 
 
-def test_compaction_widths_round_up_to_eight_and_never_widen():
-    from pipeline.model import compaction, compaction_widths
+def test_canonical_widths_are_multiples_of_eight_and_at_least_sixteen():
+    from pipeline.model import canonical_width, compaction
+    assert [canonical_width(n) for n in (0, 1, 9, 16, 17, 35, 40, 57)] == \
+        [16, 16, 16, 16, 24, 40, 40, 64]
     layout = Layout((4, 40, 12, 2))
     mask = torch.zeros(2, layout.size, dtype=torch.bool)
     w0, b0, e0 = layout.offsets[0]
@@ -333,16 +335,48 @@ def test_compaction_widths_round_up_to_eight_and_never_widen():
         mask[0, w0 + j * 4] = True
         mask[0, w1 + j] = True
     mask[0, w2] = True
-    assert compaction_widths(layout, mask) == (16, 8)   # 10 → 16, 1 → 8 (of 12)
+    plan = compaction(layout, mask[:1])
+    assert plan.kept.tolist() == [[10, 1]] and plan.layout.layers == (4, 16, 16, 2)
     mask[1, b0:e0] = True                               # network 1: 35 biased neurons …
     mask[1, w1:w1 + 35] = True                          # … feeding hidden-2 neuron 0 …
     mask[1, w2] = True                                  # … which feeds output 0
-    assert compaction_widths(layout, mask) == (40, 8)   # 35 → 40 = the full width
     plan = compaction(layout, mask)
-    assert plan.layout.layers == (4, 40, 8, 2)
-    mask[1, w1:b1] = True                               # hidden-2 fully connected: no gain
-    mask[1, w2:b2] = True
-    assert compaction(layout, mask) is None
+    assert plan.kept.tolist() == [[10, 1], [35, 1]]
+    assert plan.layout.layers == (4, 40, 16, 2)         # the widest network's canonical widths
+    dense = torch.ones(1, layout.size, dtype=torch.bool)
+    assert compaction(layout, dense).layout.layers == (4, 40, 16, 2)  # 12 is not canonical
+    assert compaction(Layout((4, 40, 16, 2)), torch.ones(1, Layout((4, 40, 16, 2)).size,
+                                                         dtype=torch.bool)) is None
+
+
+@pytest.mark.parametrize("hidden,batch_size", [((40, 40), None), ((13, 7), None), ((24, 9), 32)])
+def test_a_network_computes_the_same_bits_alone_and_in_any_batch(problem, hidden, batch_size):
+    """Canonical compact layouts make a network's arithmetic a function of its own mask: the
+    same bits alone, in a batch with wider networks, in any order (the basis of identical
+    results for any train.workers and any set of seeds). Odd widths on purpose: without
+    compaction the batched matmul rounds them by position."""
+    params, tasks, splits, _ = problem
+    layout = Layout((4, *hidden, 2))
+    seeds = [0, 1, 2, 3, 4, 5]
+    theta0 = init_population(layout, params.model, seeds)
+    g = torch.Generator().manual_seed(7)
+    density = torch.tensor([0.9, 0.15, 0.5, 0.3, 1.0, 0.08]).unsqueeze(1)
+    mask = torch.rand(theta0.shape, generator=g) < density   # very different kept widths
+    cfg = dataclasses.replace(params.train, batch_size=batch_size, max_epochs=60, patience=3,
+                              compact=True)
+    shuffle = [100 + s for s in seeds]
+
+    def train(rows):
+        return train_population(layout, theta0[rows], mask[rows], splits["train"], splits["val"],
+                                TaskLoss(tasks), cfg, shuffle_seeds=[shuffle[r] for r in rows])
+    together = train(list(range(6)))
+    assert len(set(together.epochs.tolist())) > 1  # networks leave the batch at other epochs
+    for rows in ([1], [3, 1], [5, 0, 2]):
+        part = train(rows)
+        assert torch.equal(part.theta, together.theta[rows])
+        assert torch.equal(part.epochs, together.epochs[rows])
+        e = part.val_curve.shape[1]
+        assert torch.equal(part.val_curve.nan_to_num(-1), together.val_curve[rows, :e].nan_to_num(-1))
 
 
 def plain_training(layout, theta0, mask, splits, loss_fn, cfg):
@@ -375,19 +409,23 @@ def plain_training(layout, theta0, mask, splits, loss_fn, cfg):
                 bad += 1
             if bad >= cfg.patience or bool(loss < cfg.loss_cutoff):
                 break
+        if not cfg.restore_best:  # train.restore_best false: the last epoch's weights are kept
+            best, best_epoch = theta.clone(), epoch
         out.append((best * maskf, epoch, best_epoch, curve))
     return out
 
 
-@pytest.mark.parametrize("n_samples,hidden", [(150, [8, 8]), (233, [16, 8, 8])])
-def test_fast_epoch_loop_equals_the_plain_loop_bit_for_bit(n_samples, hidden):
+@pytest.mark.parametrize("n_samples,hidden,restore_best",
+                         [(150, [8, 8], True), (233, [16, 8, 8], True), (150, [8, 8], False)])
+def test_fast_epoch_loop_equals_the_plain_loop_bit_for_bit(n_samples, hidden, restore_best):
     """Validation rows riding along in the training pass, cached views, numpy bookkeeping and
     the other shortcuts of train_population change no bit (odd row counts on purpose: vectorised
     exp/log round differently on a slice's scalar tail)."""
     params = config.parse({"data": {"n_samples": n_samples, "tasks": ["moons", "circles"]},
                            "model": {"hidden": hidden, "seeds": [0, 1, 2]},
                            "train": {"max_epochs": 150, "patience": 8, "lr": 0.02,
-                                     "min_delta": 1e-4, "loss_cutoff": 0.05}})
+                                     "min_delta": 1e-4, "loss_cutoff": 0.05,
+                                     "compact": False, "restore_best": restore_best}})
     arrays, _ = build(params.data)
     splits = {s: Split(torch.from_numpy(a["x"]), torch.from_numpy(a["y"]))
               for s, a in arrays.items()}
@@ -424,3 +462,68 @@ def test_loss_of_a_network_does_not_depend_on_its_batch(kinds):
             alone_loss, alone_grad = loss_fn.value_and_grad(logits[k:k + 1].clone(), y)
             assert torch.equal(loss[k:k + 1], alone_loss)
             assert torch.equal(grad[k:k + 1], alone_grad)
+
+
+def stopper(**overrides):
+    from pipeline.train import Stopper
+    cfg = dataclasses.replace(config.TrainConfig(), **{"patience": 3, "max_epochs": 100,
+                                                       **overrides})
+    return cfg, Stopper
+
+
+def test_per_task_monitor_keeps_training_while_any_task_still_learns():
+    """Task 0 has converged and slowly overfits, task 1 still learns: the summed validation loss
+    rises (the `total` monitor stops after `patience` epochs), but task 1's own loss keeps
+    reaching new bests, so the `per_task` monitor goes on."""
+    import numpy as np
+    epochs = np.arange(1, 21, dtype=np.float32)
+    val = np.stack([1.0 + 0.05 * epochs, 1.0 - 0.01 * epochs], axis=1)[:, None, :]  # [E, K=1, T]
+    train = np.full_like(val, 0.5)
+    stops = {}
+    for monitor in ("total", "per_task"):
+        cfg, Stopper = stopper(monitor=monitor)
+        s = Stopper(cfg, np.array([[1.0, 1.0]], dtype=np.float32).sum(axis=1)
+                    if monitor == "total" else np.array([[1.0, 1.0]], dtype=np.float32))
+        for e in range(20):
+            mon_train = train[e].sum(axis=1) if monitor == "total" else train[e]
+            mon_val = val[e].sum(axis=1) if monitor == "total" else val[e]
+            improved, code = s.update(e + 1, mon_train, mon_val)
+            if code is not None and code[0] >= 0:
+                stops[monitor] = (e + 1, STOP_REASONS[code[0]], int(s.best_epoch[0]))
+                break
+    assert stops["total"] == (3, "patience", 0)  # never improved on the start: keeps θ at epoch 0
+    assert "per_task" not in stops  # task 1 improved every epoch
+    # once task 1 stalls too, per_task stops `patience` epochs after the last improvement
+    cfg, Stopper = stopper(monitor="per_task")
+    s = Stopper(cfg, np.array([[1.0, 1.0]], dtype=np.float32))
+    losses = [[0.9, 0.99], [0.95, 0.98], [0.96, 0.985], [0.97, 0.99], [0.98, 0.99]]
+    codes = [s.update(e + 1, np.array([[0.5, 0.5]], dtype=np.float32),
+                      np.array([v], dtype=np.float32))[1] for e, v in enumerate(losses)]
+    assert codes[:4] == [None] * 4 and STOP_REASONS[codes[4][0]] == "patience"
+    assert s.best_epoch.tolist() == [2]  # the last epoch at which some task reached a new best
+
+
+def test_per_task_cutoff_needs_every_task_below_it():
+    import numpy as np
+    cfg, Stopper = stopper(monitor="per_task", loss_cutoff=0.01, patience=100)
+    s = Stopper(cfg, np.ones((2, 2), dtype=np.float32))
+    val = np.full((2, 2), 0.5, dtype=np.float32)
+    # network 0: both tasks below the cutoff; network 1: task 1 is not (its sum would be)
+    _, code = s.update(1, np.array([[0.004, 0.005], [0.001, 0.011]], dtype=np.float32), val)
+    assert [STOP_REASONS[c] if c >= 0 else None for c in code] == ["cutoff", None]
+    cfg, Stopper = stopper(monitor="total", loss_cutoff=0.01, patience=100)
+    s = Stopper(cfg, np.ones(2, dtype=np.float32))
+    _, code = s.update(1, np.array([0.009, 0.012], dtype=np.float32), val.sum(axis=1))
+    assert [STOP_REASONS[c] if c >= 0 else None for c in code] == ["cutoff", None]
+
+
+def test_per_task_monitor_trains_a_slow_task_longer(problem):
+    """End to end: with several tasks the per-task monitor never stops earlier than the summed
+    one on the same networks without a cutoff, and it reports its best epoch consistently."""
+    params, tasks, splits, layout = problem
+    theta0 = init_population(layout, params.model, params.model.seeds)
+    mask = torch.ones_like(theta0, dtype=torch.bool)
+    total = run(problem, theta0, mask, patience=4, max_epochs=300, monitor="total")
+    per_task = run(problem, theta0, mask, patience=4, max_epochs=300, monitor="per_task")
+    assert (per_task.epochs >= total.epochs).all() and (per_task.epochs > total.epochs).any()
+    assert (per_task.best_epoch == per_task.epochs - 4)[per_task.epochs < 300].all()

@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from conftest import ROOT, dvc, run_stage, tiny_params, write_params
+from pipeline.analysis import wilson
 
 pytestmark = pytest.mark.e2e
 
@@ -63,7 +64,15 @@ def test_dvc_repro_contract_and_caching(tiny_repo):
         data = fig.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 15_000, fig.name
     report = (repo / "reports/report.md").read_text()
-    assert f"**{metrics['split']['seeds_split']}/2**" in report
+    s = metrics["split"]
+    assert f"**{s['seeds_split']}/2 ({s['fraction_split']:.2f}, 95% CI " \
+           f"{s['fraction_split_ci95'][0]:.2f}–{s['fraction_split_ci95'][1]:.2f})**" in report
+    # the intervals are Wilson's, computed from the per-seed table
+    seeds = pd.read_csv(repo / "reports/analysis/seeds.csv")
+    k = int(seeds["first_split_level"].notna().sum())
+    assert s["fraction_split_ci95"] == pytest.approx(list(wilson(k, len(seeds))))
+    k = int(seeds["split_before_degradation"].astype(bool).sum())
+    assert s["fraction_split_before_degradation_ci95"] == pytest.approx(list(wilson(k, len(seeds))))
     for name, acc in metrics["dense_test_acc"].items():
         assert f"| {name} | {acc:.3f} |" in report
     plots_out = dvc(repo, "plots", "show", "--json").stdout
@@ -165,11 +174,11 @@ def test_plots_diff_renders_in_headless_chromium(experiments_repo, offline_templ
     assert ink.any(axis=1).mean() > 0.25
 
 
-def prepared(tmp_path: Path) -> Path:
+def prepared(tmp_path: Path, **overrides) -> Path:
     """generate + trajectory + train done in a plain folder (no DVC) with the tiny params."""
     work = tmp_path / "work"
     work.mkdir()
-    write_params(work, tiny_params(**{"prune.iterations": 4, "prune.target": 20}))
+    write_params(work, tiny_params(**{"prune.iterations": 4, "prune.target": 20, **overrides}))
     for stage in ("generate", "trajectory", "train"):
         run_stage(stage, work)
     return work
@@ -201,8 +210,31 @@ def test_rerun_is_bit_identical_and_resume_after_kill_equals_uninterrupted(tmp_p
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (work / "models/imp/level_04.pt").exists()
+    # its worker processes die with it instead of waiting for work forever
+    assert wait_until(lambda: not processes_in(work), seconds=10), processes_in(work)
     run_stage("imp", work)
     assert digest(work / "models/imp") | digest(work / "reports/imp") == reference
+
+
+def processes_in(folder: Path) -> list[int]:
+    """PIDs of the processes whose working directory is `folder` (Linux /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and Path(os.readlink(entry / "cwd")) == folder.resolve():
+                pids.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return pids
+
+
+def wait_until(condition, seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while not condition():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_changed_params_discard_persisted_levels(tmp_path):
@@ -218,13 +250,14 @@ def test_changed_params_discard_persisted_levels(tmp_path):
     assert digest(work / "models/imp", "level_0[1-9].pt") != first
 
 
-@pytest.mark.parametrize("compact", [False, True])
-def test_worker_processes_give_identical_files(tmp_path, compact):
-    work = prepared(tmp_path)
+@pytest.mark.parametrize("compact,hidden", [(True, [6, 6]), (True, [13, 7]), (False, [16, 16])])
+def test_worker_processes_give_identical_files(tmp_path, compact, hidden):
+    """In canonical compact layouts (the default) any widths give identical files for any
+    number of workers; without compaction, canonical widths (multiples of 8, >= 16) do."""
+    work = prepared(tmp_path, **{"model.hidden": hidden, "train.compact": compact})
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["prune"]["random_mask_control"] = True
     params["prune"]["reinit_control"] = True
-    params["train"]["compact"] = compact  # compacted groups are padded to common widths
     results = []
     for workers in (1, 2):
         params["train"]["workers"] = workers

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, copy_repo, dvc, git, tiny_params, write_params
+from pipeline.analysis import wilson
 from pipeline import config, study
 
 pytestmark = pytest.mark.e2e
@@ -80,7 +81,7 @@ def test_aggregate_equals_direct_computation(study_repo):
         med = split["params_at_split"]["median"]
         assert (math.isnan(row["params_at_split"]) if med is None
                 else row["params_at_split"] == med)
-        lo, hi = study.wilson(split["seeds_split"], metrics["seeds"])
+        lo, hi = wilson(split["seeds_split"], metrics["seeds"])
         assert row["p_split_low"] == pytest.approx(lo, abs=1e-5)
         assert row["p_split_high"] == pytest.approx(hi, abs=1e-5)
         # the tidy table holds that configuration's analysis, row for row
@@ -100,7 +101,7 @@ def test_wilson_interval_matches_closed_form():
         z, p = 1.959963984540054, k / n
         centre = (p + z * z / (2 * n)) / (1 + z * z / n)
         half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-        lo, hi = study.wilson(k, n)
+        lo, hi = wilson(k, n)
         assert lo == pytest.approx(max(0.0, centre - half), abs=1e-9)
         assert hi == pytest.approx(min(1.0, centre + half), abs=1e-9)
 

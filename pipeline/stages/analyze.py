@@ -11,7 +11,7 @@ import torch
 from pipeline import config, io
 from pipeline.analysis import (InvariantError, check_monotone, comatose_events, level_frames,
                                lifetime_summary, lifetimes, per_seed, plot_table,
-                               summarize)
+                               random_mask_splits, summarize, fraction_text)
 from pipeline.data import load as load_data
 from pipeline.graph import STATES, analyze
 from pipeline.imp import level_path
@@ -77,12 +77,15 @@ def main() -> None:
         io.write_csv(out / "lifetimes.csv", lifetime_summary(life, layout, seeds))
         io.write_csv(out / "events.csv", comatose_events(has_in, has_out, bias_masks, seeds))
     io.write_csv("reports/plots/levels.csv", plot_table(tables["levels"], imp_levels, tasks))
-    metrics = summarize(seeds_table, tasks, params.analysis.degradation_threshold)
+    random = tables.get("random")
+    metrics = summarize(seeds_table, tasks, params.analysis.degradation_threshold,
+                        None if random is None else random_mask_splits(random))
     io.write_json("reports/metrics.json", metrics)
     s = metrics["split"]
     print(f"analyze: {len(paths)} levels × {len(seeds)} seeds in "
-          f"{time.perf_counter() - start:.2f}s; {s['seeds_split']}/{len(seeds)} seeds split, "
-          f"{s['seeds_split_before_degradation']} before any task degraded")
+          f"{time.perf_counter() - start:.2f}s; seeds split "
+          f"{fraction_text(s['seeds_split'], len(seeds))}, before any task degraded "
+          f"{fraction_text(s['seeds_split_before_degradation'], len(seeds))}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from pipeline import config, io, plots
+from pipeline.analysis import fraction_text
 from pipeline.data import load as load_data
 from pipeline.graph import analyze
 from pipeline.imp import level_path
@@ -82,9 +83,9 @@ def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
         f"{len(tr.params) - 1} levels from {tr.params[0]} to {tr.params[-1]} prunable parameters "
         f"(biases {'' if params.prune.biases else 'not '}prunable); {metrics['seeds']} seeds.", "",
         "## Does the ticket split?", "",
-        f"- Seeds split: **{s['seeds_split']}/{metrics['seeds']}** "
-        f"({plots.fmt(s['fraction_split'], 2)}); before any task degraded by more than "
-        f"{d['threshold']:.0%}: **{s['seeds_split_before_degradation']}/{metrics['seeds']}**.",
+        f"- Seeds split: **{fraction_text(s['seeds_split'], metrics['seeds'])}**; before any "
+        f"task degraded by more than {d['threshold']:.0%}: "
+        f"**{fraction_text(s['seeds_split_before_degradation'], metrics['seeds'])}**.",
         f"- First split level: median {plots.fmt(s['first_split_level']['median'], 1)} "
         f"(min {plots.fmt(s['first_split_level']['min'], 0)}, "
         f"max {plots.fmt(s['first_split_level']['max'], 0)}); parameters at the split: median "
@@ -92,7 +93,8 @@ def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
         f"{plots.fmt(s['alive_at_split']['median'], 0)}.",
         f"- First degradation level: median "
         f"{plots.fmt(d['first_degradation_level']['median'], 1)} "
-        f"({d['seeds_degraded']} seeds degrade within the run).", "",
+        f"({d['seeds_degraded']} seeds degrade within the run).",
+        *random_mask_lines(metrics), "",
         "| task | dense test acc | test acc at first split |",
         "|---|---|---|",
     ]
@@ -110,6 +112,16 @@ def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
     lines += ["", "## Figures", ""]
     lines += [f"![{f}](figures/{f})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def random_mask_lines(metrics: dict) -> list[str]:
+    """The null model, where prune.random_mask_control ran: chance splits and Fisher's test."""
+    r = metrics.get("random_mask")
+    if r is None:
+        return []
+    return [f"- Random masks of the same per-layer sparsity split (at some level) in "
+            f"**{fraction_text(r['seeds_split'], metrics['seeds'])}** of the seeds; IMP vs "
+            f"random masks, Fisher's exact test: p = {r['fisher_p_imp_vs_random']:.3g}."]
 
 
 def curve_table(curves: pd.DataFrame, seed: int, points: int = 120) -> pd.DataFrame:

@@ -161,7 +161,7 @@ def compaction_sweep(params, layers, splits, tasks, epochs: int = 300, repeats: 
     stop; interleaved, min of `repeats`."""
     from pathlib import Path
 
-    from pipeline.model import compaction_widths
+    from pipeline.model import compaction
     levels = (1, 5, 10, 14, 17, 20)
     cfg = dataclasses.replace(params.train, max_epochs=epochs, patience=10**6, loss_cutoff=0.0)
     folder = Path("models/imp")
@@ -198,7 +198,8 @@ def compaction_sweep(params, layers, splits, tasks, epochs: int = 300, repeats: 
                                      TaskLoss(tasks), c)
                     dt = (time.perf_counter() - t) / n_epochs * 1e3
                     best[compact] = min(best.get(compact, dt), dt)
-            widths = compaction_widths(layout, m)
+            plan = compaction(layout, m)
+            widths = layout.layers[1:-1] if plan is None else plan.layout.layers[1:-1]
             print(f"{name:34s} K={k}: widths {layout.layers[1:-1]} -> {widths}: "
                   f"{best[False]:7.2f} -> {best[True]:7.2f} ms/epoch "
                   f"({best[False] / best[True]:.2f}x)", flush=True)

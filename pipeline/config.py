@@ -40,9 +40,24 @@ DEVICES = ("cpu", "cuda", "auto")
 MONITORS = ("total", "per_task")
 
 
-def task_outputs(kind: str) -> int:
+IMAGE_KINDS = ("digits", "mnist", "fashion_mnist")  # 10-class image tasks (data.classes)
+IDX_KINDS = ("mnist", "fashion_mnist")               # 28 × 28 from IDX files (data.image_size)
+IDX_SIZE = 28
+
+
+def task_shape(kind: str, data: DataConfig | None = None) -> tuple[int, int]:
+    """(input features, classes) of a task kind under the data options (image size, classes)."""
+    n_in, classes = TASK_SPECS[kind]
+    if data is not None and kind in IDX_KINDS:
+        n_in = data.image_size ** 2
+    if data is not None and kind in IMAGE_KINDS and data.classes is not None:
+        classes = data.classes
+    return n_in, classes
+
+
+def task_outputs(kind: str, data: DataConfig | None = None) -> int:
     """Output neurons of a task: one logit for a binary task, C logits for C classes."""
-    classes = TASK_SPECS[kind][1]
+    classes = task_shape(kind, data)[1]
     return 1 if classes == 2 else classes
 
 
@@ -58,6 +73,8 @@ class DataConfig:
     seed: int = 0
     mnist_dir: str | None = None          # folder with the four standard MNIST IDX files
     fashion_mnist_dir: str | None = None  # same for Fashion-MNIST
+    image_size: int = 28             # mnist / fashion_mnist images area-averaged to this size
+    classes: int | None = None       # image tasks: keep the first C classes, balanced per class
 
 
 @dataclass(frozen=True)
@@ -143,11 +160,11 @@ class Params:
     # ---- derived quantities used by several stages -------------------------------------------
     @property
     def n_inputs(self) -> int:
-        return sum(TASK_SPECS[t][0] for t in self.data.tasks)
+        return sum(task_shape(t, self.data)[0] for t in self.data.tasks)
 
     @property
     def n_outputs(self) -> int:
-        return sum(task_outputs(t) for t in self.data.tasks)
+        return sum(task_outputs(t, self.data) for t in self.data.tasks)
 
     @property
     def base_layers(self) -> list[int]:
@@ -259,6 +276,13 @@ def _validate_sections(p: Params) -> None:
     _require(min(n_val, n_test) >= 2, "data.n_samples", d.n_samples,
              "enough samples for at least 2 validation and 2 test samples")
     _require(d.seed >= 0, "data.seed", d.seed, "an integer >= 0")
+    _require(2 <= d.image_size <= IDX_SIZE, "data.image_size", d.image_size,
+             f"an integer from 2 to {IDX_SIZE} (mnist / fashion_mnist images are area-averaged "
+             "to image_size × image_size)")
+    if d.classes is not None:
+        _require(2 <= d.classes <= 10, "data.classes", d.classes,
+                 "null (all 10 classes) or an integer from 2 to 10 (the first C classes of the "
+                 "image tasks: " + ", ".join(IMAGE_KINDS) + ")")
     for kind, key in (("mnist", "mnist_dir"), ("fashion_mnist", "fashion_mnist_dir")):
         folder = getattr(d, key)
         if kind in d.tasks:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import TASK_SPECS, DataConfig, task_outputs
+from pipeline.config import IDX_KINDS, IDX_SIZE, DataConfig, task_outputs, task_shape
 
 SPLITS = ("train", "val", "test")
 IDX_FILES = {  # same names for MNIST and Fashion-MNIST
@@ -36,12 +36,12 @@ class TaskInfo:
     loss: str              # bce (one logit) or ce (C logits)
 
 
-def task_infos(kinds: list[str] | tuple[str, ...]) -> list[TaskInfo]:
-    """Column bookkeeping for tasks side by side, in order."""
+def task_infos(kinds: list[str] | tuple[str, ...], cfg: DataConfig | None = None) -> list[TaskInfo]:
+    """Column bookkeeping for tasks side by side, in order (image size and classes from cfg)."""
     infos, col, out = [], 0, 0
     for i, kind in enumerate(kinds):
-        n_in, classes = TASK_SPECS[kind]
-        n_out = task_outputs(kind)
+        n_in, classes = task_shape(kind, cfg)
+        n_out = task_outputs(kind, cfg)
         infos.append(TaskInfo(name=f"{kind}_{i}", kind=kind, inputs=list(range(col, col + n_in)),
                               outputs=list(range(out, out + n_out)), classes=classes,
                               loss="bce" if n_out == 1 else "ce"))
@@ -107,15 +107,48 @@ def make_task(kind: str, n: int, seed: int, cfg: DataConfig) -> tuple[np.ndarray
             pool_x, pool_y = bunch.data.astype(np.float32) / 16.0, bunch.target
         else:
             pool_x, pool_y = load_idx_dataset(getattr(cfg, f"{kind}_dir"))
-        if n > len(pool_x):
-            raise DataError(f"data.n_samples: {n} is more than the {len(pool_x)} {kind} "
-                            "samples available")
-        pick = np.random.default_rng(seed).choice(len(pool_x), size=n, replace=False)
+        pick = _sample(pool_y, n, seed, cfg.classes, kind)
         x, y = pool_x[pick], pool_y[pick]
-    expected = TASK_SPECS[kind][0]
+        if kind in IDX_KINDS and cfg.image_size != IDX_SIZE:
+            x = area_resize(x, IDX_SIZE, cfg.image_size)
+    expected = task_shape(kind, cfg)[0]
     if x.shape[1] != expected:
         raise DataError(f"{kind}: samples have {x.shape[1]} features, expected {expected}")
     return x.astype(np.float32), y.astype(np.int64)
+
+
+def _sample(labels: np.ndarray, n: int, seed: int, classes: int | None, kind: str) -> np.ndarray:
+    """Indices of n samples: uniformly from the whole pool, or, with `classes` = C, balanced
+    over the first C classes (n // C each, one more for the first n % C), in random order."""
+    rng = np.random.default_rng(seed)
+    if classes is None:
+        if n > len(labels):
+            raise DataError(f"data.n_samples: {n} is more than the {len(labels)} {kind} "
+                            "samples available")
+        return rng.choice(len(labels), size=n, replace=False)
+    picks = []
+    for c in range(classes):
+        want = n // classes + (c < n % classes)
+        pool = np.flatnonzero(labels == c)
+        if want > len(pool):
+            raise DataError(f"data.n_samples: {n} needs {want} samples of {kind} class {c}, "
+                            f"which has {len(pool)}")
+        picks.append(rng.choice(pool, size=want, replace=False))
+    return rng.permutation(np.concatenate(picks))
+
+
+def area_resize(x: np.ndarray, size: int, new: int) -> np.ndarray:
+    """Flattened size × size images [N, size²] → new × new by area averaging: every output
+    pixel is the mean of the input area it covers (fractional overlaps weighted), as image
+    libraries' 'area'/'box' filters do."""
+    edges = np.arange(new + 1) * size / new
+    lo, hi = edges[:-1, None], edges[1:, None]
+    pixels = np.arange(size)[None, :]
+    # overlap of output cell [lo, hi) with input pixel [p, p + 1), divided by the cell's width
+    weights = (np.clip(np.minimum(hi, pixels + 1) - np.maximum(lo, pixels), 0, None)
+               / (hi - lo)).astype(np.float32)  # [new, size], rows sum to 1
+    images = x.reshape(len(x), size, size)
+    return np.einsum("ai,nij,bj->nab", weights, images, weights).reshape(len(x), new * new)
 
 
 # ---- the combined dataset ---------------------------------------------------------------------
@@ -139,7 +172,7 @@ def build(cfg: DataConfig) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     """Generate all tasks, split, standardise. Returns arrays per split and the tasks.json dict."""
     from sklearn.model_selection import train_test_split
 
-    infos = task_infos(cfg.tasks)
+    infos = task_infos(cfg.tasks, cfg)
     parts = [make_task(t.kind, cfg.n_samples, task_seed(cfg.seed, i), cfg)
              for i, t in enumerate(infos)]
     x = np.concatenate([p[0] for p in parts], axis=1)

@@ -178,6 +178,11 @@ def network_drawing(layers: list[int], weights: list[np.ndarray], wstates: list[
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(9, 6))
+    input_label = "inputs"
+    if layers[0] > MAX_DRAWN_INPUTS:  # hundreds of pixels: one node per task's inputs
+        layers, weights, wstates, input_task = _inputs_per_task(layers, weights, wstates,
+                                                                input_task)
+        input_label = "inputs (per task)"
     pos = []
     for l, n in enumerate(layers):
         ys = np.linspace(0, 1, n) if n > 1 else np.array([0.5])
@@ -204,13 +209,34 @@ def network_drawing(layers: list[int], weights: list[np.ndarray], wstates: list[
                    linewidths=0.5, zorder=2)
     ax.set_xlim(-0.2, len(layers) - 0.8)
     ax.set_ylim(-0.05, 1.05)
-    ax.set_xticks(range(len(layers)), ["inputs"] + [f"hidden {i}" for i in range(1, len(layers) - 1)]
+    ax.set_xticks(range(len(layers)), [input_label] + [f"hidden {i}" for i in range(1, len(layers) - 1)]
                   + ["outputs"])
     ax.set_yticks([])
     ax.grid(False)
     ax.set_title(title)
     ax.n_edges = len(segments)  # for the tests: one line per unpruned weight
     return ax
+
+
+MAX_DRAWN_INPUTS = 64
+
+
+def _inputs_per_task(layers, weights, wstates, input_task):
+    """The first layer with one input node per task: an edge from task t to neuron j stands for
+    all unpruned weights from t's inputs to j, its |w| their summed magnitude and its state the
+    most alive of theirs (so a drawn edge exists iff some such weight is unpruned)."""
+    tasks = sorted(set(input_task))
+    owner = np.array(input_task)
+    pruned = STATES.index("pruned")
+    w, st = weights[0], wstates[0]
+    agg_w = np.zeros((w.shape[0], len(tasks)), dtype=w.dtype)
+    agg_s = np.full((w.shape[0], len(tasks)), pruned, dtype=st.dtype)
+    for j, t in enumerate(tasks):
+        cols = owner == t
+        live = st[:, cols] != pruned
+        agg_w[:, j] = np.where(live, np.abs(w[:, cols]), 0).sum(axis=1)
+        agg_s[:, j] = np.where(live, st[:, cols], pruned).min(axis=1)
+    return [len(tasks), *layers[1:]], [agg_w, *weights[1:]], [agg_s, *wstates[1:]], tasks
 
 
 def state_legend(fig) -> None:

@@ -160,6 +160,8 @@ _CWD_LOCK = threading.Lock()
 
 def run_remote(raw: dict, combo: dict) -> tuple[dict[str, bytes], float]:
     """On a Dask worker (pipeline.sweep): one configuration → ({result file: bytes}, seconds)."""
+    from pipeline.stages import tune_malloc
+    tune_malloc()  # as every stage process does (a Dask worker is not one)
     with _CWD_LOCK, tempfile.TemporaryDirectory(prefix="ticketsplit-") as tmp:
         start = time.perf_counter()
         work, out = Path(tmp) / "work", Path(tmp) / "out"

@@ -23,7 +23,7 @@ def test_columns_and_shapes(kinds):
     cfg = data_cfg(tasks=kinds)
     arrays, meta = build(cfg)
     infos = task_infos(kinds)
-    n_in = sum(config.TASK_SPECS[k][0] for k in kinds)
+    n_in = sum(config.task_shape(k)[0] for k in kinds)
     n_out = sum(config.task_outputs(k) for k in kinds)
     assert meta["n_inputs"] == n_in and meta["n_outputs"] == n_out
     # every input and output column belongs to exactly one task, in order
@@ -132,3 +132,47 @@ def test_bad_idx_magic(tmp_path):
     (tmp_path / "f").write_bytes(b"\x01\x02\x03\x04")
     with pytest.raises(DataError, match="magic"):
         read_idx(tmp_path / "f")
+
+
+def test_area_resize_averages_areas():
+    from pipeline.data import area_resize
+    rng = np.random.default_rng(0)
+    x = rng.random((5, 28 * 28)).astype(np.float32)
+    half = area_resize(x, 28, 14).reshape(5, 14, 14)
+    blocks = x.reshape(5, 14, 2, 14, 2).mean(axis=(2, 4))  # 2 × 2 blocks: exact area means
+    np.testing.assert_allclose(half, blocks, rtol=1e-5, atol=1e-6)
+    for new in (12, 7, 5):  # fractional overlaps: the mean intensity is kept, constants stay
+        small = area_resize(x, 28, new)
+        assert small.shape == (5, new * new)
+        np.testing.assert_allclose(small.mean(axis=1), x.mean(axis=1), rtol=1e-5)
+        np.testing.assert_allclose(area_resize(np.full((1, 784), 0.3, np.float32), 28, new),
+                                   0.3, rtol=1e-5)
+
+
+def test_classes_keep_the_first_c_classes_balanced():
+    for classes, outputs in ((3, 3), (2, 1)):
+        arrays, meta = build(data_cfg(tasks=["digits", "moons"], n_samples=91, classes=classes))
+        y = np.concatenate([a["y"][:, 0] for a in arrays.values()])
+        counts = np.bincount(y, minlength=classes)
+        assert len(counts) == classes and counts.max() - counts.min() <= 1  # 91 = 31 + 30 + 30
+        assert meta["tasks"][0]["classes"] == classes
+        assert len(meta["tasks"][0]["outputs"]) == outputs  # 2 classes: one logit with BCE
+        assert meta["tasks"][1]["classes"] == 2  # moons is not an image task
+
+
+def test_image_size_of_idx_tasks(tmp_path):
+    make_idx_folder(tmp_path / "fashion", n_train=150, n_test=50, seed=3)
+    cfg = data_cfg(tasks=["digits", "fashion_mnist"], n_samples=24, image_size=7, classes=4,
+                   fashion_mnist_dir=str(tmp_path / "fashion"), standardize=False)
+    arrays, meta = build(cfg)
+    assert meta["n_inputs"] == 64 + 49 and meta["n_outputs"] == 4 + 4
+    x = np.concatenate([a["x"] for a in arrays.values()])
+    raw, labels = load_idx_dataset(tmp_path / "fashion")
+    # every fashion row is the 7 × 7 area average of one of the first 4 classes' images
+    from pipeline.data import area_resize
+    small = area_resize(raw[labels < 4], 28, 7)
+    dist = np.abs(x[:, 64:, None] - small.T[None]).max(axis=1)
+    assert (dist.min(axis=1) < 1e-6).all()
+    p = config.parse({"data": {"tasks": ["digits", "fashion_mnist"], "image_size": 7, "classes": 4,
+                               "fashion_mnist_dir": str(tmp_path / "fashion")}})
+    assert p.base_layers[0] == 113 and p.base_layers[-1] == 8

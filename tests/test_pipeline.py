@@ -291,3 +291,30 @@ def test_extended_network_runs_k_extra_levels(tmp_path):
     lv = pd.read_csv(work / "reports/imp/levels.csv")
     assert lv.groupby("level")["params"].first().tolist() == [int(r.split(",")[1]) for r in rows]
     assert sorted(lv["base_level"].unique()) == [-2, -1, 0, 1, 2]
+
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian: dataset-fashion-mnist
+
+
+@pytest.mark.skipif(not FASHION_MNIST.is_dir(),
+                    reason="real Fashion-MNIST IDX files not installed: Debian package "
+                           "dataset-fashion-mnist (.ci/run installs it where apt is available)")
+def test_real_fashion_mnist_slice_beside_digits_end_to_end(tmp_path):
+    """generate → analyze on a small slice of the real Fashion-MNIST files (from the Debian
+    package) at 14 × 14 beside digits: 64 + 196 inputs, both tasks learned well above chance."""
+    work = tmp_path / "work"
+    work.mkdir()
+    write_params(work, tiny_params(**{
+        "data.tasks": ["digits", "fashion_mnist"], "data.fashion_mnist_dir": str(FASHION_MNIST),
+        "data.image_size": 14, "data.n_samples": 400, "model.hidden": [24, 16],
+        "train.batch_size": 64, "train.monitor": "per_task", "train.max_epochs": 40,
+        "prune.biases": False, "prune.iterations": 2, "prune.target": 2000}))
+    for stage in ("generate", "trajectory", "train", "imp", "analyze"):
+        run_stage(stage, work)
+    meta = json.loads((work / "data/tasks.json").read_text())
+    assert meta["n_inputs"] == 64 + 196 and meta["n_outputs"] == 20
+    metrics = json.loads((work / "reports/metrics.json").read_text())
+    acc = metrics["dense_test_acc"]
+    assert acc["digits_0"] > 0.6 and acc["fashion_mnist_1"] > 0.5  # chance: 0.1
+    levels = pd.read_csv(work / "reports/analysis/levels.csv")
+    assert sorted(levels["level"].unique()) == [0, 1, 2]

@@ -26,6 +26,27 @@ def test_network_drawing_draws_every_unpruned_weight(tmp_path):
     assert (tmp_path / "net.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_network_drawing_with_hundreds_of_inputs_draws_one_node_per_task(tmp_path):
+    """A 64 + 196-input net (digits beside 14 × 14 images) is drawn with one input node per
+    task: an edge per (task, neuron) with some unpruned weight between them."""
+    rng = np.random.default_rng(1)
+    layers = [260, 12, 13]
+    input_task = [0] * 64 + [1] * 196
+    st0 = np.where(rng.random((12, 260)) < 0.1, rng.integers(0, 4, (12, 260)), PRUNED)
+    st0[3] = PRUNED  # neuron 3 has no input weight left
+    st0[4, 64:] = PRUNED  # neuron 4 only hears task 0
+    st1 = rng.integers(0, 5, (13, 12))
+    weights = [rng.normal(size=(12, 260)) * (st0 != PRUNED), rng.normal(size=(13, 12))]
+    plots.style()
+    ax = plots.network_drawing(layers, weights, [st0, st1], input_task, [0] * 10 + [1] * 3, "t")
+    per_task = np.stack([(st0[:, :64] != PRUNED).any(axis=1), (st0[:, 64:] != PRUNED).any(axis=1)],
+                        axis=1)
+    assert not per_task[3].any() and per_task[4].tolist() == [True, False]
+    assert ax.n_edges == int(per_task.sum()) + int((st1 != PRUNED).sum())
+    assert len(ax.collections[1].get_offsets()) == 2  # two input nodes, not 260
+    plots.save(ax.figure, tmp_path / "net.png", 80)
+
+
 def test_study_figures_for_every_axis(tmp_path):
     """One figure per varied study axis (numeric, log-width and categorical axes alike)."""
     import pandas as pd

@@ -143,9 +143,13 @@ def test_dask_sweep_equals_dvc_path(study_repo, tmp_path, monkeypatch):
     assert digest(tmp_path / "reports/study") == digest(study_repo / "reports/study")
 
 
-@pytest.mark.parametrize("preset", ["size", "rate", "tasks", "depth", "init"])
+@pytest.mark.parametrize("preset", ["size", "rate", "tasks", "depth", "init", "thesis_size",
+                                    "images"])
 def test_presets_are_valid_and_their_flags_round_trip(preset):
     path = ROOT / "studies" / f"{preset}.yaml"
+    folder = (yaml.safe_load(path.read_text()).get("data") or {}).get("fashion_mnist_dir")
+    if folder and not Path(folder).is_dir():
+        pytest.skip(f"{folder} missing: Debian package dataset-fashion-mnist not installed")
     applied = study.apply_preset(ROOT / "params.yaml", path)
     # what `dvc exp run -S key=value` does with each flag: parse the value as YAML, set the key
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -172,3 +176,13 @@ def test_a_configuration_is_exactly_a_plain_run_of_its_params(study_repo, tmp_pa
     for rel in ("models/imp/level_00.pt", "models/imp/level_04.pt", "reports/imp/levels.csv",
                 "reports/analysis/levels.csv", "reports/metrics.json"):
         assert (work / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
+
+
+def test_thesis_preset_sets_the_thesis_protocol():
+    """SCIENCE.md §4: the thesis' size study protocol, key by key."""
+    p = config.parse(study.apply_preset(ROOT / "params.yaml", ROOT / "studies/thesis_size.yaml"))
+    assert (p.model.init, p.model.bias_init, p.model.hidden) == ("kaiming_normal", "zero", (8, 8))
+    assert (p.train.batch_size, p.train.patience, p.train.loss_cutoff, p.train.max_epochs,
+            p.train.restore_best) == (64, 30, 0.0, 3000, False)
+    assert (p.prune.biases, p.prune.rate, p.prune.target, p.prune.rewind) == (False, 0.32, None, 0)
+    assert p.study.extensions == tuple(range(11))

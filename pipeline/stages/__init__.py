@@ -11,8 +11,31 @@ class StageError(Exception):
     """A problem with the stage's inputs (missing file, bad data) shown as one line, exit 2."""
 
 
+def tune_malloc() -> None:
+    """Keep freed memory of this process (and of the workers it forks) for reuse.
+
+    Training allocates the same few multi-MB activation buffers every epoch. glibc's default
+    gives large blocks back to the kernel (mmap/munmap, heap trimming) and takes them again
+    the next epoch: page faults on every epoch, measured 20–40 % of an IMP level's time
+    (benchmarks/README.md). With blocks up to 32 MB served from the heap and no trimming, they
+    are reused; the peak stays bounded because nothing small and long-lived sits between them
+    (train.CurveLog). No-op where glibc's mallopt is missing.
+    """
+    import ctypes
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    mallopt(m_mmap_threshold, 32 * 1024 * 1024)  # glibc's maximum on 64-bit
+    mallopt(m_trim_threshold, 1024 * 1024 * 1024)
+    mallopt(m_top_pad, 64 * 1024 * 1024)
+
+
 def run(main: Callable[[], None]) -> None:
     """Run a stage's main(); user errors become one line on stderr and exit code 2."""
+    tune_malloc()
     try:
         main()
     except (ConfigError, StageError) as exc:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -48,7 +49,6 @@ def test_dvc_repro_contract_and_caching(tiny_repo):
     assert traj[0] == "level,params,rate" and traj[-1].startswith("3,30,")
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert metrics["seeds"] == 2 and set(metrics["dense_test_acc"]) == {"moons_0", "circles_1"}
-    import pandas as pd
     lv = pd.read_csv(repo / "reports/imp/levels.csv")
     assert len(lv) == 8 and lv.groupby("level")["params"].first().tolist() == [
         int(r.split(",")[1]) for r in traj[1:]]
@@ -267,7 +267,6 @@ def test_worker_processes_give_identical_files(tmp_path, compact, hidden):
         run_stage("imp", work)
         results.append(digest(work / "models/imp", "level_*.pt") | digest(work / "reports/imp"))
     assert results[0] == results[1]
-    import pandas as pd
     controls = pd.read_csv(work / "reports/imp/controls.csv")
     assert set(controls["control"]) == {"reinit", "random"} and len(controls) == 2 * 2 * 4
 
@@ -287,7 +286,6 @@ def test_extended_network_runs_k_extra_levels(tmp_path):
     assert int(rows[2].split(",")[1]) == 4 * 6 + 6 * 6 + 6 * 2 + 14  # level 0: the base count
     levels = sorted((work / "models/imp").glob("level_*.pt"))
     assert len(levels) == 5  # dense extended net + 2 extension levels + 2 base levels
-    import pandas as pd
     lv = pd.read_csv(work / "reports/imp/levels.csv")
     assert lv.groupby("level")["params"].first().tolist() == [int(r.split(",")[1]) for r in rows]
     assert sorted(lv["base_level"].unique()) == [-2, -1, 0, 1, 2]

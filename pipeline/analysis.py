@@ -253,6 +253,7 @@ def summarize(seeds_table: pd.DataFrame, tasks: list[TaskInfo], threshold: float
     split = seeds_table["first_split_level"].notna()
     before = seeds_table["split_before_degradation"].astype(bool)
     ci = lambda flags: list(wilson(int(flags.sum()), len(flags)))  # noqa: E731
+    split_ci, before_ci = ci(split), ci(before)
     out = {
         "seeds": n,
         "dense_test_acc": {t.name: float(seeds_table[f"test_acc_{t.name}_dense"].mean())
@@ -260,10 +261,14 @@ def summarize(seeds_table: pd.DataFrame, tasks: list[TaskInfo], threshold: float
         "split": {
             "seeds_split": int(split.sum()),
             "fraction_split": float(split.mean()),
-            "fraction_split_ci95": ci(split),
+            "fraction_split_ci95": split_ci,
+            # the same bounds as scalars: `dvc exp show` / `dvc metrics show` skip lists
+            "fraction_split_low": split_ci[0], "fraction_split_high": split_ci[1],
             "seeds_split_before_degradation": int(before.sum()),
             "fraction_split_before_degradation": float(before.mean()),
-            "fraction_split_before_degradation_ci95": ci(before),
+            "fraction_split_before_degradation_ci95": before_ci,
+            "fraction_split_before_degradation_low": before_ci[0],
+            "fraction_split_before_degradation_high": before_ci[1],
             "first_split_level": _stats(seeds_table["first_split_level"].astype(float)),
             "params_at_split": _stats(seeds_table["params_at_split"].astype(float)),
             "alive_at_split": _stats(seeds_table["alive_at_split"].astype(float)),

@@ -258,8 +258,10 @@ def study_metrics(summary) -> dict:
     """reports/study/metrics.json: per configuration, the headline numbers (null for NaN)."""
     def clean(v):
         return None if isinstance(v, float) and math.isnan(v) else v
-    keys = ["seeds", "p_split", "p_split_before_degradation", "p_split_at_base_params",
-            "first_split_level", "params_at_split", "dense_test_acc", "test_acc_at_split"]
+    keys = ["seeds", "p_split", "p_split_low", "p_split_high", "p_split_before_degradation",
+            "p_split_before_degradation_low", "p_split_before_degradation_high",
+            "p_split_at_base_params", "first_split_level", "params_at_split", "dense_test_acc",
+            "test_acc_at_split"]
     return {"configurations": int(len(summary)),
             **{row["config"]: {k: clean(row[k]) for k in keys}
                for row in summary.to_dict("records")}}

@@ -305,14 +305,16 @@ def test_real_fashion_mnist_slice_beside_digits_end_to_end(tmp_path):
     write_params(work, tiny_params(**{
         "data.tasks": ["digits", "fashion_mnist"], "data.fashion_mnist_dir": str(FASHION_MNIST),
         "data.image_size": 14, "data.n_samples": 400, "model.hidden": [24, 16],
-        "train.batch_size": 64, "train.monitor": "per_task", "train.max_epochs": 40,
-        "prune.biases": False, "prune.iterations": 2, "prune.target": 2000}))
+        "train.batch_size": 64, "train.monitor": "per_task", "train.max_epochs": 80,
+        "train.patience": 20, "train.lr": 0.003,
+        "prune.biases": False, "prune.iterations": 2, "prune.target": 2000,
+        "study.tasks": ["digits+fashion_mnist"], "study.hidden": ["24x16"]}))
     for stage in ("generate", "trajectory", "train", "imp", "analyze"):
         run_stage(stage, work)
     meta = json.loads((work / "data/tasks.json").read_text())
     assert meta["n_inputs"] == 64 + 196 and meta["n_outputs"] == 20
     metrics = json.loads((work / "reports/metrics.json").read_text())
     acc = metrics["dense_test_acc"]
-    assert acc["digits_0"] > 0.6 and acc["fashion_mnist_1"] > 0.5  # chance: 0.1
+    assert acc["digits_0"] > 0.6 and acc["fashion_mnist_1"] > 0.6  # chance: 0.1
     levels = pd.read_csv(work / "reports/analysis/levels.csv")
     assert sorted(levels["level"].unique()) == [0, 1, 2]

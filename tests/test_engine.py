@@ -251,6 +251,21 @@ def test_device_auto_falls_back_to_cpu_and_missing_cuda_is_one_clear_error():
         resolve_device("cuda")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("batch_size", [None, 32])
+def test_training_on_cuda_matches_cpu(problem, batch_size):
+    """train.device: cuda trains the compacted population on the GPU and hands back CPU tensors
+    that agree with the CPU run to float tolerance (cuBLAS rounds differently)."""
+    params, tasks, splits, layout = problem
+    theta0 = init_population(layout, params.model, params.model.seeds)
+    mask = torch.rand(theta0.shape, generator=torch.Generator().manual_seed(2)) < 0.5
+    cpu = run(problem, theta0, mask, batch_size=batch_size, max_epochs=30)
+    gpu = run(problem, theta0, mask, batch_size=batch_size, max_epochs=30, device="cuda")
+    assert gpu.theta.device.type == "cpu" and torch.all(gpu.theta[~mask] == 0)
+    torch.testing.assert_close(gpu.theta, cpu.theta, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(gpu.val_curve, cpu.val_curve, rtol=1e-3, atol=1e-4)
+
+
 def sparse_masks(layout, k, seed, density):
     """Random sparse masks with the awkward cases in them: network 0 has its first hidden layer
     fully pruned except one bias (a zombie neuron), network 1 has no path at all."""

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.analysis import (InvariantError, check_monotone, comatose_events, lifetimes,
-                               per_seed, summarize)
+from pipeline.analysis import (InvariantError, check_monotone, comatose_events, fisher_p,
+                               fraction_text, lifetimes, per_seed, summarize, wilson)
 from pipeline.data import TaskInfo
 
 TASKS = [TaskInfo("a", "moons", [0, 1], [0], 2, "bce"), TaskInfo("b", "moons", [2, 3], [1], 2, "bce")]
@@ -65,3 +65,37 @@ def test_split_before_degradation_per_seed_and_summary():
     assert m["split"]["seeds_split"] == 2 and m["split"]["seeds_split_before_degradation"] == 1
     assert m["split"]["first_split_level"] == {"median": 2.5, "min": 2.0, "max": 3.0}
     assert m["test_acc_at_split"]["a"] == pytest.approx((0.97 + 0.9) / 2)
+    lo, hi = m["split"]["fraction_split_before_degradation_ci95"]
+    assert (lo, hi) == pytest.approx(wilson(1, 2)) and lo < 0.5 < hi
+    assert "random_mask" not in m  # no null model without the control
+
+
+def test_fisher_p_matches_the_hypergeometric_sum():
+    """Two-sided Fisher: the probability, under equal split rates and fixed margins, of every
+    2×2 table at most as likely as the observed one."""
+    from math import comb
+    for k1, n1, k2, n2 in [(27, 32, 10, 32), (5, 8, 5, 8), (0, 10, 10, 10), (3, 32, 1, 16)]:
+        total, n = k1 + k2, n1 + n2
+        pmf = {a: comb(n1, a) * comb(n2, total - a) / comb(n, total)
+               for a in range(max(0, total - n2), min(total, n1) + 1)}
+        expected = sum(p for p in pmf.values() if p <= pmf[k1] * (1 + 1e-7))
+        assert fisher_p(k1, n1, k2, n2) == pytest.approx(min(1.0, expected), rel=1e-6)
+    assert fisher_p(5, 8, 5, 8) == pytest.approx(1.0)
+    assert fisher_p(32, 32, 0, 32) < 1e-15
+
+
+def test_summary_compares_imp_with_random_masks():
+    seeds = pd.DataFrame({"seed": range(10), "first_split_level": [3.0] * 9 + [None],
+                          "split_before_degradation": [True] * 6 + [False] * 4,
+                          "degradation_level": [None] * 10, "params_at_split": [10.0] * 10,
+                          "alive_at_split": [8.0] * 10, "test_acc_a_dense": 1.0,
+                          "test_acc_b_dense": 1.0, "test_acc_a_at_split": 1.0,
+                          "test_acc_b_at_split": 1.0})
+    random_split = pd.Series([True] + [False] * 9, index=range(10))
+    m = summarize(seeds, TASKS, 0.05, random_split)
+    r = m["random_mask"]
+    assert r["seeds_split"] == 1 and r["fraction_split"] == 0.1
+    assert r["fraction_split_ci95"] == pytest.approx(list(wilson(1, 10)))
+    assert r["fisher_p_imp_vs_random"] == pytest.approx(fisher_p(9, 10, 1, 10))
+    assert r["fisher_p_imp_vs_random"] < 0.01
+    assert fraction_text(9, 10) == "9/10 (0.90, 95% CI 0.60–0.98)"

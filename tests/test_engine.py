@@ -372,10 +372,10 @@ def test_a_network_computes_the_same_bits_alone_and_in_any_batch(problem, hidden
     compaction the batched matmul rounds them by position."""
     params, tasks, splits, _ = problem
     layout = Layout((4, *hidden, 2))
-    seeds = [0, 1, 2, 3, 4, 5]
+    seeds = list(range(32))  # "a seed alone vs inside 32"
     theta0 = init_population(layout, params.model, seeds)
     g = torch.Generator().manual_seed(7)
-    density = torch.tensor([0.9, 0.15, 0.5, 0.3, 1.0, 0.08]).unsqueeze(1)
+    density = torch.tensor([0.9, 0.15, 0.5, 0.3, 1.0, 0.08, 0.6, 0.2] * 4).unsqueeze(1)
     mask = torch.rand(theta0.shape, generator=g) < density   # very different kept widths
     cfg = dataclasses.replace(params.train, batch_size=batch_size, max_epochs=60, patience=3,
                               compact=True)
@@ -384,9 +384,9 @@ def test_a_network_computes_the_same_bits_alone_and_in_any_batch(problem, hidden
     def train(rows):
         return train_population(layout, theta0[rows], mask[rows], splits["train"], splits["val"],
                                 TaskLoss(tasks), cfg, shuffle_seeds=[shuffle[r] for r in rows])
-    together = train(list(range(6)))
+    together = train(list(range(32)))
     assert len(set(together.epochs.tolist())) > 1  # networks leave the batch at other epochs
-    for rows in ([1], [3, 1], [5, 0, 2]):
+    for rows in ([1], [3, 1], [5, 0, 2], [31, 17, 4, 9]):
         part = train(rows)
         assert torch.equal(part.theta, together.theta[rows])
         assert torch.equal(part.epochs, together.epochs[rows])

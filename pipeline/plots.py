@@ -344,6 +344,9 @@ def study_axis_figure(summary: pd.DataFrame, seeds: pd.DataFrame, axis: str, var
                 title="Does the ticket split?")
     axes[1].set(ylabel="prunable parameters (median over split seeds)",
                 title="Parameters left at the first split")
+    if summary["params_at_split"].isna().all():  # say so instead of an empty panel
+        axes[1].text(0.5, 0.5, "no seed split in any configuration", ha="center",
+                     va="center", transform=axes[1].transAxes, fontsize=10, color="0.3")
     axes[2].set(ylabel="mean test accuracy over tasks", title="Accuracy: dense vs at split")
     categorical = axis in ("tasks", "hidden", "init")
     for ax in axes:

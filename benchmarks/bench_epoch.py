@@ -105,7 +105,8 @@ def table() -> None:
 
 
 def schedule(folder: Path, workers: int = 2) -> None:
-    from pipeline.model import Layout, _kept_neurons, canonical_width
+    from pipeline.imp import load_level
+    from pipeline.model import Layout, canonical_width, kept_neurons
 
     costs = json.loads(TABLE.read_text())
     grid = np.array([[costs[f"{k},{w}"] for w in WIDTHS] for k in KS])
@@ -121,9 +122,9 @@ def schedule(folder: Path, workers: int = 2) -> None:
     files = sorted(folder.glob("level_*.pt"))[1:]  # level 0 is the train stage's
     epochs, widths = [], []
     for f in files:
-        state = torch.load(f, weights_only=True)
+        state = load_level(f)
         kept = torch.stack([kp.sum(1) for kp in
-                            _kept_neurons(layout, layout.from_state(state, masks=True))], 1)
+                            kept_neurons(layout, layout.from_state(state, masks=True))], 1)
         epochs.append(state["metrics.epochs"].numpy())
         widths.append(canonical_width(kept).float().mean(1).numpy())  # mean hidden width
     epochs, widths = np.array(epochs), np.array(widths)  # [levels, seeds]

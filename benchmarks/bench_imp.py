@@ -170,7 +170,7 @@ def compaction_sweep(params, layers, splits, tasks, epochs: int = 300, repeats: 
         layout = Layout(tuple(layers))
         theta0 = layout.from_state(torch.load("models/init.pt", weights_only=True))
         for level in levels:
-            state = torch.load(folder / f"level_{level:02d}.pt", weights_only=True)
+            state = imp.load_level(folder / f"level_{level:02d}.pt")
             cases.append((f"IMP level {level}", layout, theta0,
                           layout.from_state(state, masks=True)))
     counts = base_trajectory(param_count(layers), 20, target=params.prune.target)

@@ -15,20 +15,41 @@ from pipeline.data import TaskInfo
 from pipeline.graph import STATES, Analysis, state_counts
 from pipeline.model import Layout
 
+# SCIENCE.md §6: the criteria reported side by side; `analysis.split` picks the headline one
+# among the structural ones (the functional split is always reported beside them)
+CRITERIA = ("complete", "effective", "functional")
+
 
 class InvariantError(Exception):
     """A level-over-level invariant (masks shrink, states only move down) is violated."""
 
 
+def _flags(values: torch.Tensor, applicable: bool) -> np.ndarray:
+    """[K] bool as a table column, or NaN ("not applicable", null in files) where T = 1."""
+    v = values.numpy()
+    return v if applicable else np.full(len(v), np.nan)
+
+
 def level_frames(layout: Layout, res: Analysis, mask: torch.Tensor, theta: torch.Tensor,
                  prunable: torch.Tensor, tasks: list[TaskInfo], seeds: list[int],
-                 level: int) -> dict[str, pd.DataFrame]:
-    """levels / layers / task_matrix / zombies rows of one level."""
+                 level: int, functional=None, headline: str = "complete"
+                 ) -> dict[str, pd.DataFrame]:
+    """levels / layers / task_matrix / zombies rows of one level.
+
+    The levels rows carry the split criteria of SCIENCE.md §6: split_complete, split_effective,
+    coverage_<task>, leakage (λ), leakage_w (λ_w) and, with `functional`
+    (pipeline.functional.Functional), split_functional and test_acc_cross_zeroed_<task>
+    (NaN without it); `split` is the `headline` criterion's column ("complete" or
+    "effective"). With one task every split quantity (split*, split_metric, leakage*,
+    test_acc_cross_zeroed_*) is NaN: "not applicable", null in the files.
+    """
     k = len(seeds)
-    is_bias = layout.is_bias()
-    counts = state_counts(res.state).numpy()
-    counts_w = state_counts(res.state, ~is_bias).numpy()
-    counts_b = state_counts(res.state, is_bias).numpy()
+    # per layer and kind, over contiguous slices of the flat layout (no copies)
+    per_layer = [(state_counts(res.state, slice(w, b)).numpy(),
+                  state_counts(res.state, slice(b, e)).numpy()) for w, b, e in layout.offsets]
+    counts_w = sum(c for c, _ in per_layer)
+    counts_b = sum(c for _, c in per_layer)
+    counts = counts_w + counts_b
     levels = pd.DataFrame({"seed": seeds, "level": level,
                            "params": (mask & prunable).sum(dim=1).numpy()})
     for j, name in enumerate(STATES):
@@ -43,17 +64,32 @@ def level_frames(layout: Layout, res: Analysis, mask: torch.Tensor, theta: torch
     levels["components"] = res.components.numpy()
     levels["groups"] = res.groups.numpy()
     levels["potential"] = res.potential.numpy()
-    levels["split_metric"] = res.split_metric.numpy()
+    ok = res.applicable
+    levels["split_metric"] = res.split_metric.numpy() if ok else np.nan
     levels["task_distance"] = res.task_distance.numpy()
-    levels["split"] = res.split.numpy()
+    levels["split"] = _flags(res.split_complete if headline == "complete"
+                             else res.split_effective, ok)
+    levels["split_complete"] = _flags(res.split_complete, ok)
+    levels["split_effective"] = _flags(res.split_effective, ok)
+    for j, t in enumerate(tasks):
+        levels[f"coverage_{t.name}"] = res.coverage[:, j].numpy()
+    levels["leakage"] = res.leakage.numpy() if ok else np.nan
+    levels["leakage_w"] = res.leakage_w.numpy() if ok else np.nan
+    if functional is not None and ok:
+        levels["split_functional"] = functional.split.numpy()
+        acc0 = functional.acc_zeroed.numpy()
+        for j, t in enumerate(tasks):
+            levels[f"test_acc_cross_zeroed_{t.name}"] = acc0[:, j]
+    else:
+        levels["split_functional"] = np.nan
+        for t in tasks:
+            levels[f"test_acc_cross_zeroed_{t.name}"] = np.nan
     levels["density"] = mask.sum(dim=1).numpy() / layout.size
     levels["effective_density"] = counts[:, 0] / layout.size
 
     rows = []
-    layer_idx = layout.layer_index()
     for i in range(layout.depth):
-        for kind, sel in (("weight", ~is_bias), ("bias", is_bias)):
-            c = state_counts(res.state, sel & (layer_idx == i)).numpy()
+        for kind, c in zip(("weight", "bias"), per_layer[i]):
             for j, name in enumerate(STATES):
                 rows.append(pd.DataFrame({"seed": seeds, "level": level, "layer": i,
                                           "kind": kind, "state": name, "count": c[:, j]}))
@@ -197,9 +233,15 @@ def fraction_text(k: int, n: int) -> str:
 
 
 def random_mask_splits(random_levels: pd.DataFrame) -> pd.Series:
-    """Per seed: did the random mask of some pruned level (level ≥ 1) split? (null model)"""
+    """Per seed: did the random mask of some pruned level (level ≥ 1) split? (null model;
+    the headline criterion's `split` column; "not applicable" rows count as not split)"""
     part = random_levels[random_levels["level"] > 0]
-    return part.groupby("seed")["split"].apply(lambda s: bool(s.astype(bool).any()))
+    return part.groupby("seed")["split"].apply(lambda s: bool(_as_flags(s).any()))
+
+
+def _as_flags(col: pd.Series) -> pd.Series:
+    """A split column (bool, or NaN where not applicable / not computed) as plain bools."""
+    return col.map(lambda v: v is True or v == 1 or (isinstance(v, str) and v == "True"))
 
 
 def _stats(values: pd.Series) -> dict:
@@ -209,11 +251,28 @@ def _stats(values: pd.Series) -> dict:
     return {"median": float(v.median()), "min": float(v.min()), "max": float(v.max())}
 
 
+def split_applicable(analysis: pd.DataFrame) -> bool:
+    """False for one-task runs, whose split columns are all NaN (SCIENCE.md §6)."""
+    return bool(analysis["split_complete"].notna().any()) if "split_complete" in analysis \
+        else bool(analysis["split"].notna().any())
+
+
 def per_seed(analysis: pd.DataFrame, imp_levels: pd.DataFrame, tasks: list[TaskInfo],
              threshold: float) -> pd.DataFrame:
-    """One row per seed: first split, degradation, accuracies at split vs dense."""
+    """One row per seed: first split, degradation, accuracies at split vs dense.
+
+    The unsuffixed columns (first_split_level, params_at_split, alive_at_split,
+    test_acc_<task>_at_split, split_before_degradation) follow the headline `split` column;
+    first_split_level_<c>, params_at_split_<c>, alive_at_split_<c> and
+    split_before_degradation_<c> follow each criterion c of CRITERIA present in `analysis`
+    (split_<c> columns), and functional_gap_levels = first structural (headline) − first
+    functional split level. One-task runs: every split column is null (not applicable).
+    """
     acc_cols = [f"test_acc_{t.name}" for t in tasks]
     table = analysis.merge(imp_levels[["seed", "level", *acc_cols]], on=["seed", "level"])
+    applicable = split_applicable(analysis)
+    criteria = [("", "split")] + [(f"_{c}", f"split_{c}") for c in CRITERIA
+                                  if f"split_{c}" in analysis]
     rows = []
     for seed, g in table.groupby("seed", sort=True):
         g = g.sort_values("level")
@@ -221,68 +280,104 @@ def per_seed(analysis: pd.DataFrame, imp_levels: pd.DataFrame, tasks: list[TaskI
         degraded = np.zeros(len(g), dtype=bool)
         for c in acc_cols:
             degraded |= (g[c] < dense[c] - threshold).to_numpy()
-        split_rows = g[g["split"].astype(bool)]
-        row = {"seed": seed,
-               "degradation_level": int(g["level"].to_numpy()[degraded.argmax()])
-               if degraded.any() else None}
-        if len(split_rows):
-            s = split_rows.iloc[0]
-            row.update(first_split_level=int(s["level"]), params_at_split=int(s["params"]),
-                       alive_at_split=int(s["alive"]))
-            for c in acc_cols:
-                row[f"{c}_at_split"] = float(s[c])
-        else:
-            row.update(first_split_level=None, params_at_split=None, alive_at_split=None)
-            for c in acc_cols:
-                row[f"{c}_at_split"] = None
-        for c in acc_cols:
-            row[f"{c}_dense"] = float(dense[c])
-        fs, dl = row["first_split_level"], row["degradation_level"]
-        row["split_before_degradation"] = fs is not None and (dl is None or fs < dl)
+        dl = int(g["level"].to_numpy()[degraded.argmax()]) if degraded.any() else None
+        row = {"seed": seed, "degradation_level": dl}
+        for suffix, col in criteria:
+            split_rows = g[_as_flags(g[col]).to_numpy()] if applicable else g.iloc[:0]
+            s = split_rows.iloc[0] if len(split_rows) else None
+            fs = None if s is None else int(s["level"])
+            row[f"first_split_level{suffix}"] = fs
+            row[f"params_at_split{suffix}"] = None if s is None else int(s["params"])
+            row[f"alive_at_split{suffix}"] = None if s is None else int(s["alive"])
+            if not suffix:
+                for c in acc_cols:
+                    row[f"{c}_at_split"] = None if s is None else float(s[c])
+                for c in acc_cols:
+                    row[f"{c}_dense"] = float(dense[c])
+            row[f"split_before_degradation{suffix}"] = (
+                (fs is not None and (dl is None or fs < dl)) if applicable else None)
+        if "split_functional" in analysis:
+            fs, ff = row["first_split_level"], row["first_split_level_functional"]
+            row["functional_gap_levels"] = None if fs is None or ff is None else fs - ff
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def _split_block(seeds_table: pd.DataFrame, suffix: str, applicable: bool) -> dict:
+    """The metrics.json block of one criterion (see summarize)."""
+    first = seeds_table[f"first_split_level{suffix}"]
+    if not applicable:
+        ci = [None, None]
+        return {"seeds_split": None, "fraction_split": None, "fraction_split_ci95": ci,
+                "fraction_split_low": None, "fraction_split_high": None,
+                "seeds_split_before_degradation": None,
+                "fraction_split_before_degradation": None,
+                "fraction_split_before_degradation_ci95": ci,
+                "fraction_split_before_degradation_low": None,
+                "fraction_split_before_degradation_high": None,
+                "first_split_level": _stats(pd.Series([], dtype=float)),
+                "params_at_split": _stats(pd.Series([], dtype=float)),
+                "alive_at_split": _stats(pd.Series([], dtype=float))}
+    split = first.notna()
+    before = _as_flags(seeds_table[f"split_before_degradation{suffix}"])
+    ci = lambda flags: list(wilson(int(flags.sum()), len(flags)))  # noqa: E731
+    split_ci, before_ci = ci(split), ci(before)
+    return {
+        "seeds_split": int(split.sum()),
+        "fraction_split": float(split.mean()),
+        "fraction_split_ci95": split_ci,
+        # the same bounds as scalars: `dvc exp show` / `dvc metrics show` skip lists
+        "fraction_split_low": split_ci[0], "fraction_split_high": split_ci[1],
+        "seeds_split_before_degradation": int(before.sum()),
+        "fraction_split_before_degradation": float(before.mean()),
+        "fraction_split_before_degradation_ci95": before_ci,
+        "fraction_split_before_degradation_low": before_ci[0],
+        "fraction_split_before_degradation_high": before_ci[1],
+        "first_split_level": _stats(first.astype(float)),
+        "params_at_split": _stats(seeds_table[f"params_at_split{suffix}"].astype(float)),
+        "alive_at_split": _stats(seeds_table[f"alive_at_split{suffix}"].astype(float)),
+    }
+
+
 def summarize(seeds_table: pd.DataFrame, tasks: list[TaskInfo], threshold: float,
-              random_split: pd.Series | None = None) -> dict:
+              random_split: pd.Series | None = None, headline: str = "complete") -> dict:
     """reports/metrics.json: the answers across seeds (no NaN: missing values are null).
     Every fraction comes with its 95% Wilson interval (`…_ci95`: [low, high]); with the
     random-mask control (`random_split`: per seed, did a random mask split), its split fraction
-    and Fisher's exact test of IMP against it."""
+    and Fisher's exact test of IMP against it.
+
+    `split` is the headline criterion (`headline`, analysis.split); `split_complete`,
+    `split_effective` and `split_functional` hold the same keys per criterion (where the seeds
+    table has them), `functional_gap_levels` the first structural minus the first functional
+    split level over seeds. With one task (`split_applicable`: false) every split number is
+    null (SCIENCE.md §6).
+    """
     n = len(seeds_table)
-    split = seeds_table["first_split_level"].notna()
-    before = seeds_table["split_before_degradation"].astype(bool)
-    ci = lambda flags: list(wilson(int(flags.sum()), len(flags)))  # noqa: E731
-    split_ci, before_ci = ci(split), ci(before)
+    applicable = len(tasks) >= 2
+    split = seeds_table["first_split_level"].notna() & applicable
     out = {
         "seeds": n,
+        "split_applicable": applicable,
+        "split_criterion": headline,
         "dense_test_acc": {t.name: float(seeds_table[f"test_acc_{t.name}_dense"].mean())
                            for t in tasks},
-        "split": {
-            "seeds_split": int(split.sum()),
-            "fraction_split": float(split.mean()),
-            "fraction_split_ci95": split_ci,
-            # the same bounds as scalars: `dvc exp show` / `dvc metrics show` skip lists
-            "fraction_split_low": split_ci[0], "fraction_split_high": split_ci[1],
-            "seeds_split_before_degradation": int(before.sum()),
-            "fraction_split_before_degradation": float(before.mean()),
-            "fraction_split_before_degradation_ci95": before_ci,
-            "fraction_split_before_degradation_low": before_ci[0],
-            "fraction_split_before_degradation_high": before_ci[1],
-            "first_split_level": _stats(seeds_table["first_split_level"].astype(float)),
-            "params_at_split": _stats(seeds_table["params_at_split"].astype(float)),
-            "alive_at_split": _stats(seeds_table["alive_at_split"].astype(float)),
-        },
-        "test_acc_at_split": {
-            t.name: (float(seeds_table.loc[split, f"test_acc_{t.name}_at_split"].mean())
-                     if split.any() else None) for t in tasks},
-        "degradation": {
-            "threshold": threshold,
-            "seeds_degraded": int(seeds_table["degradation_level"].notna().sum()),
-            "first_degradation_level": _stats(seeds_table["degradation_level"].astype(float)),
-        },
+        "split": _split_block(seeds_table, "", applicable),
     }
-    if random_split is not None and len(random_split):
+    for c in CRITERIA:
+        if f"first_split_level_{c}" in seeds_table:
+            out[f"split_{c}"] = _split_block(seeds_table, f"_{c}", applicable)
+    if "functional_gap_levels" in seeds_table:
+        out["functional_gap_levels"] = _stats(seeds_table["functional_gap_levels"].astype(float))
+    out["test_acc_at_split"] = {
+        t.name: (float(seeds_table.loc[split, f"test_acc_{t.name}_at_split"].mean())
+                 if split.any() else None) for t in tasks}
+    out["degradation"] = {
+        "threshold": threshold,
+        "seeds_degraded": int(seeds_table["degradation_level"].notna().sum()),
+        "first_degradation_level": _stats(seeds_table["degradation_level"].astype(float)),
+    }
+    if random_split is not None and len(random_split) and applicable:
+        ci = lambda flags: list(wilson(int(flags.sum()), len(flags)))  # noqa: E731
         k = int(random_split.sum())
         out["random_mask"] = {
             "seeds_split": k, "fraction_split": k / len(random_split),
@@ -298,6 +393,17 @@ def plot_table(analysis: pd.DataFrame, imp_levels: pd.DataFrame, tasks: list[Tas
     cols = ["params", "split_metric", "task_distance", "alive", "audience", "zombie",
             "unproductive", "zombie_neurons", "comatose_neurons", "frozen_zombies", "test_acc",
             *acc]
+    cols += [c for c in ("leakage", "leakage_w") if c in merged]
+    cols += [c for c in merged if c.startswith("coverage_")]
     table = merged.groupby("level", sort=True)[cols].mean()
-    table.insert(1, "fraction_split", merged.groupby("level", sort=True)["split"].mean())
+    by_level = merged.groupby("level", sort=True)
+    table.insert(1, "fraction_split", by_level["split"].apply(_fraction))
+    for j, c in enumerate(c for c in CRITERIA if f"split_{c}" in merged):
+        table.insert(2 + j, f"fraction_split_{c}", by_level[f"split_{c}"].apply(_fraction))
     return table.reset_index()
+
+
+def _fraction(col: pd.Series) -> float:
+    """Fraction of True among applicable (non-null) entries; NaN when none is applicable."""
+    col = col.dropna()
+    return float(_as_flags(col).mean()) if len(col) else math.nan

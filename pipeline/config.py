@@ -2,7 +2,13 @@
 
 Every problem is reported as one ConfigError line that names the key, the bad value and what is
 allowed; stage entry points turn it into exit code 2 without a traceback. Kept free of heavy
-imports (only PyYAML) so a bad file is rejected in milliseconds.
+imports (only ruamel.yaml) so a bad file is rejected in milliseconds.
+
+params.yaml is read exactly as DVC reads it (`read_yaml`: ruamel.yaml's safe loader, YAML 1.2),
+so what `dvc exp run -S` writes and `dvc params diff` shows is what the stages see: `1e-05` is a
+number, `yes`/`on` are strings. Each pipeline validates what it runs: `parse`/`load` check the
+main run (the `study` section only for its types), `parse(..., study=True)` /
+`load(..., study=True)` check every study configuration instead, naming the configuration.
 """
 from __future__ import annotations
 
@@ -13,8 +19,6 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
 
 from pipeline import trajectory as traj
 
@@ -121,11 +125,13 @@ class PruneConfig:
 @dataclass(frozen=True)
 class AnalysisConfig:
     degradation_threshold: float = 0.05  # a task degrades when its accuracy falls this far below dense
+    split: str = "complete"              # headline criterion (SCIENCE.md §6): complete | effective
+    functional_tolerance: float = 0.01   # δ of the functional split: largest allowed accuracy drop
 
 
 @dataclass(frozen=True)
 class PlotConfig:
-    draw_seed: int = 0               # model seed whose networks are drawn
+    draw_seed: int | None = None     # seed whose networks are drawn; null: the first that splits
     dpi: int = 110
 
 
@@ -188,7 +194,8 @@ def _describe(tp) -> str:
         return f"{_describe(inner[0])} or null"
     if origin is tuple:
         return f"a list of {_describe(args[0])}s"
-    return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}[tp]
+    return {int: "an integer", float: "a number", bool: "true or false (YAML 1.2: yes/no/on/off "
+            "are strings)", str: "a string"}[tp]
 
 
 def _coerce(key: str, value, tp):
@@ -207,6 +214,10 @@ def _coerce(key: str, value, tp):
             raise bad
         return value
     if tp is int:
+        # a number without a fractional part is an integer, however it is written: DVC's
+        # `-S key=1e3` writes `1000.0`, and DVC itself reads that as the number 1000
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad
         return value
@@ -251,8 +262,9 @@ def _one_of(key: str, value: str, options) -> None:
 
 
 def validate(p: Params) -> None:
+    """Range and cross-field checks of the main run (`dvc.yaml`'s stages): every section but
+    `study`, whose configurations the main pipeline never runs. Raises ConfigError."""
     _validate_sections(p)
-    validate_study(p)
 
 
 def _validate_sections(p: Params) -> None:
@@ -347,8 +359,11 @@ def _validate_sections(p: Params) -> None:
 
     _require(0 <= a.degradation_threshold <= 1, "analysis.degradation_threshold",
              a.degradation_threshold, "a number in [0, 1] (accuracy points as a fraction)")
-    _require(pl.draw_seed in m.seeds, "plot.draw_seed", pl.draw_seed,
-             "one of model.seeds " + str(list(m.seeds)))
+    _one_of("analysis.split", a.split, ("complete", "effective"))
+    _require(0 <= a.functional_tolerance <= 1, "analysis.functional_tolerance",
+             a.functional_tolerance, "a number in [0, 1] (accuracy points as a fraction)")
+    _require(pl.draw_seed is None or pl.draw_seed in m.seeds, "plot.draw_seed", pl.draw_seed,
+             "null (the first seed that splits) or one of model.seeds " + str(list(m.seeds)))
     _require(50 <= pl.dpi <= 600, "plot.dpi", pl.dpi, "an integer from 50 to 600")
 
 
@@ -408,6 +423,9 @@ def _number(v: float) -> str:
 
 
 def validate_study(p: Params) -> None:
+    """Checks of the study pipeline (`studies/dvc.yaml`): the axes, and every configuration (the
+    base sections with the axis keys replaced) as a run; an error names the configuration. The
+    base run itself is not checked: the study never runs it. Raises ConfigError."""
     st = p.study
     for axis in STUDY_AXES:
         values = getattr(st, axis)
@@ -430,8 +448,23 @@ def validate_study(p: Params) -> None:
             raise ConfigError(f"study configuration {configuration_name(combo)}: {exc}") from None
 
 
-def parse(raw) -> Params:
-    """Build and validate Params from the parsed YAML document."""
+def _check_study_integers(raw) -> None:
+    """The integer axes of `study` as DVC's matrix sees them: DVC names the stages (and passes
+    the values on) as written, so `20.0` would name a stage `…-it20.0-…` that no configuration
+    of ours matches. Only the study pipeline needs this; the main run never reads `study`."""
+    section = raw.get("study") if isinstance(raw, dict) else None
+    for axis in ("extensions", "iterations"):
+        values = section.get(axis) if isinstance(section, dict) else None
+        for i, v in enumerate(values if isinstance(values, list) else []):
+            _require(not isinstance(v, float), f"study.{axis}[{i}]", v,
+                     "an integer written without a decimal point or exponent (DVC names the "
+                     "study's stages after the value as written)")
+
+
+def parse(raw, *, study: bool = False) -> Params:
+    """Build typed Params from the parsed YAML document and validate them: the main run
+    (`validate`), or with study=True every study configuration instead (`validate_study`).
+    Unknown sections or keys and wrong types are refused in every section either way."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -440,26 +473,46 @@ def parse(raw) -> Params:
     for name in raw:
         if name not in SECTIONS:
             raise ConfigError(f"{name}: unknown section; allowed sections: "
-                              + ", ".join(SECTIONS))
+                              + ", ".join(map(str, SECTIONS)))
     params = Params(**{name: _build_section(name, raw[name]) for name in raw})
-    validate(params)
+    if study:
+        _check_study_integers(raw)
+        validate_study(params)
+    else:
+        validate(params)
     return params
 
 
-def load(path: str | os.PathLike = "params.yaml") -> Params:
-    """Read, type-check and validate a params file; raises ConfigError with one clear line."""
+def read_yaml(path: str | os.PathLike = "params.yaml"):
+    """The YAML document at `path` as DVC reads params files: ruamel.yaml's safe loader, YAML
+    1.2 (the reader `dvc params diff` and `dvc exp run -S` use), so `1e-05` is a number and
+    `yes`/`on` are strings. Raises ConfigError (one line, naming the file) when the file cannot
+    be read, is not UTF-8 or is not valid YAML (duplicate keys included)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the params file ({exc.strerror})") from None
+        raise ConfigError(f"{path}: cannot read the params file "
+                          f"({exc.strerror or type(exc).__name__})") from None
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        return YAML(typ="safe").load(text)  # as dvc.utils.serialize.parse_yaml
+    except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
-    return parse(raw)
+        problem = getattr(exc, "problem", None)
+        raise ConfigError(f"{path}: not valid YAML{where}"
+                          + (f" ({problem.split(chr(10))[0]})" if problem else "")) from None
+
+
+def load(path: str | os.PathLike = "params.yaml", *, study: bool = False) -> Params:
+    """Read (as DVC does), type-check and validate a params file: the main run, or with
+    study=True the study's configurations. Raises ConfigError with one clear line."""
+    return parse(read_yaml(path), study=study)
 
 
 def section_dict(section) -> dict:

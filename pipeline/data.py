@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,39 +57,118 @@ def task_seed(seed: int, index: int) -> int:
 
 
 # ---- IDX files (MNIST, Fashion-MNIST) --------------------------------------------------------
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (gzipped or raw, detected from its first bytes)."""
-    raw = Path(path).read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DataError(f"{path}: not an IDX file (bad magic number)")
-    ndim = raw[3]
-    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(np.int64)
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
-    body = raw[4 + 4 * ndim:]
-    if len(body) != expected:
-        raise DataError(f"{path}: IDX body has {len(body)} bytes, header promises {expected}")
-    return np.frombuffer(body, dtype=dtype).reshape(tuple(dims))
+# What an MNIST-format folder must hold: per role, the IDX data type (unsigned bytes), the
+# number of dimensions, and the shape of one sample.
+_IDX_ROLES = {"images": (0x08, 3, (IDX_SIZE, IDX_SIZE)), "labels": (0x08, 1, ())}
+IDX_CLASSES = 10  # labels 0–9
+
+
+def _idx_bytes(path: Path) -> bytes:
+    """The decompressed bytes of an IDX file (gzip detected from its first two bytes)."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not an IDX file")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except EOFError:
+        raise DataError(f"{path}: the gzip stream ends early (the file is truncated: "
+                        f"{len(raw)} bytes); download it again") from None
+    except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: damaged gzip stream ({exc}); download it again") from None
+
+
+def read_idx(path: str | Path, role: str | None = None) -> np.ndarray:
+    """Read an IDX file (gzipped or raw, detected from its first bytes) into an array of the
+    header's shape and type. With role 'images' or 'labels' it must also be what an MNIST-format
+    folder holds: unsigned bytes, [N, 28, 28] images or [N] labels in 0–9, N ≥ 1.
+
+    Raises DataError, one line naming the file and what is wrong: missing or a folder, a
+    truncated or damaged gzip stream, a web page saved under the name, a header that is too
+    short or has a wrong magic number, data type or number of dimensions, a body shorter or
+    longer than the header says, another image size, labels out of range.
+    """
+    path = Path(path)
+    raw = _idx_bytes(path)
+    if raw[:256].lstrip()[:1] == b"<":  # IDX files start with a zero byte
+        raise DataError(f"{path}: an HTML/XML page, not an IDX file (bad magic number; a "
+                        "download that returned a web page?)")
+    if len(raw) < 4:
+        raise DataError(f"{path}: {len(raw)} bytes, too short for an IDX header (the 4-byte "
+                        "magic number is cut off)")
+    if raw[0] != 0 or raw[1] != 0:
+        raise DataError(f"{path}: not an IDX file (bad magic number 0x{raw[:4].hex()}; IDX "
+                        "files start with two zero bytes)")
+    code, ndim = raw[2], raw[3]
+    if code not in _IDX_DTYPES:
+        raise DataError(f"{path}: not an IDX file (bad magic number: unknown data type code "
+                        f"0x{code:02X})")
+    if role is not None:
+        want_code, want_ndim, sample = _IDX_ROLES[role]
+        if code != want_code:
+            raise DataError(f"{path}: IDX data type 0x{code:02X} ({np.dtype(_IDX_DTYPES[code])}"
+                            f"); MNIST-format {role} are unsigned bytes (0x{want_code:02X})")
+        if ndim != want_ndim:
+            raise DataError(f"{path}: {ndim} dimensions in the IDX header; MNIST-format {role} "
+                            f"have {want_ndim} ({'N × 28 × 28' if role == 'images' else 'N'})")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: IDX header cut short: {ndim} dimensions need {header} bytes, "
+                        f"the file has {len(raw)}")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[code])
+    expected = math.prod(dims) * dtype.itemsize
+    body = len(raw) - header
+    if body != expected:
+        what = "truncated" if body < expected else "longer than its header says"
+        raise DataError(f"{path}: IDX body has {body} bytes, the header "
+                        f"({' × '.join(map(str, dims))} of {dtype}) promises {expected}: the file "
+                        f"is {what}")
+    array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    if role is not None:
+        sample = _IDX_ROLES[role][2]
+        if dims[1:] != sample:
+            raise DataError(f"{path}: images are {' × '.join(map(str, dims[1:]))} pixels; "
+                            f"MNIST-format images are {IDX_SIZE} × {IDX_SIZE} (data.image_size "
+                            "shrinks them after reading)")
+        if dims[0] == 0:
+            raise DataError(f"{path}: holds no {role}")
+        if role == "labels" and int(array.max()) >= IDX_CLASSES:
+            bad = int((array >= IDX_CLASSES).sum())
+            raise DataError(f"{path}: {bad} label(s) out of range (largest {int(array.max())}); "
+                            f"labels must be 0–{IDX_CLASSES - 1}")
+    return array
 
 
 def _find_idx(folder: Path, stem: str) -> Path:
     for name in (stem, stem + ".gz"):
-        if (folder / name).is_file():
+        if (folder / name).exists():
             return folder / name
     raise DataError(f"missing IDX file {folder / stem} (or {stem}.gz)")
 
 
 def load_idx_dataset(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """All 70k images (train + t10k) as float32 in [0, 1], flattened, and their labels."""
+    """All images (train + t10k; 70k for MNIST) as float32 in [0, 1], flattened [N, 784], and
+    their labels [N] int64. Every file is checked (read_idx with its role) and each images file
+    must hold as many images as its labels file holds labels; raises DataError naming the file."""
     folder = Path(folder)
-    images = [read_idx(_find_idx(folder, s)) for s in IDX_FILES["images"]]
-    labels = [read_idx(_find_idx(folder, s)) for s in IDX_FILES["labels"]]
+    images, labels = [], []
+    for im_stem, lb_stem in zip(IDX_FILES["images"], IDX_FILES["labels"]):
+        im_path, lb_path = _find_idx(folder, im_stem), _find_idx(folder, lb_stem)
+        im, lb = read_idx(im_path, "images"), read_idx(lb_path, "labels")
+        if len(im) != len(lb):
+            raise DataError(f"{im_path} holds {len(im)} images but {lb_path} holds {len(lb)} "
+                            "labels; they must match one to one")
+        images.append(im)
+        labels.append(lb)
     x = np.concatenate([im.reshape(len(im), -1) for im in images]).astype(np.float32) / 255.0
     y = np.concatenate(labels).astype(np.int64)
-    if len(x) != len(y):
-        raise DataError(f"{folder}: {len(x)} images but {len(y)} labels")
     return x, y
 
 

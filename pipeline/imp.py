@@ -22,8 +22,8 @@ import torch
 from pipeline import io
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.data import TaskInfo
+from pipeline.engine import STOP_REASONS, Split, TaskLoss, TrainResult, evaluate, train_population
 from pipeline.model import Layout, init_population
-from pipeline.train import STOP_REASONS, Split, TaskLoss, TrainResult, evaluate, train_population
 
 CONTROLS = ("reinit", "random")  # prefixes of the control networks' keys in a level file
 
@@ -208,11 +208,12 @@ def level_path(folder: Path, level: int) -> Path:
     return folder / f"level_{level:02d}.pt"
 
 
-def fingerprint(record: dict, files: list[str | Path]) -> str:
-    """Hash of the params a run was made with and the bytes of its input files."""
+def fingerprint(record: dict, files: list[str | Path], root: str | Path = ".") -> str:
+    """Hash of the params a run was made with and the bytes of its input files (named by their
+    path relative to the run's root, so a run hashes alike wherever its folder is)."""
     h = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
     for f in files:
-        h.update(str(f).encode())
+        h.update(Path(os.path.relpath(f, root)).as_posix().encode())
         h.update(hashlib.sha256(Path(f).read_bytes()).digest())
     return h.hexdigest()
 
@@ -231,8 +232,89 @@ def prepare_folder(folder: Path, print_fn, fp: str) -> None:
     io.write_json(manifest, {"fingerprint": fp})
 
 
+# ---- level files whose size follows the live weights (README "Checkpoint contract") ----------
+# Layouts with at least this many parameters are written packed: the wide image nets, whose
+# dense level files were 7.7 MB of mostly zeros per network. Smaller ones (the default run and
+# the narrow studies) keep the dense format, byte for byte as before.
+PACK_MIN_PARAMS = 2 ** 16
+PACKED_KEY = "packed.layers"  # present (the layer sizes) in a packed level file only
+
+
+def pack_level(state: dict[str, torch.Tensor], layout: Layout) -> dict[str, torch.Tensor]:
+    """A level dict with every population's dense `layers.*` tensors replaced by its survivors.
+
+    Per population (prefix "", "reinit.", "random."): `live.count` int64 [K] survivors per
+    network; which entries survive, as a bitmap `live.bits` uint8 [K, ⌈P/8⌉] (numpy.packbits of
+    the flat mask, big-endian bit order) or, when fewer than 1 in 32 survive, as their flat
+    positions `live.index` int32 [Σ count] (network after network, ascending); and their values
+    `live.values` float32 [Σ count] in the same order. Entries off the mask are exactly 0 in
+    every level the engine writes (ValueError otherwise), so nothing else is lost. Layouts
+    smaller than PACK_MIN_PARAMS are returned unchanged.
+    """
+    if layout.size < PACK_MIN_PARAMS:
+        return state
+    out = {PACKED_KEY: torch.tensor(layout.layers, dtype=torch.long)}
+    weight_keys = {f"layers.{i}.{part}" for i in range(layout.depth)
+                   for part in ("weight", "bias", "weight_mask", "bias_mask")}
+    for key, value in state.items():
+        prefix = key[:-len("layers.0.weight")] if key.endswith("layers.0.weight") else None
+        if prefix is not None:
+            theta = layout.from_state(state, prefix)
+            mask = layout.from_state(state, prefix, masks=True)
+            if bool((theta[~mask] != 0).any()):
+                raise ValueError(f"{prefix}layers: nonzero weights off the mask; not packable")
+            count = mask.sum(dim=1)
+            out[f"{prefix}live.count"] = count
+            if int(count.sum()) * 32 < mask.numel():
+                out[f"{prefix}live.index"] = torch.nonzero(mask)[:, 1].to(torch.int32)
+            else:
+                out[f"{prefix}live.bits"] = torch.from_numpy(
+                    np.packbits(mask.numpy(), axis=1))
+            out[f"{prefix}live.values"] = theta[mask].contiguous()
+        elif not any(key == f"{p}{w}" for w in weight_keys
+                     for p in ("", *(f"{c}." for c in CONTROLS))):
+            out[key] = value
+    return out
+
+
+def unpack_level(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The dense level dict (today's `layers.{i}.weight / bias / weight_mask / bias_mask`) of a
+    packed one (pack_level); a dense one is returned as it is."""
+    if PACKED_KEY not in state:
+        return state
+    layout = Layout(tuple(int(n) for n in state[PACKED_KEY]))
+    out = {}
+    for key, value in state.items():
+        if key == PACKED_KEY or ".live." in f".{key}" and not key.endswith("live.count"):
+            continue
+        if key.endswith("live.count"):
+            prefix = key[:-len("live.count")]
+            k = value.shape[0]
+            if f"{prefix}live.bits" in state:
+                mask = torch.from_numpy(np.unpackbits(state[f"{prefix}live.bits"].numpy(), axis=1,
+                                                      count=layout.size).astype(bool))
+            else:
+                mask = torch.zeros(k, layout.size, dtype=torch.bool)
+                rows = torch.repeat_interleave(torch.arange(k), value)
+                mask[rows, state[f"{prefix}live.index"].long()] = True
+            theta = torch.zeros(k, layout.size, dtype=state[f"{prefix}live.values"].dtype)
+            theta[mask] = state[f"{prefix}live.values"]
+            out.update(layout.to_state(theta, mask, prefix))
+        else:
+            out[key] = value
+    return out
+
+
+def save_level(path: Path, state: dict[str, torch.Tensor], layout: Layout) -> None:
+    """Write a level file atomically, packed for wide layouts (pack_level)."""
+    io.save_tensors(path, pack_level(state, layout))
+
+
 def load_level(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=True)
+    """A level file (dense or packed) as the dense dict of the checkpoint contract
+    (README): `layers.{i}.weight` [K, out, in], `.bias`, `.weight_mask`, `.bias_mask`, metrics,
+    curves, seeds; controls under their prefixes. Read with torch.load(weights_only=True)."""
+    return unpack_level(torch.load(path, weights_only=True))
 
 
 def describe_level(state: dict[str, torch.Tensor], tasks: list[TaskInfo], params: int) -> str:

@@ -119,7 +119,7 @@ class Compaction:
         return out
 
 
-def _kept_neurons(layout: Layout, mask: torch.Tensor) -> list[torch.Tensor]:
+def kept_neurons(layout: Layout, mask: torch.Tensor) -> list[torch.Tensor]:
     """Per hidden layer [K, width] bool: the neuron is on a path from an input feature or an
     unpruned bias (it can be nonzero) and on a path of unpruned weights to an output."""
     k = mask.shape[0]
@@ -132,6 +132,9 @@ def _kept_neurons(layout: Layout, mask: torch.Tensor) -> list[torch.Tensor]:
     for layer in range(depth - 1, 0, -1):
         productive[layer] = (views[layer][0] & productive[layer + 1].unsqueeze(2)).any(dim=1)
     return [sourced[layer] & productive[layer] for layer in range(1, depth)]
+
+
+_kept_neurons = kept_neurons  # the former private name
 
 
 # Canonical hidden widths are multiples of 8 and at least 16. Measured on this CPU's BLAS
@@ -173,7 +176,7 @@ def compaction(layout: Layout, mask: torch.Tensor) -> Compaction | None:
     (nothing dropped, full widths already canonical).
     """
     k = mask.shape[0]
-    keep = _kept_neurons(layout, mask)
+    keep = kept_neurons(layout, mask)
     kept = (torch.stack([kp.sum(dim=1) for kp in keep], dim=1) if keep
             else torch.zeros(k, 0, dtype=torch.long))
     widths = list(population_widths(kept)) if keep else []

@@ -14,7 +14,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
 
 from pipeline.graph import STATES  # noqa: E402
 
@@ -59,7 +58,7 @@ def accuracy_vs_params(imp: pd.DataFrame, seeds: pd.DataFrame, tasks: list[str],
 
 
 def split_over_levels(analysis: pd.DataFrame):
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), layout="constrained")
     _band(axes[0], analysis, "level", "split_metric", "split metric")
     axes[0].axhline(0, color="black", lw=1)
     axes[0].set(xlabel="IMP level", ylabel="split metric (0 = split; < 0: a pair is lost)",
@@ -112,13 +111,12 @@ def neuron_classes(layers: pd.DataFrame):
 def lifetimes_figure(life: pd.DataFrame):
     alive = life[(life["state"] == "alive") & (life["params"] > 0)].copy()
     alive["group"] = alive["kind"].map({"weight": "weights", "bias": "biases"}) \
-        + " of layer " + alive["layer"].astype(str)
+        + "\nof layer " + alive["layer"].astype(str)  # two short lines: no label overlaps
     fig, ax = plt.subplots(figsize=(8, 4.5))
     sns.barplot(alive, x="group", y="mean_levels", ax=ax, errorbar="sd",
                 color=STATE_COLORS["alive"])
     ax.set(xlabel="", ylabel="levels alive (mean over parameters, ±sd over seeds)",
            title="How long parameters stay alive")
-    ax.tick_params(axis="x", rotation=30)
     return fig
 
 
@@ -155,7 +153,8 @@ def validation_curves(curves: pd.DataFrame, seed: int):
 
 
 def task_matrices(tm: pd.DataFrame, seed: int, levels: list[tuple[str, int]]):
-    fig, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels), 3.8))
+    fig, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels), 3.8),
+                             layout="constrained")  # the suptitle clear of the panel titles
     axes = np.atleast_1d(axes)
     for ax, (name, level) in zip(axes, levels):
         part = tm[(tm["seed"] == seed) & (tm["level"] == level)]
@@ -170,78 +169,113 @@ def task_matrices(tm: pd.DataFrame, seed: int, levels: list[tuple[str, int]]):
     return fig
 
 
-def network_drawing(layers: list[int], weights: list[np.ndarray], wstates: list[np.ndarray],
-                    input_task: list[int], output_task: list[int], title: str, ax=None):
-    """Every unpruned weight as a line between neuron positions, width ∝ |w|, colour = state.
+# ---- split criteria (SCIENCE.md §6) -------------------------------------------------------------
+CRITERION_COLORS = dict(zip(("complete", "effective", "functional"),
+                            sns.color_palette("colorblind")[2:5]))
 
-    Returns the axes; the number of drawn edges equals the number of unpruned weights.
+
+def _flags(col: pd.Series) -> pd.Series:
+    return col.map(lambda v: v is True or v == 1 or v == "True")
+
+
+def split_criteria_over_levels(analysis: pd.DataFrame):
+    """Per level, the fraction of seeds split by each criterion (complete, effective,
+    functional) with 95% Wilson intervals. None where the run has one task (not applicable)."""
+    from pipeline.analysis import wilson
+
+    cols = [c for c in ("complete", "effective", "functional") if f"split_{c}" in analysis]
+    if not cols or analysis[f"split_{cols[0]}"].isna().all():
+        return None
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    levels = sorted(analysis["level"].unique())
+    width = 0.8 / len(cols)
+    n_max = 0
+    for j, c in enumerate(cols):
+        part = analysis.dropna(subset=[f"split_{c}"])
+        g = _flags(part[f"split_{c}"]).groupby(part["level"])
+        k, n = g.sum().reindex(levels, fill_value=0), g.size().reindex(levels, fill_value=0)
+        n_max = max(n_max, int(n.max()) if len(n) else 0)
+        ci = np.array([wilson(int(a), int(b)) for a, b in zip(k, n)]).reshape(-1, 2)
+        frac = (k / n.where(n > 0)).to_numpy(dtype=float)
+        x = np.array(levels) + (j - (len(cols) - 1) / 2) * width
+        ax.bar(x, frac, width=width, color=CRITERION_COLORS[c], label=c,
+               yerr=np.abs(ci.T - frac), capsize=1.5, ecolor="black", error_kw={"lw": 0.7})
+    ax.set(xlabel="IMP level", ylabel="fraction of seeds split (95% Wilson interval)",
+           ylim=(0, 1.02), title=f"Split criteria per level (n = {n_max} seeds)")
+    ax.set_xticks(levels)
+    ax.legend(title="criterion", loc="upper left", fontsize=8, title_fontsize=8)
+    return fig
+
+
+def leakage_over_levels(analysis: pd.DataFrame):
+    """λ (path counts) and λ_w (|W|-products) per level: median and interquartile range over
+    seeds, log scale. λ = 0 (a pure net) cannot be drawn on a log axis: the share of seeds at
+    exactly 0 is given per level in the lower panel. None where not applicable."""
+    if "leakage" not in analysis or analysis["leakage"].isna().all():
+        return None
+    fig, (ax, ax0) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True,
+                                  gridspec_kw={"height_ratios": [3, 1]})
+    for col, label, color in (("leakage", "λ (path counts)", sns.color_palette("colorblind")[0]),
+                              ("leakage_w", "λ_w (|W| products)",
+                               sns.color_palette("colorblind")[1])):
+        g = analysis.groupby("level")[col]
+        med, q1, q3 = g.median(), g.quantile(0.25), g.quantile(0.75)
+        pos = med.where(med > 0)
+        ax.plot(pos.index, pos.values, marker="o", ms=3, color=color, label=f"{label}, median")
+        ax.fill_between(med.index, q1.where(q1 > 0, np.nan), q3.where(q3 > 0, np.nan),
+                        color=color, alpha=0.2, label=f"{label}, IQR")
+        zero = g.apply(lambda v: float((v.dropna() == 0).mean()) if v.notna().any() else np.nan)
+        ax0.plot(zero.index, zero.values, marker="o", ms=3, color=color, label=label)
+    ax.set_yscale("log")
+    ax.set(ylabel="leakage (log scale)",
+           title="Cross-task leakage per level (median, IQR over seeds; 0 = pure, not drawn)")
+    ax.legend(fontsize=8, loc="lower left")
+    ax0.set(xlabel="IMP level", ylabel="seeds at 0", ylim=(-0.05, 1.05))
+    ax0.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    return fig
+
+
+IMAGE_KINDS = ("digits", "mnist", "fashion_mnist")
+
+
+def coverage_maps(used: np.ndarray, levels: np.ndarray, task_of_input: np.ndarray,
+                  tasks: list, seeds_table: pd.DataFrame, seeds: np.ndarray):
+    """Per image task, which pixels the ticket still uses: the fraction of seeds whose input
+    reaches an output of its own task, shown as an image, at the dense level, at each seed's
+    first effective split (seeds that split) and at the last level.
+
+    used [L, K, n_in] bool (reports/analysis/coverage.npz), task_of_input [n_in] task index,
+    tasks the TaskInfo list (square images assumed: side √inputs). None without image tasks.
     """
-    if ax is None:
-        _, ax = plt.subplots(figsize=(9, 6))
-    input_label = "inputs"
-    if layers[0] > MAX_DRAWN_INPUTS:  # hundreds of pixels: one node per task's inputs
-        layers, weights, wstates, input_task = _inputs_per_task(layers, weights, wstates,
-                                                                input_task)
-        input_label = "inputs (per task)"
-    pos = []
-    for l, n in enumerate(layers):
-        ys = np.linspace(0, 1, n) if n > 1 else np.array([0.5])
-        pos.append(np.stack([np.full(n, float(l)), ys], axis=1))
-    biggest = max((np.abs(w).max() for w in weights if w.size), default=1.0) or 1.0
-    fade = 1.0 if max(layers) <= 300 else 0.4  # dense drawings of huge layers get translucent
-    segments, colors, widths = [], [], []
-    for i, (w, st) in enumerate(zip(weights, wstates)):
-        v, u = np.nonzero(st != STATES.index("pruned"))
-        for a, b in zip(u, v):
-            segments.append([pos[i][a], pos[i + 1][b]])
-        colors += [(*STATE_COLORS[STATES[s]], fade) for s in st[v, u]]
-        widths += list(0.3 + 3.0 * np.abs(w[v, u]) / biggest)
-    ax.add_collection(LineCollection(segments, colors=colors, linewidths=widths, zorder=1))
-    task_colors = sns.color_palette("Set2", max(max(input_task + output_task) + 1, 1))
-    for l, p in enumerate(pos):
-        if l == 0:
-            c = [task_colors[t] for t in input_task]
-        elif l == len(pos) - 1:
-            c = [task_colors[t] for t in output_task]
-        else:
-            c = "white"
-        ax.scatter(p[:, 0], p[:, 1], s=max(4, 60 - max(layers) // 4), c=c, edgecolors="black",
-                   linewidths=0.5, zorder=2)
-    ax.set_xlim(-0.2, len(layers) - 0.8)
-    ax.set_ylim(-0.05, 1.05)
-    ax.set_xticks(range(len(layers)), [input_label] + [f"hidden {i}" for i in range(1, len(layers) - 1)]
-                  + ["outputs"])
-    ax.set_yticks([])
-    ax.grid(False)
-    ax.set_title(title)
-    ax.n_edges = len(segments)  # for the tests: one line per unpruned weight
-    return ax
-
-
-MAX_DRAWN_INPUTS = 64
-
-
-def _inputs_per_task(layers, weights, wstates, input_task):
-    """The first layer with one input node per task: an edge from task t to neuron j stands for
-    all unpruned weights from t's inputs to j, its |w| their summed magnitude and its state the
-    most alive of theirs (so a drawn edge exists iff some such weight is unpruned)."""
-    tasks = sorted(set(input_task))
-    owner = np.array(input_task)
-    pruned = STATES.index("pruned")
-    w, st = weights[0], wstates[0]
-    agg_w = np.zeros((w.shape[0], len(tasks)), dtype=w.dtype)
-    agg_s = np.full((w.shape[0], len(tasks)), pruned, dtype=st.dtype)
-    for j, t in enumerate(tasks):
-        cols = owner == t
-        live = st[:, cols] != pruned
-        agg_w[:, j] = np.where(live, np.abs(w[:, cols]), 0).sum(axis=1)
-        agg_s[:, j] = np.where(live, st[:, cols], pruned).min(axis=1)
-    return [len(tasks), *layers[1:]], [agg_w, *weights[1:]], [agg_s, *wstates[1:]], tasks
-
-
-def state_legend(fig) -> None:
-    handles = [plt.Line2D([], [], color=STATE_COLORS[s], lw=3, label=s) for s in STATES[:-1]]
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=9, frameon=False)
+    image = [j for j, t in enumerate(tasks) if t.kind in IMAGE_KINDS
+             and round(math.sqrt(len(t.inputs))) ** 2 == len(t.inputs)]
+    if not image:
+        return None
+    cols = [("dense", used[0])]
+    first = {}
+    if "first_split_level_effective" in seeds_table:
+        first = {int(s): int(v) for s, v in zip(seeds_table["seed"],
+                                               seeds_table["first_split_level_effective"])
+                 if not pd.isna(v)}
+    if first:
+        rows = [used[int(np.searchsorted(levels, lv)), list(seeds).index(s)]
+                for s, lv in first.items()]
+        cols.append((f"first effective split ({len(first)}/{len(seeds)} seeds)",
+                     np.stack(rows)))
+    cols.append((f"last (level {int(levels[-1])})", used[-1]))
+    fig, axes = plt.subplots(len(image), len(cols), figsize=(3.6 * len(cols), 3.4 * len(image)),
+                             squeeze=False, layout="constrained")
+    for r, j in enumerate(image):
+        t = tasks[j]
+        side = round(math.sqrt(len(t.inputs)))
+        for c, (name, u) in enumerate(cols):
+            frac = u[:, t.inputs].mean(axis=0).reshape(side, side)
+            im = axes[r, c].imshow(frac, vmin=0, vmax=1, cmap="viridis")
+            axes[r, c].set(title=f"{t.name}: {name}\ncoverage {frac.mean():.2f}",
+                           xticks=[], yticks=[])
+    fig.colorbar(im, ax=axes, shrink=0.8, label="fraction of seeds using the pixel")
+    fig.suptitle("Coverage maps: pixels still reaching an output of their own task")
+    return fig
 
 
 def save(fig, path, dpi: int) -> None:

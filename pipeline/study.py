@@ -1,28 +1,23 @@
 """Studies: one full run (generate → … → analyze) per configuration, and their aggregation.
 
 A configuration is the base params with the keys of one combination of the `study` axes replaced
-(config.configurations). `run_configuration` runs the ordinary stage functions inside the
-configuration's own work folder, so a study configuration is exactly what `dvc repro` would
-compute for those params; `collect` turns that folder's reports into the configuration's small
-result files, and `aggregate` combines the result files of a study into its tidy table and summary.
+(config.configurations). The study runner (pipeline.stages.study_run) runs the ordinary stage
+functions with the configuration's own work folder as their root, so a study configuration is
+exactly what `dvc repro` would compute for those params; `collect` turns that folder's reports
+into the configuration's small result files, and `aggregate` combines the result files of a study
+into its tidy table and summary.
 
 `python -m pipeline.study flags studies/size.yaml` prints a preset (a partial params.yaml) as
 `-S key=value` arguments for `dvc exp run`.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import sys
-import tempfile
-import threading
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
-
-import yaml
+from typing import TYPE_CHECKING
 
 from pipeline import config, io
 from pipeline import trajectory as traj
@@ -34,16 +29,6 @@ if TYPE_CHECKING:
 RESULT_FILES = ("config.json", "levels.csv", "seeds.csv", "controls.csv")
 
 
-@contextlib.contextmanager
-def working_directory(path: Path) -> Iterator[None]:
-    old = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 def configuration_params(raw: dict, combo: dict) -> dict:
     """The params.yaml document of one configuration (no study section: it is a plain run)."""
     out = {name: dict(raw.get(name) or {}) for name in config.SECTIONS if name != "study"}
@@ -52,24 +37,6 @@ def configuration_params(raw: dict, combo: dict) -> dict:
         value = config.study_value(axis, value)
         out[section][key] = list(value) if isinstance(value, tuple) else value
     return out
-
-
-def run_configuration(raw: dict, combo: dict, work: Path, log=print) -> None:
-    """Run generate, trajectory, train, imp and analyze for one configuration inside `work`.
-
-    `work` keeps its finished IMP levels between calls (the imp stage's manifest discards them if
-    the configuration's params or inputs changed), so an interrupted configuration resumes.
-    """
-    from pipeline.stages import analyze, generate, imp, train, trajectory
-
-    work.mkdir(parents=True, exist_ok=True)
-    io.write_text(work / "params.yaml",
-                  yaml.safe_dump(configuration_params(raw, combo), sort_keys=False))
-    log(f"study: configuration {config.configuration_name(combo)}")
-    with working_directory(work):
-        config.load()  # validated again as a plain run
-        for stage in (generate, trajectory, train, imp, analyze):
-            stage.main()
 
 
 def collect(combo: dict, work: Path, out: Path) -> None:
@@ -129,7 +96,7 @@ def _nominal_rate(params: config.Params, base_p0: int) -> float:
     return 1.0 - traj.keep_ratio(base_p0, pr.target, pr.iterations)
 
 
-def _controls(work: Path, levels) -> "pd.DataFrame":
+def _controls(work: Path, levels) -> pd.DataFrame:
     """Per seed: the random-mask null model (did a random mask of equal sparsity split?) and the
     re-initialised ticket's accuracy at the ticket's first split level, where enabled."""
     import pandas as pd
@@ -151,24 +118,6 @@ def _controls(work: Path, levels) -> "pd.DataFrame":
         out["reinit_test_acc_at_split"] = [
             acc.get((s, first[s]), math.nan) if s in first.index else math.nan for s in seeds]
     return out
-
-
-# Stage functions use paths relative to the working directory: one configuration at a time per
-# process, whatever a Dask worker's thread count.
-_CWD_LOCK = threading.Lock()
-
-
-def run_remote(raw: dict, combo: dict) -> tuple[dict[str, bytes], float]:
-    """On a Dask worker (pipeline.sweep): one configuration → ({result file: bytes}, seconds)."""
-    from pipeline.stages import tune_malloc
-    tune_malloc()  # as every stage process does (a Dask worker is not one)
-    with _CWD_LOCK, tempfile.TemporaryDirectory(prefix="ticketsplit-") as tmp:
-        start = time.perf_counter()
-        work, out = Path(tmp) / "work", Path(tmp) / "out"
-        run_configuration(raw, combo, work, log=lambda *_: None)
-        collect(combo, work, out)
-        files = {name: (out / name).read_bytes() for name in RESULT_FILES}
-        return files, time.perf_counter() - start
 
 
 # ---- aggregation ------------------------------------------------------------------------------
@@ -202,7 +151,7 @@ def aggregate(results: list[tuple[dict, Path]], threshold: float):
         seed_rows.append(seeds)
         rows.append({**{a: info[a] for a in STUDY_AXES}, **meta,
                      "base_params": info["base_params"], "start_params": info["start_params"],
-                     **summary_row(seeds, controls)})
+                     **summary_row(seeds, controls, info["n_tasks"])})
     summary = pd.DataFrame(rows)
     summary.insert(0, "degradation_threshold", threshold)
     tidy_frame = pd.concat(tidy, ignore_index=True)
@@ -213,33 +162,52 @@ def aggregate(results: list[tuple[dict, Path]], threshold: float):
     return tidy_frame, seeds_frame, summary
 
 
-def summary_row(seeds, controls) -> dict:
-    """Per configuration: split probabilities with 95% intervals over seeds, and medians."""
-    from pipeline.analysis import fisher_p, wilson
+def summary_row(seeds, controls, n_tasks: int | None = None) -> dict:
+    """Per configuration: split probabilities with 95% intervals over seeds, and medians.
+
+    p_split* follow the headline criterion (analysis.split); p_split_<c> (with _low/_high)
+    and first_split_level_<c> each criterion c (complete, effective, functional) the seeds
+    table has, functional_gap_levels the median first structural − first functional split
+    level. With one task (n_tasks = 1) every split number is NaN: not applicable (SCIENCE.md §6).
+    """
+    from pipeline.analysis import CRITERIA, fisher_p, wilson
 
     n = len(seeds)
-    split = seeds["first_split_level"].notna()
-    before = seeds["split_before_degradation"].astype(bool)
-    at_base = seeds["split_at_base_params"].astype(bool)
+    applicable = n_tasks is None or n_tasks >= 2
+    split = seeds["first_split_level"].notna() & applicable
+    flag = lambda c: seeds[c].map(lambda v: v is True or v == 1)  # noqa: E731 (NaN: False)
+    before = flag("split_before_degradation")
+    at_base = flag("split_at_base_params")
     row: dict = {"seeds": n}
-    for name, flags in (("split", split), ("split_before_degradation", before),
-                        ("split_at_base_params", at_base)):
+    fractions = [("split", split), ("split_before_degradation", before),
+                 ("split_at_base_params", at_base)]
+    fractions += [(f"split_{c}", seeds[f"first_split_level_{c}"].notna()) for c in CRITERIA
+                  if f"first_split_level_{c}" in seeds]
+    for name, flags in fractions:
         k = int(flags.sum())
         lo, hi = wilson(k, n)
-        row.update({f"p_{name}": k / n, f"p_{name}_low": lo, f"p_{name}_high": hi})
+        row.update({f"p_{name}": k / n, f"p_{name}_low": lo, f"p_{name}_high": hi}
+                   if applicable else dict.fromkeys((f"p_{name}", f"p_{name}_low",
+                                                     f"p_{name}_high"), math.nan))
     med = lambda s: float(s.median()) if s.notna().any() else math.nan  # noqa: E731
+    for c in CRITERIA:
+        if f"first_split_level_{c}" in seeds:
+            row[f"first_split_level_{c}"] = med(seeds[f"first_split_level_{c}"])
+    if "functional_gap_levels" in seeds:
+        row["functional_gap_levels"] = med(seeds["functional_gap_levels"])
     row.update({
         "first_split_level": med(seeds["first_split_level"]),
         "first_split_base_level": med(seeds["first_split_base_level"]),
         "params_at_split": med(seeds["params_at_split"]),
         "alive_at_split": med(seeds["alive_at_split"]),
-        "alive_weights_at_split": med(seeds["alive_weights_at_split"]),
+        "alive_weights_at_split": (med(seeds["alive_weights_at_split"]) if applicable
+                                   else math.nan),
         "dense_test_acc": float(seeds["dense_test_acc"].mean()),
         "test_acc_at_split": (float(seeds.loc[split, "test_acc_at_split"].mean())
                               if split.any() else math.nan),
         "degradation_level": med(seeds["degradation_level"]),
     })
-    if "random_mask_split" in controls:
+    if "random_mask_split" in controls and applicable:
         flags = controls["random_mask_split"].astype(bool)
         lo, hi = wilson(int(flags.sum()), len(flags))
         row.update({"p_random_mask_split": float(flags.mean()),
@@ -262,6 +230,10 @@ def study_metrics(summary) -> dict:
             "p_split_before_degradation_low", "p_split_before_degradation_high",
             "p_split_at_base_params", "first_split_level", "params_at_split", "dense_test_acc",
             "test_acc_at_split"]
+    keys += [k for c in ("complete", "effective", "functional")
+             for k in (f"p_split_{c}", f"p_split_{c}_low", f"p_split_{c}_high",
+                       f"first_split_level_{c}") if k in summary]
+    keys += [k for k in ("functional_gap_levels",) if k in summary]
     return {"configurations": int(len(summary)),
             **{row["config"]: {k: clean(row[k]) for k in keys}
                for row in summary.to_dict("records")}}
@@ -270,7 +242,7 @@ def study_metrics(summary) -> dict:
 # ---- presets ------------------------------------------------------------------------------------
 def preset_flags(path: str | os.PathLike) -> list[str]:
     """A preset file (a partial params.yaml) as `-S key=value` arguments for `dvc exp run`."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    raw = config.read_yaml(path) or {}
     flags = []
     for section, values in raw.items():
         for key, value in values.items():
@@ -282,11 +254,12 @@ def preset_flags(path: str | os.PathLike) -> list[str]:
 
 
 def apply_preset(params_path: Path, preset: Path) -> dict:
-    """params.yaml's document with a preset's keys replaced (key by key), validated."""
-    raw = yaml.safe_load(params_path.read_text())
-    for section, values in (yaml.safe_load(preset.read_text()) or {}).items():
+    """params.yaml's document with a preset's keys replaced (key by key), validated as a study
+    (every configuration; the study pipeline is what a preset is for)."""
+    raw = config.read_yaml(params_path)
+    for section, values in (config.read_yaml(preset) or {}).items():
         raw.setdefault(section, {}).update(values)
-    config.parse(raw)
+    config.parse(raw, study=True)
     return raw
 
 

@@ -4,48 +4,139 @@
     python -m pipeline.sweep --scheduler tcp://host:8786 --preset studies/size.yaml
 
 Each configuration is one Dask task: the worker runs the ordinary stages for it in a temporary
-folder (pipeline.study.run_configuration) and returns its result files as bytes, so workers need
+folder (pipeline.stages.study_run.run_configuration) and returns its result files as bytes, so workers need
 the package installed but no shared file system. The client writes them to
 reports/study/runs/<configuration>/ and runs the aggregate stage's code on them. Parallelism comes
 from the Dask workers, so every configuration runs with train.workers = 1 (results do not depend
-on it). Needs the `dask` extra: pip install -e ".[dask]".
+on it). With `--shards N` each configuration's seeds are split into N tasks as well (a seed's
+result does not depend on which seeds share its run), and the client merges their files into
+the unsharded ones, byte for byte (merge_shards): the way to spread a study of few, big
+configurations over many workers. Needs the `dask` extra: pip install -e ".[dask]".
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import csv
+import io as io_text
+import json
 import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from pipeline import config, io
 
 
-def sweep(raw: dict, client, runs: Path, log=print) -> dict[str, float]:
-    """Run every configuration of raw's study on the client's cluster; seconds per configuration."""
+def shard_seeds(seeds: list[int], shards: int) -> list[list[int]]:
+    """The seeds in at most `shards` contiguous groups of near-equal size (none empty)."""
+    shards = max(1, min(shards, len(seeds)))
+    size, extra = divmod(len(seeds), shards)
+    out, start = [], 0
+    for i in range(shards):
+        stop = start + size + (i < extra)
+        out.append(list(seeds[start:stop]))
+        start = stop
+    return out
+
+
+def _csv_rows(data: bytes) -> tuple[str, list[str], list[dict]]:
+    text = data.decode()
+    lines = text.split("\n")
+    if lines[-1] != "":
+        raise ValueError("a result CSV does not end with a newline")
+    header, rows = lines[0], lines[1:-1]
+    parsed = list(csv.DictReader(io_text.StringIO(text)))
+    if len(parsed) != len(rows):
+        raise ValueError("a result CSV has fields with line breaks: rows cannot be merged")
+    return header, rows, parsed
+
+
+def merge_shards(parts: list[dict[str, bytes]], seeds: list[int]) -> dict[str, bytes]:
+    """One configuration's result files from those of its seed shards (in seed order), byte
+    for byte what the unsharded run writes.
+
+    A seed's results do not depend on which seeds share its run (the engine's batch
+    independence; tests/test_sweep_shard.py checks the whole files), and every CSV row belongs
+    to one seed and is formatted on its own, so the unsharded file holds exactly the shards'
+    rows. Their order is the shards' own: by seed (in model.seeds order), or by level and then
+    seed — detected from the first shard, ValueError when it is neither. config.json is the
+    shards' (identical apart from their seeds) with every seed.
+    """
+    pos = {s: i for i, s in enumerate(seeds)}
+    out = {}
+    for name in parts[0]:
+        if name.endswith(".json"):
+            infos = [json.loads(p[name]) for p in parts]
+            for info in infos:
+                info.pop("seeds", None)
+            if any(info != infos[0] for info in infos):
+                raise ValueError(f"{name}: the shards disagree on more than their seeds")
+            info = {**json.loads(parts[0][name]), "seeds": list(seeds)}
+            out[name] = (json.dumps(info, indent=2, sort_keys=False) + "\n").encode()
+            continue
+        header, lines, keys = None, [], []
+        orders = None
+        for part in parts:
+            head, rows, parsed = _csv_rows(part[name])
+            if header is not None and head != header:
+                raise ValueError(f"{name}: the shards' columns differ")
+            header = head
+            seed_major = [(pos[int(r["seed"])], int(r.get("level") or 0)) for r in parsed]
+            level_major = [(b, a) for a, b in seed_major]
+            if orders is None:  # which order the files are written in: from the first shard
+                orders = [o for o, k in (("level", level_major), ("seed", seed_major))
+                          if k == sorted(k)]
+                if not orders:
+                    raise ValueError(f"{name}: rows neither by seed nor by level and seed")
+            lines += rows
+            keys += level_major if orders[0] == "level" else seed_major
+        order = sorted(range(len(lines)), key=keys.__getitem__)  # stable: ties keep shard order
+        out[name] = "\n".join([header, *(lines[i] for i in order), ""]).encode()
+    return out
+
+
+def sweep(raw: dict, client, runs: Path, log=print, shards: int = 1) -> dict[str, float]:
+    """Run every configuration of raw's study on the client's cluster; seconds per configuration
+    (summed over its shards). With shards > 1 every configuration's model.seeds are split into
+    that many groups, each its own Dask task; a configuration's files are merged (merge_shards)
+    once all its shards are back, identical to an unsharded run's."""
     from distributed import as_completed
 
-    from pipeline.study import run_remote
+    from pipeline.stages.study_run import run_remote
 
-    params = config.parse(raw)
+    params = config.parse(raw, study=True)
     raw = copy.deepcopy(raw)
     raw.setdefault("train", {})["workers"] = 1
     combos = config.configurations(params.study)
-    futures = {client.submit(run_remote, raw, combo, key=f"ticketsplit-{i}-"
-                             f"{config.configuration_name(combo)}", pure=False): combo
-               for i, combo in enumerate(combos)}
-    seconds = {}
-    for future in as_completed(futures):
-        combo = futures[future]
-        files, took = future.result()
+    seeds = list(params.model.seeds)
+    groups = shard_seeds(seeds, shards)
+    futures, pending = {}, {}
+    for i, combo in enumerate(combos):
         name = config.configuration_name(combo)
+        pending[name] = [None] * len(groups)
+        for j, group in enumerate(groups):
+            part = copy.deepcopy(raw)
+            part.setdefault("model", {})["seeds"] = group
+            plot = part.setdefault("plot", {})  # must name a seed of the run (the plot stage
+            if plot.get("draw_seed", 0) not in group:  # does not run on workers)
+                plot["draw_seed"] = group[0]
+            key = f"ticketsplit-{i}-{name}" + (f"-shard{j}" if len(groups) > 1 else "")
+            futures[client.submit(run_remote, part, combo, key=key, pure=False)] = (name, j)
+    seconds: dict[str, float] = {}
+    for future in as_completed(futures):
+        name, j = futures[future]
+        files, took = future.result()
+        pending[name][j] = files
+        seconds[name] = seconds.get(name, 0.0) + took
+        if any(p is None for p in pending[name]):
+            continue
+        parts = pending.pop(name)
+        files = parts[0] if len(parts) == 1 else merge_shards(parts, seeds)
         with io.atomic_dir(runs / name) as folder:
             for fname, data in files.items():
                 (folder / fname).write_bytes(data)
-        seconds[name] = took
-        log(f"sweep: {name} done in {took:.1f}s ({len(seconds)}/{len(combos)})")
+        done = len(combos) - len(pending)
+        log(f"sweep: {name} done in {seconds[name]:.1f}s ({done}/{len(combos)})")
     return seconds
 
 
@@ -57,7 +148,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
     parser.add_argument("--preset", help="a studies/*.yaml preset applied to params.yaml")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--shards", type=int, default=1,
+                        help="split every configuration's seeds into this many Dask tasks "
+                             "(results identical to 1; for big nets with few configurations)")
     args = parser.parse_args(argv)
+    if args.shards < 1:
+        print(f"error: --shards: {args.shards} is not allowed; allowed: an integer >= 1",
+              file=sys.stderr)
+        return 2
     try:
         from distributed import Client, LocalCluster
     except ImportError:
@@ -71,8 +169,8 @@ def main(argv: list[str]) -> int:
         if args.preset:
             raw = apply_preset(Path(args.params), Path(args.preset))
         else:
-            raw = yaml.safe_load(Path(args.params).read_text())
-        params = config.parse(raw)
+            raw = config.read_yaml(args.params)
+        params = config.parse(raw, study=True)
     except (config.ConfigError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -84,7 +182,7 @@ def main(argv: list[str]) -> int:
     else:
         cluster, client = None, Client(args.scheduler)
     try:
-        seconds = sweep(raw, client, RUNS)
+        seconds = sweep(raw, client, RUNS, shards=args.shards)
         write_study(params)
     except StageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import yaml
-
 from conftest import ROOT, default_params, run_stage, write_params
+
 from pipeline import config
 
 # (description, edit of the default params, text the error line must name)
@@ -46,14 +47,9 @@ BAD = [
     ("one class", lambda p: p["data"].update(classes=1), "data.classes"),
     ("eleven classes", lambda p: p["data"].update(classes=11), "data.classes"),
     ("restore_best not a bool", lambda p: p["train"].update(restore_best=1), "train.restore_best"),
-    ("study task unknown", lambda p: p["study"].update(tasks=["moons+spirals"]), "study.tasks"),
-    ("study hidden malformed", lambda p: p["study"].update(hidden=["40*40"]), "study.hidden"),
+    # a wrong type or unknown key is refused in every section, the study's included
     ("study hidden not a string", lambda p: p["study"].update(hidden=[40]), "study.hidden[0]"),
-    ("study axis empty", lambda p: p["study"].update(init=[]), "study.init"),
-    ("study duplicate values", lambda p: p["study"].update(extensions=[1, 1]),
-     "study.extensions"),
-    ("study configuration impossible", lambda p: p["study"].update(hidden=["4x4"]),
-     "study configuration ext0-it20-moons+circles-4x4-torch_default-noise0.1: prune.target"),
+    ("study unknown axis", lambda p: p["study"].update(width=[40]), "study.width"),
     ("rate leaves nothing", lambda p: p["prune"].update(target=None, rate=0.9, iterations=30),
      "prune.rate"),
 ]
@@ -77,6 +73,59 @@ def test_bad_params_exit_2_name_key_and_touch_nothing(tmp_path, desc, edit, key)
     after = sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
     assert after == before
     assert sentinel.read_text() == "old"
+
+
+# The study pipeline validates its own configurations (and its error names the configuration);
+# the main pipeline never runs them, so none of these stops a main stage.
+STUDY_BAD = [
+    ("study task unknown", lambda p: p["study"].update(tasks=["moons+spirals"]), "study.tasks"),
+    ("study hidden malformed", lambda p: p["study"].update(hidden=["40*40"]), "study.hidden"),
+    ("study axis empty", lambda p: p["study"].update(init=[]), "study.init"),
+    ("study duplicate values", lambda p: p["study"].update(extensions=[1, 1]),
+     "study.extensions"),
+    ("study configuration impossible", lambda p: p["study"].update(hidden=["4x4"]),
+     "study configuration ext0-it20-moons+circles-4x4-torch_default-noise0.1: prune.target"),
+    ("study configuration beyond the base run",  # the issue: a wide base run, the default study
+     lambda p: (p["model"].update(hidden=[100, 100]), p["prune"].update(target=3000)),
+     "study configuration ext0-it20-moons+circles-40x40-torch_default-noise0.1: prune.target: "
+     "3000 is not allowed"),
+    ("study integer written as a float", lambda p: p["study"].update(iterations=[20.0]),
+     "study.iterations[0]"),
+]
+
+
+@pytest.mark.parametrize("desc,edit,key", STUDY_BAD, ids=[b[0] for b in STUDY_BAD])
+def test_study_pipeline_validates_its_configurations(tmp_path, desc, edit, key):
+    params = default_params()
+    edit(params)
+    write_params(tmp_path, params)
+    # the study pipeline's stages stop with one line naming the key (and the configuration)
+    proc = run_stage("aggregate", tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0] and "allowed" in lines[0], proc.stderr
+    assert not (tmp_path / "reports").exists()
+    # the main run is valid: the main stages validate only what they run
+    main = config.load(tmp_path / "params.yaml")
+    with pytest.raises(config.ConfigError, match=re.escape(key)):
+        config.load(tmp_path / "params.yaml", study=True)
+    assert main.study == config.parse(params).study
+
+
+def test_issue_case_wide_base_run_passes_the_main_stages(tmp_path):
+    """`dvc exp run -S 'model.hidden=[100,100]' -S prune.target=3000` on the shipped params: the
+    main stages run (the default study's 40x40 configuration cannot reach 3000 parameters, but
+    the main pipeline never runs it)."""
+    params = default_params()
+    params["model"]["hidden"] = [100, 100]
+    params["prune"]["target"] = 3000
+    params["data"]["n_samples"] = 100  # a fast generate; the point is the validation
+    write_params(tmp_path, params)
+    for stage in ("generate", "trajectory"):
+        proc = run_stage(stage, tmp_path, check=False)
+        assert proc.returncode == 0, proc.stderr
+    p0 = 4 * 100 + 100 + 100 * 100 + 100 + 100 * 2 + 2  # weights and biases of [4, 100, 100, 2]
+    assert f"{p0} → 3000 prunable parameters" in proc.stdout
 
 
 def test_invalid_yaml_is_one_line(tmp_path):

@@ -1,50 +1,274 @@
-"""Figures that need no pipeline run: the network drawing draws one line per unpruned weight."""
+"""Figures that need no pipeline run: network drawings (modules, cross-task weights, pixel maps,
+one layout for every level, no overlapping text, the GIF) and the study figures."""
 from __future__ import annotations
 
+import itertools
+
+import matplotlib.colors as mcolors
+import networkx as nx
 import numpy as np
+import pytest
+import torch
+from PIL import Image
 
-from pipeline import plots
-from pipeline.graph import PRUNED
+from pipeline import drawing, plots
+from pipeline.data import TaskInfo
+from pipeline.graph import ALIVE, PRUNED, ZOMBIE
+
+MOONS_CIRCLES = [TaskInfo("moons_0", "moons", [0, 1], [0], 2, "bce"),
+                 TaskInfo("circles_1", "circles", [2, 3], [1], 2, "bce")]
 
 
-def test_network_drawing_draws_every_unpruned_weight(tmp_path):
-    rng = np.random.default_rng(0)
-    layers = [4, 7, 5, 2]
-    weights, states = [], []
-    for a, b in zip(layers[:-1], layers[1:]):
-        w = rng.normal(size=(b, a))
-        st = rng.integers(0, 5, size=(b, a))
-        w[st == PRUNED] = 0
-        weights.append(w)
-        states.append(st)
+def checkpoint(masks: list[np.ndarray], seed: int = 0, rng_seed: int = 0) -> dict:
+    """A one-network level checkpoint (models/imp/level_XX.pt layout) with these weight masks
+    ([out, in] bool per layer), random values where unpruned, every bias unpruned."""
+    rng = np.random.default_rng(rng_seed)
+    state = {"seeds": torch.tensor([seed])}
+    for i, m in enumerate(masks):
+        w = rng.normal(size=m.shape) * m
+        state[f"layers.{i}.weight"] = torch.tensor(w[None], dtype=torch.float32)
+        state[f"layers.{i}.weight_mask"] = torch.tensor(m[None])
+        state[f"layers.{i}.bias"] = torch.tensor(rng.normal(size=(1, m.shape[0])),
+                                                 dtype=torch.float32)
+        state[f"layers.{i}.bias_mask"] = torch.ones(1, m.shape[0], dtype=torch.bool)
+    return state
+
+
+def split_masks(layers: list[int], owner: list[np.ndarray]) -> list[np.ndarray]:
+    """Masks connecting node pairs of the same task only; owner[l][n] = task (-1: no task)."""
+    return [(owner[i + 1][:, None] == owner[i][None, :]) & (owner[i + 1][:, None] >= 0)
+            for i in range(len(layers) - 1)]
+
+
+def reference_classes(masks: list[np.ndarray], tasks: list[TaskInfo]):
+    """networkx reference: per weight (layer, v, u) of an alive... unpruned weight, the set of
+    (s, t) task pairs it lies on a path between (input of s → output of t)."""
+    g = nx.DiGraph()
+    for i, m in enumerate(masks):
+        for v, u in zip(*np.nonzero(m)):
+            g.add_edge((i, int(u)), (i + 1, int(v)))
+    depth = len(masks)
+    out = {}
+    for i, m in enumerate(masks):
+        for v, u in zip(*np.nonzero(m)):
+            src, dst = (i, int(u)), (i + 1, int(v))
+            pairs = set()
+            for s, t in itertools.product(range(len(tasks)), repeat=2):
+                from_s = any((0, x) == src or ((0, x) in g and nx.has_path(g, (0, x), src))
+                             for x in tasks[s].inputs)
+                to_t = any((depth, y) == dst or ((depth, y) in g and nx.has_path(g, dst, (depth, y)))
+                           for y in tasks[t].outputs)
+                if from_s and to_t:
+                    pairs.add((s, t))
+            out[(i, int(v), int(u))] = pairs
+    return out
+
+
+def drawn_edges(ax, view: drawing.NetView, order) -> dict[tuple[int, int, int], tuple]:
+    """(layer, v, u) → RGB of every drawn edge, read back from the axes' line collections."""
+    where = {}
+    for layer, o in enumerate(order):
+        ys = np.linspace(1, 0, len(o)) if len(o) > 1 else np.array([0.5])
+        for slot, node in enumerate(o):
+            where[(float(layer), round(float(ys[slot]), 6))] = int(node)
+    edges = {}
+    for lc in ax.edge_collections:
+        colors = lc.get_colors()
+        for k, seg in enumerate(lc.get_segments()):
+            (x0, y0), (x1, y1) = seg
+            u, v = where[(x0, round(y0, 6))], where[(x1, round(y1, 6))]
+            rgb = tuple(np.round(colors[k if len(colors) > 1 else 0][:3], 4))
+            edges[(int(x0), v, u)] = rgb
+    return edges
+
+
+def rgb(color) -> tuple:
+    return tuple(np.round(mcolors.to_rgb(color), 4))
+
+
+def test_split_net_is_drawn_as_one_band_per_task_without_cross_task_weights():
+    """Two disjoint subnetworks whose neurons are interleaved by index are drawn as two bands
+    (task 0 on top), each edge in its task's colour, no alarm colour; neurons of no task sit
+    between the bands, and a zombie neuron that feeds task 0 only sits in task 0's half (by
+    membership: with no input weight, its mean input position says nothing)."""
+    rng = np.random.default_rng(3)
+    layers = [4, 10, 9, 2]
+    owner = [np.array([0, 0, 1, 1])] + [rng.permutation(np.resize([0, 1, -1], n))
+                                        for n in layers[1:-1]] + [np.array([0, 1])]
+    masks = split_masks(layers, owner)
+    zombie = int(np.flatnonzero(owner[2] == 0)[-1])
+    masks[1][zombie] = False  # no input weight left, still feeds task 0's output
+    view = drawing.net_view(checkpoint(masks), 0, MOONS_CIRCLES)
+    order = drawing.neuron_order(view)
+    for layer in (1, 2):
+        assert sorted(order[layer]) == list(range(layers[layer]))
+        drawn = owner[layer][order[layer]]  # task of the neuron in each slot, top to bottom
+        last0, first1 = np.flatnonzero(drawn == 0)[-1], np.flatnonzero(drawn == 1)[0]
+        assert last0 < first1, drawn  # band of task 0 entirely above band of task 1
+        between = drawn[last0 + 1:first1]
+        assert (between == -1).all() and len(between) == (owner[layer] == -1).sum()
     plots.style()
-    ax = plots.network_drawing(layers, weights, states, [0, 0, 1, 1], [0, 1], "test")
-    expected = sum(int((st != PRUNED).sum()) for st in states)
-    assert ax.n_edges == expected
-    assert len(ax.collections[0].get_segments()) == expected
-    plots.save(ax.figure, tmp_path / "net.png", 80)
-    assert (tmp_path / "net.png").read_bytes()[:4] == b"\x89PNG"
+    fig = drawing.figure_levels({0: view}, MOONS_CIRCLES, order, [(0, "split")], "t")
+    edges = drawn_edges(fig.axes[0], view, order)
+    assert len(edges) == sum(int(m.sum()) for m in masks)
+    for (i, v, u), color in edges.items():
+        if view.states[i][v, u] == ALIVE:
+            assert color == rgb(drawing.task_color(int(owner[i][u])))
+    assert rgb(drawing.CROSS_COLOR) not in edges.values()
+    assert rgb(drawing.STATE_STYLES[ZOMBIE][0]) in edges.values()
+    plots.plt.close(fig)
 
 
-def test_network_drawing_with_hundreds_of_inputs_draws_one_node_per_task(tmp_path):
-    """A 64 + 196-input net (digits beside 14 × 14 images) is drawn with one input node per
-    task: an edge per (task, neuron) with some unpruned weight between them."""
-    rng = np.random.default_rng(1)
-    layers = [260, 12, 13]
-    input_task = [0] * 64 + [1] * 196
-    st0 = np.where(rng.random((12, 260)) < 0.1, rng.integers(0, 4, (12, 260)), PRUNED)
-    st0[3] = PRUNED  # neuron 3 has no input weight left
-    st0[4, 64:] = PRUNED  # neuron 4 only hears task 0
-    st1 = rng.integers(0, 5, (13, 12))
-    weights = [rng.normal(size=(12, 260)) * (st0 != PRUNED), rng.normal(size=(13, 12))]
+@pytest.mark.parametrize("density,seed", [(0.3, 2), (0.35, 2), (0.5, 2), (0.3, 3)])
+def test_edge_colours_follow_tasks_and_cross_task_paths(density, seed):
+    """Every unpruned weight is drawn once; an alive weight on a path from task s's inputs to
+    task t ≠ s's outputs is in the alarm colour, any other alive weight in the colour of the
+    one task whose path it lies on, non-alive weights in the greys of their state (cross-checked
+    against networkx path queries)."""
+    rng = np.random.default_rng(seed)
+    layers = [4, 7, 6, 2]
+    masks = [rng.random((b, a)) < density for a, b in zip(layers[:-1], layers[1:])]
+    view = drawing.net_view(checkpoint(masks), 0, MOONS_CIRCLES)
+    order = drawing.neuron_order(view)
     plots.style()
-    ax = plots.network_drawing(layers, weights, [st0, st1], input_task, [0] * 10 + [1] * 3, "t")
-    per_task = np.stack([(st0[:, :64] != PRUNED).any(axis=1), (st0[:, 64:] != PRUNED).any(axis=1)],
-                        axis=1)
-    assert not per_task[3].any() and per_task[4].tolist() == [True, False]
-    assert ax.n_edges == int(per_task.sum()) + int((st1 != PRUNED).sum())
-    assert len(ax.collections[1].get_offsets()) == 2  # two input nodes, not 260
-    plots.save(ax.figure, tmp_path / "net.png", 80)
+    fig = drawing.figure_levels({0: view}, MOONS_CIRCLES, order, [(0, "random")], "t")
+    edges = drawn_edges(fig.axes[0], view, order)
+    ref = reference_classes(masks, MOONS_CIRCLES)
+    assert set(edges) == set(ref)
+    colors = set(edges.values())
+    assert rgb(drawing.CROSS_COLOR) in colors and len(colors & {rgb(drawing.task_color(0)),
+                                                                rgb(drawing.task_color(1))})
+    for (i, v, u), pairs in ref.items():
+        state = view.states[i][v, u]
+        if state == ALIVE:
+            assert pairs, "an alive weight lies on some input → output path"
+            tasks = {s for s, _ in pairs} | {t for _, t in pairs}
+            cross = any(s != t for s, t in pairs)
+            expected = drawing.CROSS_COLOR if cross else drawing.task_color(tasks.pop())
+        else:
+            assert not any(s != t for s, t in pairs) and state != PRUNED
+            expected = drawing.STATE_STYLES[int(state)][0]
+        assert edges[(i, v, u)] == rgb(expected), (i, v, u, pairs)
+    plots.plt.close(fig)
+
+
+def test_one_layout_for_every_level_and_no_overlapping_text(tmp_path):
+    """Panels of different levels put each neuron at the same place; the 21-panel grid and the
+    3-panel figure have no two texts (titles, layer labels, legend, suptitle) overlapping at the
+    committed dpi."""
+    rng = np.random.default_rng(5)
+    layers = [4, 40, 40, 2]
+    owner = [np.array([0, 0, 1, 1])] + [rng.permutation(np.resize([0, 1, -1, -1], n))
+                                        for n in layers[1:-1]] + [np.array([0, 1])]
+    split = split_masks(layers, owner)
+    views = {}
+    for level in range(21):  # from dense to the split, pruning random extra weights away
+        keep = 1 - level / 20
+        masks = [s | (rng.random(s.shape) < keep * 0.6) for s in split]
+        views[level] = drawing.net_view(checkpoint(masks, rng_seed=level), 0, MOONS_CIRCLES)
+    order = drawing.neuron_order(views[20], [views[lv] for lv in range(19, -1, -1)])
+    plots.style()
+    titles = [(lv, f"level {lv}: {1922 - 90 * lv} params" + (", split" if lv == 20 else ""))
+              for lv in range(21)]
+    grid = drawing.figure_levels(views, MOONS_CIRCLES, order, titles, "Every IMP level of seed 0 "
+                                 "(layout of level 20 (first split))", cols=5, compact=True)
+    three = drawing.figure_levels(views, MOONS_CIRCLES, order,
+                                  [(0, "dense (level 0): 1922 params"),
+                                   (16, "first split (level 16): 104 params, split"),
+                                   (20, "last (level 20): 50 params, split")],
+                                  "Network of seed 0: one band per task, layout of level 16 "
+                                  "(first split); width ∝ |w|")
+    for fig in (grid, three):
+        fig.set_dpi(110)
+        fig.canvas.draw()
+        hidden = [[tuple(c.get_offsets()[:, 1]) for c in ax.collections if hasattr(c, "get_sizes")
+                   and len(c.get_offsets()) in (40,)] for ax in fig.axes if ax.get_visible()
+                  and ax.has_data()]
+        assert all(h == hidden[0] for h in hidden) and len(hidden[0]) == 2
+        assert not overlapping_texts(fig)
+    plots.save(grid, tmp_path / "grid.png", 110)
+    plots.save(three, tmp_path / "three.png", 110)
+
+
+def overlapping_texts(fig) -> list[tuple[str, str]]:
+    """Pairs of visible, non-empty texts of a drawn figure whose boxes intersect."""
+    renderer = fig.canvas.get_renderer()
+    undrawn = set()  # tick labels outside the view limits exist but are not drawn
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            drawn = ({id(lab) for t in axis._update_ticks() for lab in (t.label1, t.label2)}
+                     if ax.axison else set())
+            undrawn |= {id(lab) for t in axis.get_major_ticks() + axis.get_minor_ticks()
+                        for lab in (t.label1, t.label2) if id(lab) not in drawn}
+    texts = [t for t in fig.findobj(plots.plt.Text) if t.get_visible() and t.get_text().strip()
+             and id(t) not in undrawn and t.get_window_extent(renderer).width > 0]
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    return [(texts[i].get_text(), texts[j].get_text())
+            for i, j in itertools.combinations(range(len(texts)), 2)
+            if boxes[i].overlaps(boxes[j])]
+
+
+def test_overlap_check_sees_overlaps():
+    fig, ax = plots.plt.subplots()
+    ax.text(0.5, 0.5, "hidden 1")
+    ax.text(0.51, 0.5, "hidden 2")
+    fig.canvas.draw()
+    assert overlapping_texts(fig) == [("hidden 1", "hidden 2")]
+    plots.plt.close(fig)
+
+
+def test_image_tasks_are_drawn_as_pixel_maps():
+    """A 64-pixel and a 16-pixel image task: the input column is one node per task, edges one
+    per (task, hidden neuron) with some unpruned weight between them, and each task's map
+    colours a pixel with its task where it reaches only its own task's outputs, the alarm colour
+    where it reaches another task's output, grey where it reaches none (networkx reference)."""
+    tasks = [TaskInfo("digits_0", "digits", list(range(64)), [0, 1], 3, "ce"),
+             TaskInfo("fashion_mnist_1", "fashion_mnist", list(range(64, 80)), [2, 3], 3, "ce")]
+    rng = np.random.default_rng(7)
+    layers = [80, 6, 5, 4]
+    masks = [rng.random((b, a)) < p for (a, b), p in zip(zip(layers[:-1], layers[1:]),
+                                                       (0.05, 0.4, 0.5))]
+    masks[0][2] = False  # hidden neuron 2 hears no pixel
+    view = drawing.net_view(checkpoint(masks), 0, tasks)
+    order = drawing.neuron_order(view)
+    plots.style()
+    fig = drawing.figure_levels({0: view}, tasks, order, [(0, "pixels")], "t")
+    ax = fig.axes[0]
+    per_task = np.stack([masks[0][:, :64].any(axis=1), masks[0][:, 64:].any(axis=1)], axis=1)
+    n_first = sum(1 for lc in ax.edge_collections for seg in lc.get_segments() if seg[0][0] == 0)
+    assert n_first == int(per_task.sum())
+    assert ax.n_edges == int(per_task.sum()) + int(masks[1].sum()) + int(masks[2].sum())
+    maps = [child for child in ax.child_axes if child.images]
+    assert len(maps) == 2
+    g = nx.DiGraph()
+    for i, m in enumerate(masks):
+        g.add_edges_from(((i, int(u)), (i + 1, int(v))) for v, u in zip(*np.nonzero(m)))
+    grey = (0.93, 0.93, 0.93)
+    for ti, (task, inset) in enumerate(zip(tasks, maps)):
+        image = inset.images[0].get_array()
+        side = int(len(task.inputs) ** 0.5)
+        assert image.shape[:2] == (side, side)
+        for k, x in enumerate(task.inputs):
+            reach = {t for t, other in enumerate(tasks) for y in other.outputs
+                     if (0, x) in g and nx.has_path(g, (0, x), (3, y))}
+            expected = (grey if not reach else drawing.CROSS_COLOR if reach - {ti}
+                        else drawing.task_color(ti))
+            assert tuple(np.round(image[k // side, k % side], 4)) == rgb(expected), (ti, x)
+    plots.plt.close(fig)
+
+
+def test_animation_has_one_frame_per_level(tmp_path):
+    rng = np.random.default_rng(2)
+    layers = [4, 6, 6, 2]
+    views = {lv: drawing.net_view(checkpoint([rng.random((b, a)) < 0.9 - 0.2 * lv for a, b in
+                                              zip(layers[:-1], layers[1:])]), 0, MOONS_CIRCLES)
+             for lv in range(4)}
+    order = drawing.neuron_order(views[3])
+    plots.style()
+    n = drawing.animate(views, MOONS_CIRCLES, order, {lv: f"level {lv}" for lv in views}, "t",
+                        tmp_path / "a.gif", dpi=40)
+    with Image.open(tmp_path / "a.gif") as im:
+        assert n == im.n_frames == 4 and im.format == "GIF"
 
 
 def test_study_figures_for_every_axis(tmp_path):

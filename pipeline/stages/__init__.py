@@ -1,8 +1,14 @@
-"""Thin stage entry points: `python -m pipeline.stages.<stage>`, each run by one dvc.yaml stage."""
+"""Stage entry points: `python -m pipeline.stages.<stage>`, each run by one dvc.yaml stage.
+
+Each stage module exposes `run(params, root) -> list[Path]` (the plain function: read the run's
+inputs under `root`, write its outputs there, return them; paths from pipeline.paths) and a thin
+`main()` that loads params.yaml and runs it in the current folder. Entry points may call each other
+(the study runner calls the stages' `run`); library modules never import this package.
+"""
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from pipeline.config import ConfigError
 
@@ -33,7 +39,7 @@ def tune_malloc() -> None:
     mallopt(m_top_pad, 64 * 1024 * 1024)
 
 
-def run(main: Callable[[], None]) -> None:
+def cli(main: Callable[[], None]) -> None:
     """Run a stage's main(); user errors become one line on stderr and exit code 2."""
     tune_malloc()
     try:

@@ -4,10 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline import config, io
-from pipeline.stages import StageError, run
+from pipeline.paths import RunPaths
+from pipeline.stages import StageError, cli
 
-RUNS = Path("reports/study/runs")
-OUT = Path("reports/study")
+RUNS = RunPaths().study_runs
+OUT = RunPaths().study
 
 
 def write_study(params: config.Params, runs: Path = RUNS, out: Path = OUT) -> None:
@@ -36,9 +37,17 @@ def write_study(params: config.Params, runs: Path = RUNS, out: Path = OUT) -> No
               f"{row['p_split_before_degradation']:.2f}")
 
 
+def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
+    """The study of params (validated with study=True) from root/reports/study/runs."""
+    paths = RunPaths(root)
+    write_study(params, paths.study_runs, paths.study)
+    return [paths.study / name for name in ("tidy.csv", "seeds.csv", "summary.csv",
+                                            "metrics.json", "figures")]
+
+
 def main() -> None:
-    write_study(config.load())
+    run(config.load(study=True))
 
 
 if __name__ == "__main__":
-    run(main)
+    cli(main)

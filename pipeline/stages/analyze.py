@@ -1,4 +1,11 @@
-"""Stage `analyze`: graph states of every IMP level → reports/analysis/*, reports/metrics.json."""
+"""Stage `analyze`: graph states and split criteria of every IMP level → reports/analysis/*,
+reports/metrics.json.
+
+Per level: states and neuron classes (SCIENCE.md §5), the complete and effective split,
+coverage, λ, λ_w and the functional split (§6; forward passes on data/test.npz with the
+cross-task weights zeroed). reports/analysis/coverage.npz holds, per level, seed and input
+feature, whether the input still reaches an output of its own task (the coverage maps).
+"""
 from __future__ import annotations
 
 import time
@@ -8,34 +15,51 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline import config, io
-from pipeline.analysis import (InvariantError, check_monotone, comatose_events, level_frames,
-                               lifetime_summary, lifetimes, per_seed, plot_table,
-                               random_mask_splits, summarize, fraction_text)
+from pipeline import config, health, io
+from pipeline.analysis import (
+    InvariantError,
+    check_monotone,
+    comatose_events,
+    fraction_text,
+    level_frames,
+    lifetime_summary,
+    lifetimes,
+    per_seed,
+    plot_table,
+    random_mask_splits,
+    summarize,
+)
 from pipeline.data import load as load_data
+from pipeline.functional import functional_split
 from pipeline.graph import STATES, analyze
-from pipeline.imp import level_path
+from pipeline.imp import level_path, load_level
 from pipeline.model import Layout, layers_from_state
-from pipeline.stages import StageError, run
-
-OUT = Path("reports/analysis")
-FOLDER = Path("models/imp")
+from pipeline.paths import RunPaths
+from pipeline.stages import StageError, cli
 
 
-def main() -> None:
-    params = config.load()
+def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
+    """Analyse every IMP level under root/models/imp (SCIENCE.md §5–6) → root/reports/analysis,
+    root/reports/plots/levels.csv and root/reports/metrics.json (returned).
+
+    Raises StageError for a missing or incomplete run of level files or a violated invariant,
+    before anything is written."""
+    rp = RunPaths(root)
     torch.set_num_threads(params.train.threads)
     start = time.perf_counter()
-    tasks, _ = load_data("data")
-    paths = sorted(FOLDER.glob("level_*.pt"))
-    if not paths or paths != [level_path(FOLDER, i) for i in range(len(paths))]:
-        raise StageError("models/imp holds no complete run of level files; run dvc repro")
-    imp_levels = pd.read_csv("reports/imp/levels.csv")
+    tasks, arrays = load_data(rp.data)
+    test_x = torch.from_numpy(arrays["test"]["x"])
+    test_y = torch.from_numpy(arrays["test"]["y"])
+    headline = params.analysis.split
+    paths = sorted(rp.imp.glob("level_*.pt"))
+    if not paths or paths != [level_path(rp.imp, i) for i in range(len(paths))]:
+        raise StageError(f"{rp.imp} holds no complete run of level files; run dvc repro")
+    imp_levels = pd.read_csv(rp.imp_levels_csv)
 
     frames: dict[str, list[pd.DataFrame]] = {}
-    states, masks, has_in, has_out, bias_masks = [], [], [], [], []
+    states, masks, has_in, has_out, bias_masks, used = [], [], [], [], [], []
     for i, path in enumerate(paths):
-        state = torch.load(path, weights_only=True)
+        state = load_level(path)
         layout = Layout(layers_from_state(state))
         prunable = layout.prunable(params.prune.biases)
         seeds = state["seeds"].tolist()
@@ -45,10 +69,17 @@ def main() -> None:
             mask = layout.from_state(state, prefix, masks=True)
             theta = layout.from_state(state, prefix)
             res = analyze(layout, mask, theta, tasks)
-            tables = level_frames(layout, res, mask, theta, prunable, tasks, seeds, i)
-            if prefix:  # the random-mask null model: split statistics only
+            if prefix:  # the random-mask null model: structural split statistics only
+                tables = level_frames(layout, res, mask, theta, prunable, tasks, seeds, i,
+                                      headline=headline)
                 frames.setdefault("random", []).append(tables["levels"])
                 continue
+            func = (functional_split(layout, mask, theta, res.cross, tasks, test_x, test_y,
+                                     params.analysis.functional_tolerance, res.live)
+                    if res.applicable else None)
+            tables = level_frames(layout, res, mask, theta, prunable, tasks, seeds, i,
+                                  functional=func, headline=headline)
+            used.append(res.input_used.numpy())
             for name, frame in tables.items():
                 frames.setdefault(name, []).append(frame)
             states.append(res.state)
@@ -65,7 +96,7 @@ def main() -> None:
     seeds_table = per_seed(tables["levels"], imp_levels, tasks,
                            params.analysis.degradation_threshold)
     life = lifetimes(states)
-    with io.atomic_dir(OUT) as out:
+    with io.atomic_dir(rp.analysis) as out:
         for name in ("levels", "layers", "task_matrix", "zombies"):
             io.write_csv(out / f"{name}.csv", tables[name])
         io.write_csv(out / "random_masks.csv",
@@ -76,17 +107,34 @@ def main() -> None:
                             states=np.array(STATES))
         io.write_csv(out / "lifetimes.csv", lifetime_summary(life, layout, seeds))
         io.write_csv(out / "events.csv", comatose_events(has_in, has_out, bias_masks, seeds))
-    io.write_csv("reports/plots/levels.csv", plot_table(tables["levels"], imp_levels, tasks))
+        np.savez_compressed(out / "coverage.npz", used=np.stack(used), seeds=np.array(seeds),
+                            levels=np.arange(len(used)),
+                            task=np.array([j for j, t in enumerate(tasks) for _ in t.inputs]),
+                            task_names=np.array([t.name for t in tasks]))
+    io.write_csv(rp.plots_levels_csv, plot_table(tables["levels"], imp_levels, tasks))
     random = tables.get("random")
     metrics = summarize(seeds_table, tasks, params.analysis.degradation_threshold,
-                        None if random is None else random_mask_splits(random))
-    io.write_json("reports/metrics.json", metrics)
+                        None if random is None else random_mask_splits(random), headline)
+    metrics["functional_tolerance"] = params.analysis.functional_tolerance
+    metrics["health"] = health.section(imp_levels, rp.data)  # networks not trained as asked
+    io.write_json(rp.metrics_json, metrics)
+    took = f"analyze: {len(paths)} levels × {len(seeds)} seeds in {time.perf_counter() - start:.2f}s"
+    outputs = [rp.analysis, rp.plots_levels_csv, rp.metrics_json]
+    if not metrics["split_applicable"]:
+        print(f"{took}; one task: split not applicable")
+        return outputs
     s = metrics["split"]
-    print(f"analyze: {len(paths)} levels × {len(seeds)} seeds in "
-          f"{time.perf_counter() - start:.2f}s; seeds split "
-          f"{fraction_text(s['seeds_split'], len(seeds))}, before any task degraded "
-          f"{fraction_text(s['seeds_split_before_degradation'], len(seeds))}")
+    parts = [f"{c} {metrics[f'split_{c}']['seeds_split']}/{len(seeds)}"
+             for c in ("complete", "effective", "functional")]
+    print(f"{took}; seeds split ({headline}) {fraction_text(s['seeds_split'], len(seeds))}, "
+          f"before any task degraded {fraction_text(s['seeds_split_before_degradation'], len(seeds))}"
+          f"; by criterion: {', '.join(parts)}")
+    return outputs
+
+
+def main() -> None:
+    run(config.load())
 
 
 if __name__ == "__main__":
-    run(main)
+    cli(main)

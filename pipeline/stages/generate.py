@@ -1,20 +1,27 @@
 """Stage `generate`: params `data` → data/{tasks.json, train.npz, val.npz, test.npz}."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from pipeline import config, io
 from pipeline.data import DataError, build
-from pipeline.stages import StageError, run
+from pipeline.paths import RunPaths
+from pipeline.stages import StageError, cli
 
 
-def main() -> None:
-    params = config.load()
+def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
+    """Draw every task's samples and write them under root/data (SCIENCE.md §2).
+
+    Raises StageError (one line naming the file) for unreadable or damaged data files, before
+    anything is written."""
+    paths = RunPaths(root)
     try:
         arrays, meta = build(params.data)
     except DataError as exc:
         raise StageError(str(exc)) from None
-    with io.atomic_dir("data") as out:
+    with io.atomic_dir(paths.data) as out:
         for split, a in arrays.items():
             np.savez(out / f"{split}.npz", x=a["x"], y=a["y"])
         io.write_json(out / "tasks.json", meta)
@@ -22,7 +29,12 @@ def main() -> None:
     names = ", ".join(t["name"] for t in meta["tasks"])
     print(f"generate: {len(meta['tasks'])} tasks ({names}); {meta['n_inputs']} inputs, "
           f"{meta['n_outputs']} outputs; {sizes} samples")
+    return [paths.data]
+
+
+def main() -> None:
+    run(config.load())
 
 
 if __name__ == "__main__":
-    run(main)
+    cli(main)

@@ -2,22 +2,17 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from pipeline import config, io, plots
+from pipeline import config, drawing, health, io, plots
 from pipeline.analysis import fraction_text
 from pipeline.data import load as load_data
-from pipeline.graph import analyze
-from pipeline.imp import level_path
-from pipeline.model import Layout, layers_from_state
-from pipeline.stages import run
-
-FIGURES = Path("reports/figures")
+from pipeline.imp import level_path, load_level
+from pipeline.paths import RunPaths
+from pipeline.stages import cli
 
 
 def drawing_levels(seeds: pd.DataFrame, seed: int, last: int) -> list[tuple[str, int]]:
@@ -31,59 +26,82 @@ def drawing_levels(seeds: pd.DataFrame, seed: int, last: int) -> list[tuple[str,
     return chosen
 
 
-def draw_networks(tasks, seed: int, levels: list[tuple[str, int]], n_levels: int, dpi: int) -> None:
-    input_task = [i for i, t in enumerate(tasks) for _ in t.inputs]
-    output_task = [i for i, t in enumerate(tasks) for _ in t.outputs]
+def draw_networks(tasks, seed: int, levels: list[tuple[str, int]], n_levels: int, dpi: int,
+                  imp: pd.DataFrame, analysis: pd.DataFrame,
+                  paths: RunPaths = RunPaths()) -> list[str]:
+    """network.png (the chosen levels), network_levels.png (every level) and
+    network_levels.gif (one frame per level) of one seed, all in the same layout: the node
+    order of its first split level (else its last level). Returns the file names written."""
+    views = {}
+    for level in range(n_levels):  # each level file is read once
+        state = load_level(level_path(paths.imp, level))
+        views[level] = drawing.net_view(state, seed, tasks)
+    first_split = next((lv for name, lv in levels if name == "first split"), None)
+    ref = drawing.reference_level(first_split, n_levels)
+    order = drawing.neuron_order(views[ref], [views[lv] for lv in range(ref - 1, -1, -1)])
 
-    drawn: dict[int, tuple] = {}  # level → what the drawing needs; each level is read once
+    mine = imp[imp["seed"] == seed].set_index("level")
+    split = analysis[analysis["seed"] == seed].set_index("level")["split"].astype(bool)
 
-    def panel(level: int, title: str, ax):
-        if level not in drawn:
-            state = torch.load(level_path(Path("models/imp"), level), weights_only=True)
-            k = state["seeds"].tolist().index(seed)
-            layout = Layout(layers_from_state(state))
-            mask = layout.from_state(state, masks=True)[k:k + 1]
-            theta = layout.from_state(state)[k:k + 1]
-            res = analyze(layout, mask, theta, tasks)
-            drawn[level] = (list(layout.layers), [w[0].numpy() for w, _ in layout.views(theta)],
-                            [st[0].numpy() for st, _ in layout.views(res.state)])
-        plots.network_drawing(*drawn[level], input_task, output_task, title, ax=ax)
+    def title(level: int, name: str | None = None) -> str:
+        head = f"{name} (level {level})" if name else f"level {level}"
+        return (f"{head}: {int(mine.loc[level, 'params'])} params"
+                + (", split" if split.get(level, False) else ""))
 
-    fig, axes = plots.plt.subplots(1, len(levels), figsize=(6 * len(levels), 5.5))
-    for ax, (name, level) in zip(axes if len(levels) > 1 else [axes], levels):
-        panel(level, f"{name} (level {level})", ax)
-    fig.suptitle(f"Network of seed {seed}: unpruned weights, width ∝ |w|, colour = state; "
-                 "inputs/outputs coloured by task")
-    plots.state_legend(fig)
-    plots.save(fig, FIGURES / "network.png", dpi)
+    layout_note = f"layout of level {ref}" + (" (first split)" if first_split is not None
+                                               else " (last level; this seed never splits)")
+    fig = drawing.figure_levels(views, tasks, order, [(lv, title(lv, name)) for name, lv in levels],
+                                f"Network of seed {seed}: one band per task, {layout_note}; "
+                                "width ∝ |w|")
+    plots.save(fig, paths.figures / "network.png", dpi)
+    fig = drawing.figure_levels(views, tasks, order, [(lv, title(lv)) for lv in range(n_levels)],
+                                f"Every IMP level of seed {seed} ({layout_note})", cols=5,
+                                compact=True)
+    plots.save(fig, paths.figures / "network_levels.png", dpi)
+    drawing.animate(views, tasks, order, {lv: title(lv) for lv in range(n_levels)},
+                    f"Seed {seed} through the IMP levels", paths.figures / "network_levels.gif",
+                    dpi=min(dpi, 80))
+    return ["network.png", "network_levels.png", "network_levels.gif"]
 
-    cols = 5
-    rows = math.ceil(n_levels / cols)
-    fig, axes = plots.plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows))
-    for i, ax in enumerate(axes.reshape(-1)):
-        if i < n_levels:
-            panel(i, f"level {i}", ax)
-        else:
-            ax.axis("off")
-    fig.suptitle(f"Every IMP level of seed {seed}")
-    plots.state_legend(fig)
-    plots.save(fig, FIGURES / "network_levels.png", dpi)
+
+def read_trajectory(shape: Path = RunPaths().shape_json,
+                    trajectory: Path = RunPaths().trajectory_csv) -> tuple[dict, list[int]]:
+    """The run's shape (trajectory stage: layers, base_layers, extensions) and its prunable
+    parameter count per level, as the trajectory stage wrote them (not recomputed)."""
+    table = pd.read_csv(trajectory).sort_values("level")
+    return json.loads(Path(shape).read_text()), [int(p) for p in table["params"]]
 
 
 def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
-           figures: list[str]) -> str:
+           figures: list[str], paths: RunPaths = RunPaths()) -> str:
+    """reports/report.md: the answers of SCIENCE.md §1 across seeds, with the run health
+    block first when anything went wrong."""
     s, d = metrics["split"], metrics["degradation"]
-    tr = params.trajectory()
+    shape, counts = read_trajectory(paths.shape_json, paths.trajectory_csv)
     lines = [
         "# ticketsplit report", "",
-        f"Tasks **{', '.join(t.name for t in tasks)}**; shape {tr.layers} "
-        f"(base {tr.base_layers}, {tr.extensions} extensions); init {params.model.init} "
+        f"Tasks **{', '.join(t.name for t in tasks)}**; shape {shape['layers']} "
+        f"(base {shape['base_layers']}, {shape['extensions']} extensions); "
+        f"init {params.model.init} "
         f"(bias {params.model.bias_init}); {params.train.optimizer} lr {params.train.lr}, "
         f"{'full batch' if params.train.batch_size is None else f'batch {params.train.batch_size}'}; "
-        f"{len(tr.params) - 1} levels from {tr.params[0]} to {tr.params[-1]} prunable parameters "
+        f"{len(counts) - 1} levels from {counts[0]} to {counts[-1]} prunable parameters "
         f"(biases {'' if params.prune.biases else 'not '}prunable); {metrics['seeds']} seeds.", "",
         "## Does the ticket split?", "",
-        f"- Seeds split: **{fraction_text(s['seeds_split'], metrics['seeds'])}**; before any "
+    ]
+    if not metrics.get("split_applicable", True):
+        lines += [*split_criteria_lines(metrics),
+                  f"- First degradation level: median "
+                  f"{plots.fmt(d['first_degradation_level']['median'], 1)} "
+                  f"({d['seeds_degraded']} seeds degrade within the run).",
+                  "", "| task | dense test acc |", "|---|---|"]
+        lines += [f"| {t.name} | {plots.fmt(metrics['dense_test_acc'][t.name])} |" for t in tasks]
+        lines += ["", "## Figures", ""]
+        lines += [f"![{f}](figures/{f})" for f in figures]
+        return health.with_block("\n".join(lines) + "\n", metrics.get("health"))
+    lines += [
+        f"- Seeds split ({metrics.get('split_criterion', 'complete')} split): "
+        f"**{fraction_text(s['seeds_split'], metrics['seeds'])}**; before any "
         f"task degraded by more than {d['threshold']:.0%}: "
         f"**{fraction_text(s['seeds_split_before_degradation'], metrics['seeds'])}**.",
         f"- First split level: median {plots.fmt(s['first_split_level']['median'], 1)} "
@@ -94,7 +112,8 @@ def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
         f"- First degradation level: median "
         f"{plots.fmt(d['first_degradation_level']['median'], 1)} "
         f"({d['seeds_degraded']} seeds degrade within the run).",
-        *random_mask_lines(metrics), "",
+        *random_mask_lines(metrics),
+        *split_criteria_lines(metrics), "",
         "| task | dense test acc | test acc at first split |",
         "|---|---|---|",
     ]
@@ -111,7 +130,55 @@ def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Figures", ""]
     lines += [f"![{f}](figures/{f})" for f in figures]
-    return "\n".join(lines) + "\n"
+    return health.with_block("\n".join(lines) + "\n", metrics.get("health"))  # "Run health"
+
+
+def split_figures(analysis: pd.DataFrame, seeds: pd.DataFrame, tasks,
+                  folder: Path = RunPaths().analysis) -> dict:
+    """The split-criteria figures (SCIENCE.md §6) that apply to this run: per-level fractions
+    of the three criteria, λ and λ_w per level (not with one task) and coverage maps (image
+    tasks; from coverage.npz in `folder`, the analyze stage's output)."""
+    figs = {"split_criteria.png": plots.split_criteria_over_levels(analysis),
+            "leakage.png": plots.leakage_over_levels(analysis)}
+    path = folder / "coverage.npz"
+    if path.exists():
+        with np.load(path) as f:
+            figs["coverage_maps.png"] = plots.coverage_maps(f["used"], f["levels"], f["task"],
+                                                            tasks, seeds, f["seeds"])
+    return {name: fig for name, fig in figs.items() if fig is not None}
+
+
+def split_criteria_lines(metrics: dict) -> list[str]:
+    """The report's split criteria: complete, effective and functional side by side, and the
+    gap between the first functional and the first structural split (SCIENCE.md §6)."""
+    n = metrics["seeds"]
+    if not metrics.get("split_applicable", True):
+        return ["- **Not applicable**: a split needs at least two tasks; this run has one "
+                "(a single-task accuracy baseline). Every split quantity is null."]
+    if "split_complete" not in metrics:
+        return []
+    tol = metrics.get("functional_tolerance")
+    lines = ["", f"Split criteria side by side (headline: **{metrics['split_criterion']}**; "
+             "SCIENCE.md §6):", "",
+             "| criterion | seeds split | before degradation | first split level, median "
+             "(min–max) | parameters at split, median |", "|---|---|---|---|---|"]
+    for c in ("complete", "effective", "functional"):
+        b = metrics.get(f"split_{c}")
+        if b is None:
+            continue
+        f = b["first_split_level"]
+        name = c if c != "functional" or tol is None else f"functional (δ = {tol:g})"
+        lines.append(f"| {name} | {fraction_text(b['seeds_split'], n)} | "
+                     f"{fraction_text(b['seeds_split_before_degradation'], n)} | "
+                     f"{plots.fmt(f['median'], 1)} ({plots.fmt(f['min'], 0)}–"
+                     f"{plots.fmt(f['max'], 0)}) | {plots.fmt(b['params_at_split']['median'], 0)} |")
+    gap = metrics.get("functional_gap_levels")
+    if gap is not None:
+        lines += ["", f"- Levels from the first functional to the first {metrics['split_criterion']} "
+                  f"split (seeds with both): median {plots.fmt(gap['median'], 1)} "
+                  f"(min {plots.fmt(gap['min'], 0)}, max {plots.fmt(gap['max'], 0)}) — how long "
+                  "IMP keeps cross-task weights the tasks no longer need."]
+    return lines
 
 
 def random_mask_lines(metrics: dict) -> list[str]:
@@ -137,25 +204,35 @@ def curve_table(curves: pd.DataFrame, seed: int, points: int = 120) -> pd.DataFr
     return out
 
 
-def main() -> None:
-    params = config.load()
-    tasks, _ = load_data("data")
+def draw_seed(params: config.Params, seeds: pd.DataFrame) -> int:
+    """plot.draw_seed, or when it is null the lowest seed that splits under the headline
+    criterion (analysis.split), else the first seed: the drawing is there to show a split."""
+    if params.plot.draw_seed is not None:
+        return params.plot.draw_seed
+    split = seeds[seeds["first_split_level"].notna()]["seed"] if len(seeds) else []
+    return int(min(split)) if len(split) else int(params.model.seeds[0])
+
+
+def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
+    """Figures (reports/figures) and reports/report.md of the run under root."""
+    paths = RunPaths(root)
+    tasks, _ = load_data(paths.data)
     names = [t.name for t in tasks]
-    imp = pd.read_csv("reports/imp/levels.csv")
-    curves = pd.read_csv("reports/imp/curves.csv")
-    analysis = pd.read_csv("reports/analysis/levels.csv")
-    layers = pd.read_csv("reports/analysis/layers.csv")
-    seeds = pd.read_csv("reports/analysis/seeds.csv")
-    life = pd.read_csv("reports/analysis/lifetimes.csv")
-    events = pd.read_csv("reports/analysis/events.csv")
-    tm = pd.read_csv("reports/analysis/task_matrix.csv")
-    metrics = json.loads(Path("reports/metrics.json").read_text())
-    seed, dpi = params.plot.draw_seed, params.plot.dpi
+    imp = pd.read_csv(paths.imp_levels_csv)
+    curves = pd.read_csv(paths.imp_curves_csv)
+    analysis = pd.read_csv(paths.analysis / "levels.csv")
+    layers = pd.read_csv(paths.analysis / "layers.csv")
+    seeds = pd.read_csv(paths.analysis / "seeds.csv")
+    life = pd.read_csv(paths.analysis / "lifetimes.csv")
+    events = pd.read_csv(paths.analysis / "events.csv")
+    tm = pd.read_csv(paths.analysis / "task_matrix.csv")
+    metrics = json.loads(paths.metrics_json.read_text())
+    seed, dpi = draw_seed(params, seeds), params.plot.dpi
     last = int(imp["level"].max())
     chosen = drawing_levels(seeds, seed, last)
 
     plots.style()
-    FIGURES.mkdir(parents=True, exist_ok=True)
+    paths.figures.mkdir(parents=True, exist_ok=True)
     figs = {
         "accuracy.png": plots.accuracy_vs_params(imp, seeds, names,
                                                  params.analysis.degradation_threshold),
@@ -167,14 +244,19 @@ def main() -> None:
         "val_curves.png": plots.validation_curves(curves, seed),
         "task_matrix.png": plots.task_matrices(tm, seed, chosen),
     }
+    figs.update(split_figures(analysis, seeds, tasks, paths.analysis))
     for name, fig in figs.items():
-        plots.save(fig, FIGURES / name, dpi)
-    draw_networks(tasks, seed, chosen, last + 1, dpi)
-    names_out = [*figs, "network.png", "network_levels.png"]
-    io.write_csv("reports/plots/curves.csv", curve_table(curves, seed))
-    io.write_text("reports/report.md", report(params, metrics, seeds, tasks, names_out))
-    print(f"plot: {len(names_out)} figures in {FIGURES}, report in reports/report.md")
+        plots.save(fig, paths.figures / name, dpi)
+    names_out = [*figs, *draw_networks(tasks, seed, chosen, last + 1, dpi, imp, analysis, paths)]
+    io.write_csv(paths.plots_curves_csv, curve_table(curves, seed))
+    io.write_text(paths.report_md, report(params, metrics, seeds, tasks, names_out, paths))
+    print(f"plot: {len(names_out)} figures in {paths.figures}, report in {paths.report_md}")
+    return [paths.figures, paths.report_md, paths.plots_curves_csv]
+
+
+def main() -> None:
+    run(config.load())
 
 
 if __name__ == "__main__":
-    run(main)
+    cli(main)

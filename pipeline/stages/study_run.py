@@ -2,18 +2,53 @@
 
     python -m pipeline.stages.study_run --work models/study/NAME --out reports/study/runs/NAME \\
         --extensions 0 --iterations 20 --tasks moons+circles --hidden 40x40 --init ... --noise 0.1
+
+`run_configuration` calls the main pipeline's stage functions (`run(params, root)`) with the
+configuration's work folder as root: no change of directory, so several configurations can run
+in one process at once (Dask threads).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import yaml
 
-from pipeline import config
-from pipeline.stages import StageError, run
-from pipeline.study import collect, run_configuration
+from pipeline import config, io
+from pipeline.stages import StageError, analyze, cli, generate, imp, train, trajectory, tune_malloc
+from pipeline.study import RESULT_FILES, collect, configuration_params
+
+STAGES = (generate, trajectory, train, imp, analyze)  # what `dvc repro` runs before `plot`
+
+
+def run_configuration(raw: dict, combo: dict, work: Path, log=print) -> None:
+    """Run generate, trajectory, train, imp and analyze for one configuration inside `work`.
+
+    `work` keeps its finished IMP levels between calls (the imp stage's manifest discards them if
+    the configuration's params or inputs changed), so an interrupted configuration resumes.
+    """
+    work.mkdir(parents=True, exist_ok=True)
+    document = configuration_params(raw, combo)
+    io.write_text(work / "params.yaml", yaml.safe_dump(document, sort_keys=False))
+    log(f"study: configuration {config.configuration_name(combo)}")
+    params = config.parse(document)  # validated again as a plain run
+    for stage in STAGES:
+        stage.run(params, work)
+
+
+def run_remote(raw: dict, combo: dict) -> tuple[dict[str, bytes], float]:
+    """On a Dask worker (pipeline.sweep): one configuration → ({result file: bytes}, seconds)."""
+    tune_malloc()  # as every stage process does (a Dask worker is not one)
+    with tempfile.TemporaryDirectory(prefix="ticketsplit-") as tmp:
+        start = time.perf_counter()
+        work, out = Path(tmp) / "work", Path(tmp) / "out"
+        run_configuration(raw, combo, work, log=lambda *_: None)
+        collect(combo, work, out)
+        files = {name: (out / name).read_bytes() for name in RESULT_FILES}
+        return files, time.perf_counter() - start
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -31,15 +66,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args(sys.argv[1:])
-    params = config.load()
+    params = config.load(study=True)  # every configuration checked, errors name it
     combo = {axis: getattr(args, axis) for axis in config.STUDY_AXES}
     if combo not in config.configurations(params.study):
         raise StageError(f"configuration {config.configuration_name(combo)} is not in the "
                          "study section of params.yaml")
-    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw = config.read_yaml("params.yaml")
     run_configuration(raw, combo, args.work)
     collect(combo, args.work, args.out)
 
 
 if __name__ == "__main__":
-    run(main)
+    cli(main)

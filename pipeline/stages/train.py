@@ -1,24 +1,79 @@
-"""Stage `train`: the dense population (level 0) → models/init.pt (θ₀) and models/dense.pt."""
+"""Stage `train`: the dense population (level 0) → models/init.pt (θ₀) and models/dense.pt.
+
+Stops with exit code 2 and one line, writing nothing, when every dense network failed to learn
+(never improved on its start, diverged, or has every task at chance level; pipeline.health): a
+dense net that learned nothing gives IMP nothing to prune. Partial failures are printed here and
+flagged in metrics.json / report.md by the later stages.
+"""
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from pipeline import config, io
+from pipeline import config, health, io
 from pipeline.imp import Context, describe_level, level_state
 from pipeline.model import Layout, init_population
-from pipeline.stages import run
-from pipeline.train import TaskLoss, load_splits, resolve_device, train_population
+from pipeline.paths import RunPaths
+from pipeline.stages import StageError, cli
+from pipeline.train import (
+    STOP_REASONS,
+    TaskLoss,
+    TrainResult,
+    evaluate,
+    load_splits,
+    resolve_device,
+    train_population,
+)
 
 
-def main() -> None:
-    params = config.load()
+def dense_frame(seeds: list[int], result: TrainResult, test_acc: torch.Tensor, tasks):
+    """The dense networks as rows of reports/imp/levels.csv's columns that pipeline.health
+    reads (seed, level, epochs, best_epoch, stop_reason, test_acc_<task>); test_acc [K, T]."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"seed": seeds, "level": 0, "epochs": result.epochs.numpy(),
+                          "best_epoch": result.best_epoch.numpy(),
+                          "stop_reason": [STOP_REASONS[int(c)] for c in result.stop_code]})
+    for i, t in enumerate(tasks):
+        frame[f"test_acc_{t.name}"] = test_acc[:, i].numpy()
+    return frame
+
+
+def check_dense(params: config.Params, seeds: list[int], result: TrainResult,
+                test_acc: torch.Tensor, tasks, test_y) -> None:
+    """Raise StageError when every dense network failed to learn; print the partial failures
+    and what params asked for but did not happen (stderr, one line each)."""
+    frame = dense_frame(seeds, result, test_acc, tasks)
+    names = [t.name for t in tasks]
+    reason = health.dense_failure(frame, names, test_y, patience=params.train.patience)
+    if reason is not None:
+        raise StageError(reason)
+    flags = health.network_flags(frame, names, test_y, patience=params.train.patience)
+    warn = lambda text: print(f"train: warning: {text}", file=sys.stderr)  # noqa: E731
+    for check in health.CHECKS:
+        hit = [s for s, f in zip(seeds, flags[check]) if f]
+        if hit:
+            warn(f"{len(hit)} of {len(seeds)} dense networks: {check.replace('_', ' ')} "
+                 f"(seeds {', '.join(map(str, hit))}); {health.ADVICE[check]}")
+    rewind = params.prune.rewind
+    early = [s for s, e in zip(seeds, result.epochs.tolist()) if 0 < rewind and e < rewind]
+    if early:
+        warn(f"prune.rewind is {rewind} but seeds {', '.join(map(str, early))} stopped earlier; "
+             "they rewind to the weights of their last epoch")
+
+
+def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
+    """Train the dense population (IMP level 0, SCIENCE.md §4) under root: θ₀ → models/init.pt,
+    the trained nets → models/dense.pt. Raises StageError when every dense network failed."""
+    paths = RunPaths(root)
     torch.set_num_threads(params.train.threads)
     resolve_device(params.train.device)  # a missing GPU is a one-line error before any work
-    tasks, splits = load_splits()
-    layout = Layout(tuple(json.loads(open("models/shape.json").read())["layers"]))
+    tasks, splits = load_splits(paths.data)
+    layout = Layout(tuple(json.loads(paths.shape_json.read_text())["layers"]))
     seeds = list(params.model.seeds)
     theta0 = init_population(layout, params.model, seeds)
     mask = torch.ones_like(theta0, dtype=torch.bool)
@@ -26,17 +81,24 @@ def main() -> None:
     result = train_population(layout, theta0, mask, splits["train"], splits["val"],
                               TaskLoss(tasks), params.train, shuffle_seeds=seeds,
                               rewind_epoch=params.prune.rewind)
+    test_acc = evaluate(layout, result.theta, splits["test"], TaskLoss(tasks)).accuracy
+    check_dense(params, seeds, result, test_acc, tasks, splits["test"].y.numpy())
     ctx = Context(layout, tasks, splits, params.train, params.model, seeds,
                   prunable=layout.prunable(params.prune.biases), rewind_theta=theta0)
     init = {"seeds": torch.tensor(seeds, dtype=torch.long), **layout.to_state(theta0)}
     if result.rewind_theta is not None:
         init.update(layout.to_state(result.rewind_theta, prefix="rewind."))
     state = {"seeds": init["seeds"], **level_state(ctx, result.theta, mask, result)}
-    io.save_tensors("models/init.pt", init)
-    io.save_tensors("models/dense.pt", state)
+    io.save_tensors(paths.init_pt, init)
+    io.save_tensors(paths.dense_pt, state)
     print(f"train: {len(seeds)} dense networks {list(layout.layers)} in "
           f"{time.perf_counter() - start:.1f}s: {describe_level(state, tasks, int(ctx.prunable.sum()))}")
+    return [paths.init_pt, paths.dense_pt]
+
+
+def main() -> None:
+    run(config.load())
 
 
 if __name__ == "__main__":
-    run(main)
+    cli(main)

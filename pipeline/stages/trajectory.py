@@ -2,30 +2,38 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from pipeline import config, io
-from pipeline.stages import StageError, run
+from pipeline.paths import RunPaths
+from pipeline.stages import StageError, cli
 
 
-def main() -> None:
-    params = config.load()
+def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
+    """The pruning trajectory and the (extended) shape (SCIENCE.md §3) under root."""
+    paths = RunPaths(root)
     try:
-        meta = json.loads(open("data/tasks.json").read())
+        meta = json.loads(paths.tasks_json.read_text())
     except FileNotFoundError:
-        raise StageError("data/tasks.json is missing; run the generate stage first "
+        raise StageError(f"{paths.tasks_json} is missing; run the generate stage first "
                          "(dvc repro)") from None
     if [meta["n_inputs"], meta["n_outputs"]] != [params.n_inputs, params.n_outputs]:
-        raise StageError("data/tasks.json does not match data.tasks in params.yaml; "
+        raise StageError(f"{paths.tasks_json} does not match data.tasks in params.yaml; "
                          "run the generate stage first (dvc repro)")
     tr = params.trajectory()
     lines = ["level,params,rate"] + [f"{lv},{n},{r:.6f}"
                                      for lv, n, r in zip(tr.levels, tr.params, tr.rates)]
-    io.write_json("models/shape.json", {"layers": tr.layers, "base_layers": tr.base_layers,
-                                        "extensions": tr.extensions})
-    io.write_text("reports/trajectory.csv", "\n".join(lines) + "\n")
+    io.write_json(paths.shape_json, {"layers": tr.layers, "base_layers": tr.base_layers,
+                                     "extensions": tr.extensions})
+    io.write_text(paths.trajectory_csv, "\n".join(lines) + "\n")
     print(f"trajectory: shape {tr.layers} (base {tr.base_layers}), "
           f"{tr.params[0]} → {tr.params[-1]} prunable parameters in {len(tr.params) - 1} levels")
+    return [paths.shape_json, paths.trajectory_csv]
+
+
+def main() -> None:
+    run(config.load())
 
 
 if __name__ == "__main__":
-    run(main)
+    cli(main)

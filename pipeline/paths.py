@@ -1,0 +1,104 @@
+"""Every artifact path of a run, named once, relative to the run's root folder.
+
+A run's root is the repository for `dvc repro` (root ".") and a configuration's work folder in a
+study (`models/study/<name>`); the stage functions take the root instead of changing directory,
+so several configurations can run in one process (Dask workers, threads) without a lock.
+dvc.yaml names the same paths for DVC; tests/test_dag.py checks the two agree.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files and folders of one run under `root`."""
+
+    root: Path = Path(".")
+
+    # generate
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def tasks_json(self) -> Path:
+        return self.data / "tasks.json"
+
+    # trajectory
+    @property
+    def shape_json(self) -> Path:
+        return self.root / "models" / "shape.json"
+
+    @property
+    def trajectory_csv(self) -> Path:
+        return self.root / "reports" / "trajectory.csv"
+
+    # train
+    @property
+    def init_pt(self) -> Path:
+        return self.root / "models" / "init.pt"
+
+    @property
+    def dense_pt(self) -> Path:
+        return self.root / "models" / "dense.pt"
+
+    # imp
+    @property
+    def imp(self) -> Path:
+        return self.root / "models" / "imp"
+
+    @property
+    def imp_reports(self) -> Path:
+        return self.root / "reports" / "imp"
+
+    @property
+    def imp_levels_csv(self) -> Path:
+        return self.imp_reports / "levels.csv"
+
+    @property
+    def imp_curves_csv(self) -> Path:
+        return self.imp_reports / "curves.csv"
+
+    @property
+    def imp_controls_csv(self) -> Path:
+        return self.imp_reports / "controls.csv"
+
+    # analyze
+    @property
+    def analysis(self) -> Path:
+        return self.root / "reports" / "analysis"
+
+    @property
+    def metrics_json(self) -> Path:
+        return self.root / "reports" / "metrics.json"
+
+    @property
+    def plots_levels_csv(self) -> Path:
+        return self.root / "reports" / "plots" / "levels.csv"
+
+    # plot
+    @property
+    def figures(self) -> Path:
+        return self.root / "reports" / "figures"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "reports" / "report.md"
+
+    @property
+    def plots_curves_csv(self) -> Path:
+        return self.root / "reports" / "plots" / "curves.csv"
+
+    # study pipeline (studies/dvc.yaml), relative to the repository root
+    @property
+    def study_runs(self) -> Path:
+        return self.root / "reports" / "study" / "runs"
+
+    @property
+    def study(self) -> Path:
+        return self.root / "reports" / "study"
+
+    def study_work(self, name: str) -> Path:
+        return self.root / "models" / "study" / name

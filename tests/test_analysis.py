@@ -5,8 +5,17 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.analysis import (InvariantError, check_monotone, comatose_events, fisher_p,
-                               fraction_text, lifetimes, per_seed, summarize, wilson)
+from pipeline.analysis import (
+    InvariantError,
+    check_monotone,
+    comatose_events,
+    fisher_p,
+    fraction_text,
+    lifetimes,
+    per_seed,
+    summarize,
+    wilson,
+)
 from pipeline.data import TaskInfo
 
 TASKS = [TaskInfo("a", "moons", [0, 1], [0], 2, "bce"), TaskInfo("b", "moons", [2, 3], [1], 2, "bce")]

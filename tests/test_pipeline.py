@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
 from conftest import ROOT, dvc, run_stage, tiny_params, write_params
+
 from pipeline.analysis import wilson
 
 pytestmark = pytest.mark.e2e

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import ROOT, copy_repo, dvc, git, tiny_params, write_params
-from pipeline.analysis import wilson
+
 from pipeline import config, study
+from pipeline.analysis import wilson
 
 pytestmark = pytest.mark.e2e
 

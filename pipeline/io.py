@@ -6,8 +6,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 # tempfile creates 0600 files and 0700 folders; artifacts get the usual umask-based modes.
 _UMASK = os.umask(0)

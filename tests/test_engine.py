@@ -283,6 +283,7 @@ def sparse_masks(layout, k, seed, density):
 @pytest.mark.parametrize("seed,density", [(0, 0.15), (1, 0.08), (2, 0.2)])
 def test_compaction_keeps_exactly_the_neurons_on_a_source_to_output_path(seed, density):
     import networkx as nx
+
     from pipeline.model import compaction
     layout = Layout((4, 20, 17, 12, 2))
     mask = sparse_masks(layout, 4, seed, density)
@@ -399,6 +400,7 @@ def plain_training(layout, theta0, mask, splits, loss_fn, cfg):
     training rows, then a separate validation pass, stopping bookkeeping in torch, one network
     at a time (full batch, Adam)."""
     import math
+
     from pipeline.train import ADAM_BETAS, ADAM_EPS
     b1, b2 = ADAM_BETAS
     out = []

@@ -38,11 +38,12 @@ def small_sparse_blocks(monkeypatch):
     monkeypatch.setattr(live, "SPARSE_MIN_BLOCK", 64)
 
 
-def train(problem, rows, engine, **overrides):
+def train(problem, rows, engine, rewind_epoch=0, **overrides):
     params, loss_fn, splits, layout, theta0, mask = problem
     cfg = dataclasses.replace(params.train, **overrides)
     return train_population(layout, theta0[rows], mask[rows], splits["train"], splits["val"],
-                            loss_fn, cfg, shuffle_seeds=[100 + r for r in rows], engine=engine)
+                            loss_fn, cfg, shuffle_seeds=[100 + r for r in rows], engine=engine,
+                            rewind_epoch=rewind_epoch)
 
 
 def test_the_plans_use_both_kernels_and_drop_dead_inputs(problem):
@@ -70,10 +71,11 @@ def test_live_path_equals_dense_path_within_float_tolerance(problem, batch_size)
     """A few epochs: Adam divides by √v, so entries with a near-zero gradient amplify any
     rounding difference to a step of lr (the same holds for train.compact on and off)."""
     rows = list(range(6))
-    dense = train(problem, rows, "dense", batch_size=batch_size, patience=1000, max_epochs=4)
-    sparse = train(problem, rows, "live", batch_size=batch_size, patience=1000, max_epochs=4)
+    dense = train(problem, rows, "dense", 2, batch_size=batch_size, patience=1000, max_epochs=4)
+    sparse = train(problem, rows, "live", 2, batch_size=batch_size, patience=1000, max_epochs=4)
     assert torch.equal(dense.epochs, sparse.epochs)
     torch.testing.assert_close(sparse.theta, dense.theta, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(sparse.rewind_theta, dense.rewind_theta, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(sparse.train_curve, dense.train_curve, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(sparse.val_curve, dense.val_curve, rtol=1e-5, atol=1e-6)
 
@@ -115,9 +117,11 @@ def test_a_network_computes_the_same_bits_alone_in_any_batch_and_on_reruns(probl
                            together.val_curve[rows, :e].nan_to_num(-1))
 
 
-def test_pruned_entries_stay_exactly_zero_in_weights_gradients_and_optimizer_state(problem):
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_pruned_entries_stay_exactly_zero_in_weights_gradients_and_optimizer_state(problem,
+                                                                                   optimizer):
     params, loss_fn, splits, layout, theta0, mask = problem
-    cfg = dataclasses.replace(params.train, optimizer="adam")
+    cfg = dataclasses.replace(params.train, optimizer=optimizer, momentum=0.9)
     with torch.inference_mode():
         pop = live.LivePopulation(layout, theta0, mask, splits["train"], splits["val"],
                                   loss_fn, cfg, [1, 2, 3, 4, 5, 6])
@@ -130,15 +134,17 @@ def test_pruned_entries_stay_exactly_zero_in_weights_gradients_and_optimizer_sta
             out[net, pop.index[pop.real]] = packed[pop.real]
             return out
         moved = False
-        for name, packed in (("weights", pop.theta), ("gradient", pop.grad),
-                             ("first moment", pop.opt.m), ("second moment", pop.opt.v)):
+        buffers = [("weights", pop.theta), ("gradient", pop.grad), ("first moment", pop.opt.m)]
+        if pop.opt.v is not None:
+            buffers.append(("second moment", pop.opt.v))
+        for name, packed in buffers:
             assert bool((full(packed)[~mask] == 0).all()), name
             assert bool((packed[~pop.real] == 0).all()), name  # padding too
             moved |= bool((full(packed)[mask] != 0).any())
         assert moved
         weights = pop.weights()
         assert bool((weights[~mask] == 0).all())
-    result = train(problem, list(range(6)), "live")
+    result = train(problem, list(range(6)), "live", optimizer=optimizer, momentum=0.9)
     assert bool((result.theta[~mask] == 0).all())
 
 

@@ -40,8 +40,8 @@ def level_frames(layout: Layout, res: Analysis, mask: torch.Tensor, theta: torch
     coverage_<task>, leakage (λ), leakage_w (λ_w) and, with `functional`
     (pipeline.functional.Functional), split_functional and test_acc_cross_zeroed_<task>
     (NaN without it); `split` is the `headline` criterion's column ("complete" or
-    "effective"). With one task every split quantity (split*, split_metric, leakage*,
-    test_acc_cross_zeroed_*) is NaN: "not applicable", null in the files.
+    "effective"). With one task every split quantity (split*, split_metric, groups,
+    task_distance, leakage*, test_acc_cross_zeroed_*) is NaN: "not applicable", null in the files.
     """
     k = len(seeds)
     # per layer and kind, over contiguous slices of the flat layout (no copies)
@@ -62,11 +62,13 @@ def level_frames(layout: Layout, res: Analysis, mask: torch.Tensor, theta: torch
                                   if res.comatose else 0)
     levels["frozen_zombies"] = sum(f.sum(dim=1) for f in res.frozen).numpy() if res.frozen else 0
     levels["components"] = res.components.numpy()
-    levels["groups"] = res.groups.numpy()
-    levels["potential"] = res.potential.numpy()
     ok = res.applicable
+    # with one task there are no task groups or cross-task paths: G and ‖A − I‖_F are split
+    # quantities too (null); the potential still says how many in-out pairs are connected
+    levels["groups"] = res.groups.numpy() if ok else np.nan
+    levels["potential"] = res.potential.numpy()
     levels["split_metric"] = res.split_metric.numpy() if ok else np.nan
-    levels["task_distance"] = res.task_distance.numpy()
+    levels["task_distance"] = res.task_distance.numpy() if ok else np.nan
     levels["split"] = _flags(res.split_complete if headline == "complete"
                              else res.split_effective, ok)
     levels["split_complete"] = _flags(res.split_complete, ok)
@@ -299,8 +301,36 @@ def per_seed(analysis: pd.DataFrame, imp_levels: pd.DataFrame, tasks: list[TaskI
         if "split_functional" in analysis:
             fs, ff = row["first_split_level"], row["first_split_level_functional"]
             row["functional_gap_levels"] = None if fs is None or ff is None else fs - ff
+        # coverage (how much of each task's input the ticket still uses) and leakage, at the
+        # headline first split and at the last level (SCIENCE.md §6: covariates, not conditions)
+        last = g.iloc[-1]
+        at = (g[g["level"] == row["first_split_level"]].iloc[0]
+              if row["first_split_level"] is not None else None)
+        for t in tasks:
+            c = f"coverage_{t.name}"
+            if c in g:
+                row[f"{c}_at_split"] = None if at is None else float(at[c])
+                row[f"{c}_last"] = float(last[c])
+        for c in ("leakage", "leakage_w"):
+            if c in g:
+                row[f"{c}_last"] = None if pd.isna(last[c]) else float(last[c])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _median(values: pd.Series) -> float | None:
+    """Median over seeds, None (null) where no seed has a value."""
+    v = values.astype(float).dropna()
+    return float(v.median()) if len(v) else None
+
+
+def _quartiles(values: pd.Series) -> dict:
+    """{median, q25, q75} over seeds (null where no seed has a value)."""
+    v = values.astype(float).dropna()
+    if not len(v):
+        return {"median": None, "q25": None, "q75": None}
+    return {"median": float(v.median()), "q25": float(v.quantile(0.25)),
+            "q75": float(v.quantile(0.75))}
 
 
 def _split_block(seeds_table: pd.DataFrame, suffix: str, applicable: bool) -> dict:
@@ -368,6 +398,14 @@ def summarize(seeds_table: pd.DataFrame, tasks: list[TaskInfo], threshold: float
             out[f"split_{c}"] = _split_block(seeds_table, f"_{c}", applicable)
     if "functional_gap_levels" in seeds_table:
         out["functional_gap_levels"] = _stats(seeds_table["functional_gap_levels"].astype(float))
+    cov = [t.name for t in tasks if f"coverage_{t.name}_last" in seeds_table]
+    if cov:
+        out["coverage"] = {
+            "at_split": {name: _median(seeds_table[f"coverage_{name}_at_split"]) for name in cov},
+            "last_level": {name: _median(seeds_table[f"coverage_{name}_last"]) for name in cov}}
+    for c in ("leakage", "leakage_w"):
+        if f"{c}_last" in seeds_table:
+            out[c] = {"last_level": _quartiles(seeds_table[f"{c}_last"])}
     out["test_acc_at_split"] = {
         t.name: (float(seeds_table.loc[split, f"test_acc_{t.name}_at_split"].mean())
                  if split.any() else None) for t in tasks}

@@ -193,7 +193,8 @@ def _describe(tp) -> str:
         inner = [a for a in args if a is not type(None)]
         return f"{_describe(inner[0])} or null"
     if origin is tuple:
-        return f"a list of {_describe(args[0])}s"
+        return "a list of " + {int: "integers", float: "numbers", bool: "true/false values",
+                               str: "strings"}[args[0]]
     return {int: "an integer", float: "a number", bool: "true or false (YAML 1.2: yes/no/on/off "
             "are strings)", str: "a string"}[tp]
 
@@ -254,7 +255,8 @@ def _build_section(name: str, raw) -> object:
 # ---- range and cross-field checks ------------------------------------------------------------
 def _require(ok: bool, key: str, value, allowed: str) -> None:
     if not ok:
-        raise ConfigError(f"{key}: {value!r} is not allowed; allowed: {allowed}")
+        shown = "null" if value is None else repr(value)  # as written in params.yaml
+        raise ConfigError(f"{key}: {shown} is not allowed; allowed: {allowed}")
 
 
 def _one_of(key: str, value: str, options) -> None:

@@ -179,10 +179,15 @@ def block(health: dict | None) -> list[str]:
     """Markdown lines of report.md's "Run health" block; [] when nothing is off."""
     if not health or health.get("ok", True):
         return []
-    lines = ["## Run health", "",
-             "**Something in this run did not go as params.yaml asked; read the results below "
-             "with this in mind** (README, \"When a run is flagged\").", ""]
     dense, imp = health["dense"], health["imp"]
+    serious = any(part.get(c) for part, checks in ((dense, CHECKS), (imp, CHECKS[:3]))
+                  for c in checks if c != "max_epochs")
+    lead = ("**Something in this run did not go as params.yaml asked; read the results below "
+            "with this in mind** (README, \"When a run is flagged\")." if serious else
+            "Some trainings were stopped by `train.max_epochs` while their validation loss was "
+            "still improving; the results stand, but those networks might have trained further "
+            "(README, \"When a run is flagged\").")
+    lines = ["## Run health", "", lead, ""]
     label = {"never_improved": "never improved on their start (best epoch 0)",
              "diverged": "diverged", "max_epochs": "hit train.max_epochs",
              "at_chance": "have a task at chance level"}

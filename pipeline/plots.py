@@ -1,7 +1,8 @@
 """Figures of a run: one function per figure, each reading the stage reports (pandas frames).
 
-Every figure shows the mean over seeds with a ±1 standard deviation band where there are several
-seeds, uses the colour-blind-safe seaborn palette and is titled and labelled with units.
+Per-level curves show the median over seeds with the interquartile range (quantiles 0.25/0.75,
+which stay within the data's range) where there are several seeds; level axes have integer ticks.
+Every figure uses the colour-blind-safe seaborn palette and is titled and labelled with units.
 """
 from __future__ import annotations
 
@@ -27,23 +28,41 @@ def style() -> None:
                          "savefig.bbox": "tight"})
 
 
+BAND = "median, IQR over seeds"  # what _band draws, for legends and axis labels
+
+
 def _band(ax, frame: pd.DataFrame, x: str, y: str, label: str, color=None, logx=False):
+    """Draw column `y` of `frame` (one row per seed and `x` value) against `x`: the median over
+    seeds as a line labelled `label` and, when `frame` holds several seeds, the interquartile
+    range (quantiles 0.25 and 0.75, linear interpolation) as an unlabelled band. Both lie within
+    [min, max] of each `x` value's data (a mean ± sd band leaves it: accuracies above 1, counts
+    below 0). NaN values are ignored. Returns the median's Line2D; callers say `BAND` in their
+    legend or axis label."""
     g = frame.groupby(x)[y]
-    mean, std = g.mean(), g.std().fillna(0)
-    line, = ax.plot(mean.index, mean.values, marker="o", ms=3, label=label, color=color)
+    med, q1, q3 = g.median(), g.quantile(0.25), g.quantile(0.75)
+    line, = ax.plot(med.index, med.values, marker="o", ms=3, label=label, color=color)
     if frame["seed"].nunique() > 1:
-        ax.fill_between(mean.index, mean - std, mean + std, alpha=0.2, color=line.get_color())
+        ax.fill_between(med.index, q1.values, q3.values, alpha=0.2, color=line.get_color(),
+                        lw=0)
     if logx:
         ax.set_xscale("log")
     return line
 
 
+def _integer_ticks(axis) -> None:
+    """Integer tick positions only (IMP levels), whatever the axis' span."""
+    axis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+
+
 def accuracy_vs_params(imp: pd.DataFrame, seeds: pd.DataFrame, tasks: list[str], threshold: float):
+    """accuracy.png: per task, test accuracy against remaining prunable parameters (imp/levels.csv;
+    median, IQR over seeds), the dense median (dotted), dense − `threshold` (dashed, the
+    degradation bound of SCIENCE.md) and each seed's first split (seeds.csv `params_at_split`)."""
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, t in enumerate(tasks):
         color = sns.color_palette("colorblind")[i % 10]
         _band(ax, imp, "params", f"test_acc_{t}", t, color=color, logx=True)
-        dense = imp.loc[imp["level"] == 0, f"test_acc_{t}"].mean()
+        dense = imp.loc[imp["level"] == 0, f"test_acc_{t}"].median()
         ax.axhline(dense, color=color, ls=":", lw=1)
         ax.axhline(dense - threshold, color=color, ls="--", lw=0.8, alpha=0.6)
     split = seeds["params_at_split"].dropna()
@@ -52,20 +71,36 @@ def accuracy_vs_params(imp: pd.DataFrame, seeds: pd.DataFrame, tasks: list[str],
     ax.invert_xaxis()
     ax.set(xlabel="remaining prunable parameters (log scale, pruning →)", ylabel="test accuracy",
            title="Accuracy per task while pruning")
-    ax.legend(title="task (dotted: dense, dashed: degradation bound)", fontsize=8,
-              title_fontsize=8, loc="lower left")
+    ax.legend(title=f"task: {BAND}\n(dotted: dense median, dashed: degradation bound)",
+              fontsize=8, title_fontsize=8, loc="lower left")
     return fig
 
 
 def split_over_levels(analysis: pd.DataFrame):
+    """split.png (SCIENCE.md §6): per IMP level the split metric and ‖A − I‖_F (median, IQR
+    over seeds) and the fraction of seeds whose ticket is split (95% Wilson intervals). A
+    one-task run (every split column NaN, `analysis.split_applicable` false) gets a single
+    "not applicable" panel instead: a split needs T ≥ 2 tasks."""
+    from pipeline.analysis import split_applicable, wilson
+
+    if not split_applicable(analysis):
+        fig, ax = plt.subplots(figsize=(9, 2.4), layout="constrained")
+        ax.set_axis_off()
+        ax.text(0.5, 0.62, "Split not applicable: one task (SCIENCE.md §6)", ha="center",
+                va="center", transform=ax.transAxes, fontsize=13, fontweight="bold")
+        ax.text(0.5, 0.3, "A split needs at least two tasks: the split metric and the split\n"
+                "fractions are not defined, and ‖A − I‖_F of a 1×1 task matrix says nothing\n"
+                "about a split.", ha="center", va="center", transform=ax.transAxes, fontsize=10)
+        return fig
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), layout="constrained")
     _band(axes[0], analysis, "level", "split_metric", "split metric")
     axes[0].axhline(0, color="black", lw=1)
-    axes[0].set(xlabel="IMP level", ylabel="split metric (0 = split; < 0: a pair is lost)",
+    axes[0].set(xlabel="IMP level",
+                ylabel=f"split metric ({BAND})\n0 = split; < 0: a pair is lost",
                 title="Split metric")
     _band(axes[1], analysis, "level", "task_distance", "‖A − I‖_F")
-    axes[1].set(xlabel="IMP level", ylabel="‖A − I‖_F", title="Task matrix distance to I")
-    from pipeline.analysis import wilson
+    axes[1].set(xlabel="IMP level", ylabel=f"‖A − I‖_F ({BAND})",
+                title="Task matrix distance to I")
     g = analysis.groupby("level")["split"]
     k, n = g.sum().astype(int), g.size()
     lo_hi = np.array([wilson(int(a), int(b)) for a, b in zip(k, n)]).reshape(-1, 2)
@@ -75,6 +110,8 @@ def split_over_levels(analysis: pd.DataFrame):
                 error_kw={"lw": 0.8})
     axes[2].set(xlabel="IMP level", ylabel="fraction of seeds (95% Wilson interval)",
                 ylim=(0, 1), title=f"Seeds whose ticket is split (n = {int(n.max())})")
+    for ax in axes:
+        _integer_ticks(ax.xaxis)
     return fig
 
 
@@ -96,6 +133,8 @@ def state_composition(analysis: pd.DataFrame):
 
 
 def neuron_classes(layers: pd.DataFrame):
+    """neurons.png: zombie, comatose and frozen-zombie neuron counts per hidden layer and IMP
+    level (analysis/layers.csv rows of kind "neuron"; median, IQR over seeds)."""
     neurons = layers[layers["kind"] == "neuron"]
     classes = ["zombie", "comatose", "frozen_zombie"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
@@ -103,7 +142,8 @@ def neuron_classes(layers: pd.DataFrame):
         part = neurons[neurons["state"] == cls]
         for layer in sorted(part["layer"].unique()):
             _band(ax, part[part["layer"] == layer], "level", "count", f"hidden layer {layer + 1}")
-        ax.set(xlabel="IMP level", ylabel="neurons (mean over seeds)", title=f"{cls} neurons")
+        ax.set(xlabel="IMP level", ylabel=f"neurons ({BAND})", title=f"{cls} neurons")
+        _integer_ticks(ax.xaxis)
         ax.legend(fontsize=8)
     return fig
 
@@ -121,7 +161,10 @@ def lifetimes_figure(life: pd.DataFrame):
 
 
 def comatose_events_figure(events: pd.DataFrame):
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    """comatose_events.png: comatose neurons of all seeds per hidden layer (analysis/events.csv),
+    split by whether the bias was pruned before the neuron was detached; the legend sits below
+    the axes, clear of the bars. A note where the run has none."""
+    fig, ax = plt.subplots(figsize=(7, 4.6), layout="constrained")
     if events.empty:
         ax.text(0.5, 0.5, "no comatose neurons in this run", ha="center", va="center",
                 transform=ax.transAxes)
@@ -132,8 +175,11 @@ def comatose_events_figure(events: pd.DataFrame):
         sns.countplot(ev, x="layer", hue="order", ax=ax, palette="colorblind")
         ax.set_xticks(ax.get_xticks())
         ax.set_xticklabels([f"hidden layer {int(t.get_text()) + 1}" for t in ax.get_xticklabels()])
+        # below the axes, clear of the bars and the tick labels
+        sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, title=None,
+                        fontsize=9, frameon=False)
     ax.set(xlabel="", ylabel="comatose neurons (all seeds)",
-           title="Comatose neurons: is the bias pruned before the neuron is detached?")
+           title="Comatose neurons:\nis the bias pruned before the neuron is detached?")
     return fig
 
 
@@ -146,7 +192,9 @@ def validation_curves(curves: pd.DataFrame, seed: int):
         c = part[part["level"] == level]
         ax.plot(c["epoch"], c["val_loss"], color=cmap(i), lw=1)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(min(levels), max(levels)))
-    fig.colorbar(sm, ax=ax, label="IMP level")
+    bar = fig.colorbar(sm, ax=ax, label="IMP level")
+    bar.locator = matplotlib.ticker.MaxNLocator(integer=True)
+    bar.update_ticks()
     ax.set(xlabel="epoch", ylabel="validation loss (sum over tasks)", yscale="log",
            title=f"Validation loss per level (seed {seed})")
     return fig

@@ -54,7 +54,13 @@ def collect(combo: dict, work: Path, out: Path) -> None:
             "start_params": int(trajectory["params"].iloc[0]),
             "final_params": int(trajectory["params"].iloc[-1]),
             "rate": _nominal_rate(params, base_p0),
-            "seeds": list(params.model.seeds)}
+            "seeds": list(params.model.seeds),
+            # the whole configuration as it ran (but its seeds, listed above, and the plot
+            # section, which a study never runs): two studies whose base params differ never
+            # have equal result files
+            "params": {name: {k: v for k, v in config.section_dict(getattr(params, name)).items()
+                              if (name, k) != ("model", "seeds")}
+                       for name in config.SECTIONS if name not in ("study", "plot")}}
     cols = {axis: combo[axis] for axis in STUDY_AXES}
 
     imp_levels = pd.read_csv(work / "reports/imp/levels.csv")
@@ -195,6 +201,14 @@ def summary_row(seeds, controls, n_tasks: int | None = None) -> dict:
             row[f"first_split_level_{c}"] = med(seeds[f"first_split_level_{c}"])
     if "functional_gap_levels" in seeds:
         row["functional_gap_levels"] = med(seeds["functional_gap_levels"])
+    # coverage (mean over the configuration's tasks, per seed) and leakage: medians over seeds
+    for when in ("at_split", "last"):
+        cols = [c for c in seeds if c.startswith("coverage_") and c.endswith(f"_{when}")]
+        if cols:
+            row[f"coverage_{when}"] = med(seeds[cols].astype(float).mean(axis=1, skipna=False))
+    for c in ("leakage_last", "leakage_w_last"):
+        if c in seeds:
+            row[c] = med(seeds[c].astype(float))
     row.update({
         "first_split_level": med(seeds["first_split_level"]),
         "first_split_base_level": med(seeds["first_split_base_level"]),
@@ -233,7 +247,8 @@ def study_metrics(summary) -> dict:
     keys += [k for c in ("complete", "effective", "functional")
              for k in (f"p_split_{c}", f"p_split_{c}_low", f"p_split_{c}_high",
                        f"first_split_level_{c}") if k in summary]
-    keys += [k for k in ("functional_gap_levels",) if k in summary]
+    keys += [k for k in ("functional_gap_levels", "coverage_at_split", "coverage_last",
+                         "leakage_last", "leakage_w_last") if k in summary]
     return {"configurations": int(len(summary)),
             **{row["config"]: {k: clean(row[k]) for k in keys}
                for row in summary.to_dict("records")}}

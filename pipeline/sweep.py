@@ -117,8 +117,8 @@ def sweep(raw: dict, client, runs: Path, log=print, shards: int = 1) -> dict[str
         for j, group in enumerate(groups):
             part = copy.deepcopy(raw)
             part.setdefault("model", {})["seeds"] = group
-            plot = part.setdefault("plot", {})  # must name a seed of the run (the plot stage
-            if plot.get("draw_seed", 0) not in group:  # does not run on workers)
+            plot = part.setdefault("plot", {})  # null, or a seed of the run (the plot stage
+            if plot.get("draw_seed") not in (None, *group):  # does not run on workers)
                 plot["draw_seed"] = group[0]
             key = f"ticketsplit-{i}-{name}" + (f"-shard{j}" if len(groups) > 1 else "")
             futures[client.submit(run_remote, part, combo, key=key, pure=False)] = (name, j)

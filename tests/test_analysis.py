@@ -108,3 +108,35 @@ def test_summary_compares_imp_with_random_masks():
     assert r["fisher_p_imp_vs_random"] == pytest.approx(fisher_p(9, 10, 1, 10))
     assert r["fisher_p_imp_vs_random"] < 0.01
     assert fraction_text(9, 10) == "9/10 (0.90, 95% CI 0.60–0.98)"
+
+
+def test_coverage_and_leakage_summaries_follow_the_first_split_and_the_last_level():
+    """metrics.json's coverage (at the headline first split, at the last level) and leakage
+    (last level) are medians over seeds of exactly those rows of levels.csv (SCIENCE.md §6)."""
+    from pipeline.analysis import per_seed, summarize
+
+    tasks = [TaskInfo("moons_0", "moons", [0, 1], [0], 2, "bce"),
+             TaskInfo("circles_1", "circles", [2, 3], [1], 2, "bce")]
+    rows = []
+    # seed 0 splits at level 1; seed 1 never splits; seed 2 splits at level 2
+    for seed, first in ((0, 1), (1, None), (2, 2)):
+        for level in range(3):
+            split = first is not None and level >= first
+            rows.append({"seed": seed, "level": level, "params": 100 - 10 * level, "alive": 50,
+                         "split": split, "split_complete": split, "split_effective": split,
+                         "coverage_moons_0": 1.0 - 0.1 * level - 0.01 * seed,
+                         "coverage_circles_1": 1.0 - 0.2 * level,
+                         "leakage": 0.5 - 0.2 * level + 0.01 * seed,
+                         "leakage_w": 0.4 - 0.2 * level})
+    analysis = pd.DataFrame(rows)
+    imp = analysis[["seed", "level"]].assign(test_acc_moons_0=1.0, test_acc_circles_1=1.0)
+    seeds = per_seed(analysis, imp, tasks, 0.05)
+    assert seeds["coverage_moons_0_at_split"].tolist()[0] == pytest.approx(0.9)
+    assert pd.isna(seeds["coverage_moons_0_at_split"].tolist()[1])
+    assert seeds["coverage_moons_0_at_split"].tolist()[2] == pytest.approx(0.78)
+    assert seeds["leakage_last"].tolist() == pytest.approx([0.1, 0.11, 0.12])
+    m = summarize(seeds, tasks, 0.05)
+    assert m["coverage"]["at_split"]["moons_0"] == pytest.approx((0.9 + 0.78) / 2)
+    assert m["coverage"]["last_level"]["circles_1"] == pytest.approx(0.6)
+    assert m["leakage"]["last_level"]["median"] == pytest.approx(0.11)
+    assert m["leakage_w"]["last_level"]["q25"] == pytest.approx(0.0)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 UP_TO_DATE = "Data and pipelines are up to date."
 # DVC's own messages start with these words; the stages' health notes ("train: warning: …" on
 # the tiny nets) are part of the product's output, not DVC's
-DVC_PROBLEM = re.compile(r"^(WARNING|ERROR)\b", re.MULTILINE)
+DVC_PROBLEM = re.compile(r"^(WARNING|ERROR)\b|failed to load", re.MULTILINE | re.IGNORECASE)
 
 
 def clean(proc: subprocess.CompletedProcess, what: str) -> str:

@@ -323,3 +323,16 @@ def test_real_fashion_mnist_slice_beside_digits_end_to_end(tmp_path):
     assert acc["digits_0"] > 0.6 and acc["fashion_mnist_1"] > 0.6  # chance: 0.1
     levels = pd.read_csv(work / "reports/analysis/levels.csv")
     assert sorted(levels["level"].unique()) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("stage", ["trajectory", "train", "imp", "analyze", "plot"])
+def test_stage_without_its_inputs_says_which_file_is_missing(stage, tmp_path):
+    """A stage run before the stages that make its inputs: one line naming the file, exit 2,
+    no traceback, nothing written."""
+    write_params(tmp_path, tiny_params())
+    proc = run_stage(stage, tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "data/tasks.json" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -301,3 +301,148 @@ def test_study_figures_for_every_axis(tmp_path):
             plots.save(fig, tmp_path / f"{name}.png", 60)
         assert names == ["overview", f"by_{axis}"]
         assert (tmp_path / f"by_{axis}.png").stat().st_size > 5_000
+
+
+# ---- per-run figures: median/IQR bands, integer level ticks, layout, one task ------------------
+def run_tables(n_seeds: int = 7, n_levels: int = 13, rng_seed: int = 3):
+    """Synthetic analyze/imp tables of a two-task run whose values crowd their bounds
+    (accuracies at 1, counts at 0, split metric at its maximum 1 and ‖A − I‖_F at 0), so that a
+    mean ± sd band would leave the data's range."""
+    import pandas as pd
+    rng = np.random.default_rng(rng_seed)
+    rows, imp, layers = [], [], []
+    for seed in range(n_seeds):
+        for level in range(n_levels):
+            top = rng.random() < 0.8  # most seeds at the bound, a few far below
+            rows.append({"seed": seed, "level": level,
+                         "split_metric": 1.0 if top else float(rng.integers(-1, 1)),
+                         "task_distance": 0.0 if top else float(rng.uniform(0, 1.4)),
+                         "split": bool(rng.random() < level / n_levels)})
+            rows[-1]["split_complete"] = rows[-1]["split_effective"] = rows[-1]["split"]
+            rows[-1]["leakage"] = rows[-1]["leakage_w"] = float(rng.uniform(0, 0.5))
+            imp.append({"seed": seed, "level": level, "params": 2000 // (level + 1),
+                        "test_acc_moons_0": 1.0 if top else float(rng.uniform(0.5, 1)),
+                        "test_acc_circles_1": 1.0 if rng.random() < 0.7 else 0.9})
+            for layer in range(2):
+                for state in ("zombie", "comatose", "frozen_zombie"):
+                    layers.append({"seed": seed, "level": level, "layer": layer,
+                                   "kind": "neuron", "state": state,
+                                   "count": 0 if rng.random() < 0.8 else int(rng.integers(1, 9))})
+    seeds = pd.DataFrame({"seed": range(n_seeds), "params_at_split": [100.0] + [np.nan] *
+                          (n_seeds - 1)})
+    return pd.DataFrame(rows), pd.DataFrame(imp), pd.DataFrame(layers), seeds
+
+
+def check_bands(ax, parts: list, x: str) -> None:
+    """The axes' median lines and bands, in drawing order, against `parts` [(frame, column)]:
+    each line is the per-x median over seeds, each band's outline holds exactly the per-x
+    quartiles 0.25/0.75 (numpy reference) and so lies inside [min, max] of the data."""
+    lines = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]
+    polys = [c for c in ax.collections
+             if isinstance(c, plots.matplotlib.collections.PolyCollection)]
+    assert len(lines) == len(polys) == len(parts)
+    for line, poly, (frame, y) in zip(lines, polys, parts):
+        for xv, ym in zip(line.get_xdata(), line.get_ydata()):
+            vals = frame.loc[frame[x] == xv, y].to_numpy(dtype=float)
+            assert ym == pytest.approx(np.median(vals))
+        verts = {}
+        for xv, yv in poly.get_paths()[0].vertices:
+            verts.setdefault(round(float(xv), 9), set()).add(round(float(yv), 9))
+        for xv, ys in verts.items():
+            vals = frame.loc[np.isclose(frame[x], xv), y].to_numpy(dtype=float)
+            q = {round(float(v), 9) for v in np.quantile(vals, [0.25, 0.75])}
+            assert ys == q, (xv, ys, q)
+            assert vals.min() - 1e-9 <= min(ys) and max(ys) <= vals.max() + 1e-9
+
+
+def test_bands_are_median_and_iqr_within_the_data_range():
+    """accuracy, split and neuron figures: median lines and interquartile bands, never outside
+    [min, max] of the seeds' values (mean ± sd of these tables leaves it), said in the labels."""
+    analysis, imp, layers, seeds = run_tables()
+    acc = imp.groupby("level")["test_acc_moons_0"]
+    assert ((acc.mean() + acc.std()) > 1).any()  # the tables do push a mean ± sd band out
+    plots.style()
+    fig = plots.accuracy_vs_params(imp, seeds, ["moons_0", "circles_1"], 0.05)
+    ax = fig.axes[0]
+    check_bands(ax, [(imp, "test_acc_moons_0"), (imp, "test_acc_circles_1")], "params")
+    assert "median, IQR over seeds" in ax.get_legend().get_title().get_text()
+    plots.plt.close(fig)
+
+    fig = plots.split_over_levels(analysis)
+    for ax, col in zip(fig.axes[:2], ("split_metric", "task_distance")):
+        check_bands(ax, [(analysis, col)], "level")
+        assert "median, IQR over seeds" in ax.get_ylabel()
+    plots.plt.close(fig)
+
+    fig = plots.neuron_classes(layers)
+    for ax, cls in zip(fig.axes, ("zombie", "comatose", "frozen_zombie")):
+        part = layers[layers["state"] == cls]
+        check_bands(ax, [(part[part["layer"] == k], "count") for k in (0, 1)], "level")
+        assert "median, IQR over seeds" in ax.get_ylabel()
+    plots.plt.close(fig)
+
+
+def test_level_axes_have_integer_ticks():
+    """split.png and neurons.png: every tick of an IMP-level axis is a whole level (21 levels
+    gave 2.5, 7.5, … before)."""
+    analysis, _, layers, _ = run_tables(n_seeds=3, n_levels=21)
+    plots.style()
+    for fig in (plots.split_over_levels(analysis), plots.neuron_classes(layers)):
+        fig.canvas.draw()
+        for ax in fig.axes:
+            assert ax.get_xlabel() == "IMP level"
+            lo, hi = ax.get_xlim()
+            ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+            assert len(ticks) >= 3 and all(float(t).is_integer() for t in ticks), ticks
+        plots.plt.close(fig)
+
+
+def test_comatose_legend_clear_of_bars_and_title_inside_figure(tmp_path):
+    """The legend covers no bar, no text overlaps another, the title lies inside the figure."""
+    import pandas as pd
+    events = pd.DataFrame({"seed": 0, "layer": [0] * 40 + [1] * 38 + [0] * 3 + [1] * 3,
+                           "bias_pruned_before_detached": [True] * 78 + [False] * 6})
+    plots.style()
+    fig = plots.comatose_events_figure(events)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    bars = [p.get_window_extent(renderer) for p in ax.patches if p.get_height() > 0]
+    assert len(bars) == 4
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not any(legend.overlaps(b) for b in bars)
+    assert not overlapping_texts(fig)
+    title = ax.title.get_window_extent(renderer)
+    assert fig.bbox.x0 <= title.x0 and title.x1 <= fig.bbox.x1 and title.y1 <= fig.bbox.y1
+    plots.save(fig, tmp_path / "comatose.png", 60)
+
+
+def test_one_task_split_figure_says_not_applicable():
+    """T = 1 (every split column NaN, as analyze writes it, read back from CSV): split.png is a
+    note naming SCIENCE.md §6, with no bars, lines or bands; the split-criteria and leakage
+    figures are not drawn. The same table with split columns filled draws bars (control)."""
+    import io
+
+    import pandas as pd
+    analysis, _, _, _ = run_tables(n_seeds=4, n_levels=6)
+    one = analysis.copy()
+    one[["split_metric", "split", "split_complete", "split_effective", "leakage",
+         "leakage_w"]] = np.nan
+    buf = io.StringIO()
+    one.to_csv(buf, index=False)
+    one = pd.read_csv(io.StringIO(buf.getvalue()))
+    plots.style()
+    fig = plots.split_over_levels(one)
+    texts = " ".join(t.get_text() for t in fig.findobj(plots.plt.Text))
+    assert "not applicable" in texts and "one task" in texts and "SCIENCE.md §6" in texts
+    for ax in fig.axes:
+        assert not ax.containers and not ax.patches and not ax.get_lines() \
+            and not ax.collections
+    plots.plt.close(fig)
+    assert plots.split_criteria_over_levels(one) is None
+    assert plots.leakage_over_levels(one) is None
+
+    fig = plots.split_over_levels(analysis)
+    assert len(fig.axes) == 3 and fig.axes[2].containers
+    assert "not applicable" not in " ".join(t.get_text() for t in fig.findobj(plots.plt.Text))
+    plots.plt.close(fig)

@@ -40,12 +40,19 @@ def tune_malloc() -> None:
 
 
 def cli(main: Callable[[], None]) -> None:
-    """Run a stage's main(); user errors become one line on stderr and exit code 2."""
+    """Run a stage's main(); user errors become one line on stderr and exit code 2.
+
+    A missing input file (a stage run before the stages that make its inputs) is such an error:
+    the line names the file. Stages write their outputs atomically, so nothing is half-written."""
     tune_malloc()
     try:
         main()
     except (ConfigError, StageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except FileNotFoundError as exc:
+        print(f"error: {exc.filename or exc} is missing; run the stages before this one first "
+              "(dvc repro)", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -41,7 +41,8 @@ def draw_networks(tasks, seed: int, levels: list[tuple[str, int]], n_levels: int
     order = drawing.neuron_order(views[ref], [views[lv] for lv in range(ref - 1, -1, -1)])
 
     mine = imp[imp["seed"] == seed].set_index("level")
-    split = analysis[analysis["seed"] == seed].set_index("level")["split"].astype(bool)
+    # NaN ("not applicable", one task) is not a split
+    split = analysis[analysis["seed"] == seed].set_index("level")["split"].eq(True)
 
     def title(level: int, name: str | None = None) -> str:
         head = f"{name} (level {level})" if name else f"level {level}"
@@ -172,6 +173,7 @@ def split_criteria_lines(metrics: dict) -> list[str]:
                      f"{fraction_text(b['seeds_split_before_degradation'], n)} | "
                      f"{plots.fmt(f['median'], 1)} ({plots.fmt(f['min'], 0)}–"
                      f"{plots.fmt(f['max'], 0)}) | {plots.fmt(b['params_at_split']['median'], 0)} |")
+    lines += coverage_leakage_lines(metrics)
     gap = metrics.get("functional_gap_levels")
     if gap is not None:
         lines += ["", f"- Levels from the first functional to the first {metrics['split_criterion']} "
@@ -179,6 +181,28 @@ def split_criteria_lines(metrics: dict) -> list[str]:
                   f"(min {plots.fmt(gap['min'], 0)}, max {plots.fmt(gap['max'], 0)}) — how long "
                   "IMP keeps cross-task weights the tasks no longer need."]
     return lines
+
+
+def coverage_leakage_lines(metrics: dict) -> list[str]:
+    """Coverage per task and leakage λ, λ_w (SCIENCE.md §6), medians over seeds."""
+    out = []
+    cov = metrics.get("coverage")
+    if cov:
+        def per_task(block: dict) -> str:
+            return ", ".join(f"{name} {plots.fmt(v, 2)}" for name, v in block.items())
+        out.append(f"- Coverage (fraction of each task's inputs still used), median over seeds: at "
+                   f"the first split {per_task(cov['at_split'])}; at the last level "
+                   f"{per_task(cov['last_level'])}.")
+    lam, lam_w = metrics.get("leakage"), metrics.get("leakage_w")
+    if lam and lam["last_level"]["median"] is not None:
+        q = lam["last_level"]
+        text = (f"- Leakage at the last level (share of input → output paths that cross tasks; "
+                f"0 = pure): λ median {plots.fmt(q['median'], 3)} (IQR {plots.fmt(q['q25'], 3)}–"
+                f"{plots.fmt(q['q75'], 3)})")
+        if lam_w and lam_w["last_level"]["median"] is not None:
+            text += f", λ_w median {plots.fmt(lam_w['last_level']['median'], 3)}"
+        out.append(text + ".")
+    return [""] + out if out else []
 
 
 def random_mask_lines(metrics: dict) -> list[str]:

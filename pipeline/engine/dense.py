@@ -13,7 +13,7 @@ import torch
 from pipeline.config import TrainConfig
 from pipeline.engine.kernels import backward, forward_acts, step_views
 from pipeline.engine.loss import TaskLoss
-from pipeline.engine.optim import Optimizer
+from pipeline.engine.optim import Optimizer, keep_best
 from pipeline.model import Layout, population_widths, resize
 
 
@@ -99,13 +99,7 @@ class DensePopulation:
 
     def remember(self, improved: np.ndarray) -> None:
         """Keep the weights of the networks that improved this epoch (train.restore_best)."""
-        if self.best is None:
-            return
-        if improved.all():
-            self.best.copy_(self.theta)
-        elif improved.any():
-            self.best[torch.from_numpy(np.flatnonzero(improved)).to(self.device)] = \
-                self.theta[torch.from_numpy(improved).to(self.device)]
+        keep_best(self.best, self.theta, improved)
 
     def weights(self, rows: np.ndarray | None = None, best: bool = False) -> torch.Tensor:
         """The current (or kept best) weights of the networks `rows` (bool [K]; all: None) in

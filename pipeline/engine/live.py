@@ -38,7 +38,7 @@ import torch
 
 from pipeline.config import TrainConfig
 from pipeline.engine.loss import TaskLoss
-from pipeline.engine.optim import Optimizer
+from pipeline.engine.optim import Optimizer, keep_best
 from pipeline.model import Layout, kept_neurons
 
 # The live path is taken for layouts with a layer of at least this many weights (the
@@ -287,13 +287,8 @@ class LivePopulation:
         return out[0], out[2] if self.per_task else out[0]
 
     def remember(self, improved: np.ndarray) -> None:
-        if self.best is None:
-            return
-        if improved.all():
-            self.best.copy_(self.theta)
-        elif improved.any():
-            self.best[torch.from_numpy(np.flatnonzero(improved))] = \
-                self.theta[torch.from_numpy(improved)]
+        """Keep the packed rows of the networks that improved this epoch (train.restore_best)."""
+        keep_best(self.best, self.theta, improved)
 
     def weights(self, rows: np.ndarray | None = None, best: bool = False) -> torch.Tensor:
         """The current (or kept best) weights of the networks `rows` (bool [K]; all: None) in

@@ -55,6 +55,18 @@ class Optimizer:
             self.denom = torch.empty_like(self.v)
 
 
+def keep_best(best: torch.Tensor | None, theta: torch.Tensor, improved: np.ndarray) -> None:
+    """Copy the rows of theta [K, P] whose network improved this epoch (improved [K] bool) into
+    best (train.restore_best; None: nothing kept)."""
+    if best is None:
+        return
+    if improved.all():
+        best.copy_(theta)
+    elif improved.any():
+        best[torch.from_numpy(np.flatnonzero(improved)).to(theta.device)] = \
+            theta[torch.from_numpy(improved).to(theta.device)]
+
+
 class Stopper:
     """Per-network early stopping on numpy vectors (cheap, and rounded like the float32 tensors:
     the thresholds are float32 too).

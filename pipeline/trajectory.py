@@ -4,7 +4,9 @@ Pure Python on purpose: the config validator needs P_0 before any heavy import.
 """
 from __future__ import annotations
 
+import csv
 import math
+import os
 from dataclasses import dataclass
 
 
@@ -91,3 +93,11 @@ def plan(n_in: int, n_out: int, hidden: list[int] | tuple[int, ...], iterations:
     params = pre + counts
     return Trajectory(layers=layers, base_layers=base_layers, extensions=extensions,
                       levels=list(range(-extensions, iterations + 1)), params=params)
+
+
+def read_csv(path: str | os.PathLike) -> tuple[list[int], list[int]]:
+    """(levels, prunable parameters per level) from reports/trajectory.csv, as the trajectory
+    stage wrote them (level order, extended levels negative)."""
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return [int(r["level"]) for r in rows], [int(r["params"]) for r in rows]

@@ -5,7 +5,6 @@ as long as models/imp/manifest.json says they were made from the same params and
 """
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pipeline import config, io
+from pipeline import config, io, trajectory
 from pipeline.config import section_dict
 from pipeline.engine import load_splits, resolve_device
 from pipeline.imp import (
@@ -41,12 +40,6 @@ def inputs(paths: RunPaths) -> list[Path]:
     """The files the levels are made from (their fingerprint guards a resumed run)."""
     return [paths.tasks_json, *(paths.data / f"{s}.npz" for s in ("train", "val", "test")),
             paths.shape_json, paths.init_pt, paths.dense_pt, paths.trajectory_csv]
-
-
-def read_trajectory(path: Path = RunPaths().trajectory_csv) -> tuple[list[int], list[int]]:
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    return [int(r["level"]) for r in rows], [int(r["params"]) for r in rows]
 
 
 def write_reports(layout: Layout, prunable: torch.Tensor, tasks, levels: list[int],
@@ -84,7 +77,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     workers = params.train.workers if resolve_device(params.train.device).type == "cpu" else 1
     tasks, splits = load_splits(paths.data)
     layout = Layout(tuple(json.loads(paths.shape_json.read_text())["layers"]))
-    levels, counts = read_trajectory(paths.trajectory_csv)
+    levels, counts = trajectory.read_csv(paths.trajectory_csv)
     init = torch.load(paths.init_pt, weights_only=True)
     seeds = init["seeds"].tolist()
     if seeds != list(params.model.seeds):

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import config, drawing, health, io, plots
+from pipeline import trajectory as traj
 from pipeline.analysis import fraction_text
 from pipeline.data import load as load_data
 from pipeline.imp import level_path, load_level
@@ -69,8 +70,7 @@ def read_trajectory(shape: Path = RunPaths().shape_json,
                     trajectory: Path = RunPaths().trajectory_csv) -> tuple[dict, list[int]]:
     """The run's shape (trajectory stage: layers, base_layers, extensions) and its prunable
     parameter count per level, as the trajectory stage wrote them (not recomputed)."""
-    table = pd.read_csv(trajectory).sort_values("level")
-    return json.loads(Path(shape).read_text()), [int(p) for p in table["params"]]
+    return json.loads(Path(shape).read_text()), traj.read_csv(trajectory)[1]
 
 
 def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,

@@ -15,11 +15,7 @@ from pathlib import Path
 import torch
 
 from pipeline import config, health, io
-from pipeline.imp import Context, describe_level, level_state
-from pipeline.model import Layout, init_population
-from pipeline.paths import RunPaths
-from pipeline.stages import StageError, cli
-from pipeline.train import (
+from pipeline.engine import (
     STOP_REASONS,
     TaskLoss,
     TrainResult,
@@ -28,6 +24,10 @@ from pipeline.train import (
     resolve_device,
     train_population,
 )
+from pipeline.imp import Context, describe_level, level_state
+from pipeline.model import Layout, init_population
+from pipeline.paths import RunPaths
+from pipeline.stages import StageError, cli
 
 
 def dense_frame(seeds: list[int], result: TrainResult, test_acc: torch.Tensor, tasks):

@@ -1,0 +1,116 @@
+"""pipeline.baseline: every task trained alone with the run's protocol (SCIENCE.md §4)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import ROOT, run_stage, tiny_params, write_params
+
+from pipeline import baseline, config, data
+from pipeline.engine import Split
+
+
+def _cli(cwd, *args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "pipeline.baseline", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("kinds", [["moons", "circles"], ["moons", "moons", "circles"],
+                                   ["digits", "moons"]])
+def test_task_alone_is_its_own_columns_and_labels(kinds):
+    params = config.parse(tiny_params(**{"data.tasks": kinds, "data.n_samples": 200}))
+    arrays, meta = data.build(params.data)
+    tasks = [data.TaskInfo(**t) for t in meta["tasks"]]
+    splits = {s: Split(torch.from_numpy(a["x"]), torch.from_numpy(a["y"])) for s, a in arrays.items()}
+    for i, task in enumerate(tasks):
+        alone, parts = baseline.task_alone(task, i, splits)
+        assert alone.inputs == list(range(len(task.inputs)))
+        assert alone.outputs == list(range(len(task.outputs)))
+        assert (alone.name, alone.kind, alone.loss) == (task.name, task.kind, task.loss)
+        for s, a in arrays.items():  # the same rows, only this task's columns and label
+            assert np.array_equal(parts[s].x.numpy(), a["x"][:, task.inputs])
+            assert np.array_equal(parts[s].y.numpy(), a["y"][:, [i]])
+
+
+def test_side_by_side_is_the_train_stage_dense_net(tmp_path):
+    """The side-by-side nets are bit for bit the dense nets `dvc repro` trains."""
+    raw = tiny_params()
+    write_params(tmp_path, raw)
+    for stage in ("generate", "trajectory", "train"):
+        run_stage(stage, tmp_path)
+    dense = torch.load(tmp_path / "models" / "dense.pt", weights_only=True)
+    frame = baseline.compare(config.parse(raw), log=lambda *_: None)
+    side = frame.pivot(index="seed", columns="task", values="side_test_acc")
+    names = [t["name"] for t in data.build(config.parse(raw).data)[1]["tasks"]]
+    assert np.array_equal(side[names].to_numpy(np.float32), dense["metrics.test_acc_tasks"].numpy())
+    assert frame["side_epochs"].groupby(frame["seed"]).first().tolist() == \
+        dense["metrics.epochs"].tolist()
+
+
+def test_one_task_alone_equals_side_by_side():
+    """With one task the alone net is the side-by-side net: gap exactly 0 on every seed."""
+    raw = tiny_params(**{"data.tasks": ["circles"], "model.seeds": [3, 4, 5], "plot.draw_seed": None})
+    frame = baseline.compare(config.parse(raw), log=lambda *_: None)
+    assert len(frame) == 3 and (frame["gap"] == 0).all()
+    assert (frame["side_train_acc"] == frame["alone_train_acc"]).all()
+
+
+def test_summary_flags_a_task_beyond_tolerance():
+    frame = pd.DataFrame({"seed": [0, 1, 0, 1], "task": ["a_0", "a_0", "b_1", "b_1"],
+                          "side_test_acc": [0.90, 0.92, 0.80, 0.84],
+                          "alone_test_acc": [0.91, 0.93, 0.85, 0.85]})
+    frame["gap"] = frame["alone_test_acc"] - frame["side_test_acc"]
+    table = baseline.summary(frame, tolerance=0.02)
+    assert list(table.index) == ["a_0", "b_1"]
+    assert table.loc["a_0", "gap"] == pytest.approx(0.01)
+    assert table.loc["b_1", "gap"] == pytest.approx(0.03)
+    assert table.loc["b_1", "max_gap"] == pytest.approx(0.05)
+    assert table["learned"].tolist() == [True, False]
+    assert baseline.summary(frame, tolerance=0.03)["learned"].all()
+
+
+def test_cli_table_csv_and_overrides(tmp_path):
+    write_params(tmp_path, tiny_params())
+    out = tmp_path / "rows.csv"
+    proc = _cli(tmp_path, "--seeds", "0,1", "-S", "train.lr=2e-2", "-S", "model.hidden=[5, 4]",
+                "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "side by side [4, 5, 4, 2]" in proc.stderr  # the -S values were read as YAML 1.2
+    assert proc.stdout.strip().splitlines()[-1].startswith("baseline: ")
+    rows = pd.read_csv(out)
+    assert sorted(rows["seed"].unique()) == [0, 1] and len(rows) == 4
+    assert np.allclose(rows["gap"], rows["alone_test_acc"] - rows["side_test_acc"], atol=1e-5)
+
+
+@pytest.mark.parametrize("args, names", [
+    (["-S", "train.lr=-1"], "train.lr"),
+    (["-S", "nosuch.key=1"], "-S"),
+    (["-S", "train.lr"], "-S"),
+    (["--seeds", "0,x"], "--seeds"),
+    (["--seeds", "1,1"], "--seeds"),
+    (["--tolerance", "1.5"], "--tolerance"),
+    (["--preset", "missing.yaml"], "missing.yaml"),
+])
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, names):
+    write_params(tmp_path, tiny_params())
+    proc = _cli(tmp_path, *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and names in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_damaged_image_file_is_one_line(tmp_path):
+    (tmp_path / "fashion").mkdir()
+    (tmp_path / "fashion" / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03junk")
+    write_params(tmp_path, tiny_params(**{"data.tasks": ["fashion_mnist"],
+                                          "data.fashion_mnist_dir": str(tmp_path / "fashion")}))
+    proc = _cli(tmp_path)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "fashion" in proc.stderr and "Traceback" not in proc.stderr

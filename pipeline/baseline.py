@@ -11,14 +11,19 @@ train / val / test splits with only t's input columns and t's outputs (so the sa
 same standardisation), the same hidden widths (extended ones included), the same init scheme,
 seeds, optimizer, batches and early stopping. Nothing is written to the run's folders.
 
-A task is *learned* when its mean side-by-side test accuracy over the seeds is at most
-`tolerance` (default 0.02, two points) below its mean alone accuracy. Training accuracy is
-reported beside it: a gap at equal training accuracy is generalisation, not under-training.
+Every network is also checked as the run's health section checks the dense nets
+(pipeline.health): never improved, diverged, or the task's test accuracy not above always
+guessing its majority class (at chance). A task is *learned* when no side-by-side net failed on
+it, no net alone failed on it (else there is no reference: the protocol learns nothing on the
+task), and its mean side-by-side test accuracy over the seeds is at most `tolerance` (default
+0.02, two points) below its mean alone accuracy (`near_alone`). Training accuracy is reported
+beside it: a gap at equal training accuracy is generalisation, not under-training.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +33,7 @@ import torch
 from pipeline import config
 
 TOLERANCE = 0.02  # the largest allowed mean gap (alone − side by side), accuracy units
+FAILURES = ("never_improved", "diverged", "at_chance")  # pipeline.health checks that fail a net
 
 
 def task_alone(task, index: int, splits: dict) -> tuple[object, dict]:
@@ -44,10 +50,15 @@ def task_alone(task, index: int, splits: dict) -> tuple[object, dict]:
 
 
 def train_dense(layers: list[int], tasks: list, splits: dict, params: config.Params,
-                seeds: list[int]) -> dict[str, torch.Tensor]:
+                seeds: list[int]) -> dict:
     """Train the dense nets of `seeds` (engine.train_population with params.train) →
-    {"test_acc", "train_acc": [K, T], "epochs", "best_epoch": [K]}."""
-    from pipeline.engine import TaskLoss, evaluate, train_population
+    {"test_acc", "train_acc": [K, T] tensors, "epochs", "best_epoch": [K] tensors,
+    "problems": [K][T] lists of the FAILURES that pipeline.health finds (network-wide ones
+    repeated for each task)}."""
+    import pandas as pd
+
+    from pipeline import health
+    from pipeline.engine import STOP_REASONS, TaskLoss, evaluate, train_population
     from pipeline.model import Layout, init_population
 
     layout = Layout(tuple(layers))
@@ -56,16 +67,29 @@ def train_dense(layers: list[int], tasks: list, splits: dict, params: config.Par
     result = train_population(layout, theta0, torch.ones_like(theta0, dtype=torch.bool),
                               splits["train"], splits["val"], loss_fn, params.train,
                               shuffle_seeds=seeds)
-    return {"test_acc": evaluate(layout, result.theta, splits["test"], loss_fn).accuracy,
+    test = evaluate(layout, result.theta, splits["test"], loss_fn)
+    names = [t.name for t in tasks]
+    frame = pd.DataFrame({"seed": seeds, "level": 0, "epochs": result.epochs.numpy(),
+                          "best_epoch": result.best_epoch.numpy(),
+                          "stop_reason": [STOP_REASONS[int(c)] for c in result.stop_code],
+                          "test_loss": test.loss.numpy()})
+    for i, name in enumerate(names):
+        frame[f"test_acc_{name}"] = test.accuracy[:, i].numpy()
+    flags = health.network_flags(frame, names, splits["test"].y.numpy(),
+                                 patience=params.train.patience)
+    problems = [[[c for c in FAILURES if flags.loc[k, f"{c}_{name}" if c == "at_chance" else c]]
+                 for name in names] for k in range(len(seeds))]
+    return {"test_acc": test.accuracy,
             "train_acc": evaluate(layout, result.theta, splits["train"], loss_fn).accuracy,
-            "epochs": result.epochs, "best_epoch": result.best_epoch}
+            "epochs": result.epochs, "best_epoch": result.best_epoch, "problems": problems}
 
 
 def compare(params: config.Params, seeds: list[int] | None = None, log=print):
     """Side by side vs alone for every task and seed → pandas.DataFrame with one row per
     (seed, task): side_test_acc, alone_test_acc, gap (alone − side, accuracy units),
     side_train_acc, alone_train_acc, side_epochs, alone_epochs, side_best_epoch,
-    alone_best_epoch. Raises data.DataError for unreadable data files."""
+    alone_best_epoch, side_problems, alone_problems (space-separated FAILURES of that net on
+    that task, "" when none). Raises data.DataError for unreadable data files."""
     import pandas as pd
 
     from pipeline import data
@@ -97,44 +121,122 @@ def compare(params: config.Params, seeds: list[int] | None = None, log=print):
                          "side_epochs": int(side["epochs"][k]),
                          "alone_epochs": int(alone["epochs"][k]),
                          "side_best_epoch": int(side["best_epoch"][k]),
-                         "alone_best_epoch": int(alone["best_epoch"][k])})
+                         "alone_best_epoch": int(alone["best_epoch"][k]),
+                         "side_problems": " ".join(side["problems"][k][i]),
+                         "alone_problems": " ".join(alone["problems"][k][0])})
     frame = pd.DataFrame(rows)
     frame.insert(4, "gap", frame["alone_test_acc"] - frame["side_test_acc"])
     return frame
 
 
 def summary(frame, tolerance: float = TOLERANCE):
-    """Per task: the means over seeds of compare()'s columns, the largest gap of one seed, and
-    `learned` (mean gap ≤ tolerance) → pandas.DataFrame indexed by task, in the data's order."""
-    means = frame.drop(columns="seed").groupby("task", sort=False).mean()
-    means["max_gap"] = frame.groupby("task", sort=False)["gap"].max()
-    means["learned"] = means["gap"] <= tolerance
+    """Per task, from compare()'s rows: the means over seeds of the numeric columns, the largest
+    gap of one seed (max_gap), the number of seeds whose net failed on the task side by side
+    (side_failed) and alone (alone_failed), near_alone (mean gap ≤ tolerance) and learned
+    (near_alone and no net failed) → pandas.DataFrame indexed by task, in the data's order."""
+    by_task = frame.groupby("task", sort=False)
+    numeric = [c for c in frame.columns if c not in ("seed", "task")
+               and frame[c].dtype.kind in "fiu"]
+    means = by_task[numeric].mean()
+    means["max_gap"] = by_task["gap"].max()
+    for side in ("side", "alone"):
+        failed = frame[f"{side}_problems"].fillna("").astype(str).ne("")
+        means[f"{side}_failed"] = failed.groupby(frame["task"], sort=False).sum().astype(int)
+    means["near_alone"] = means["gap"] <= tolerance
+    means["learned"] = means["near_alone"] & means["side_failed"].eq(0) & \
+        means["alone_failed"].eq(0)
     return means
+
+
+def verdict(table, tolerance: float, n_seeds: int) -> str:
+    """One line for summary()'s table: which tasks are not learned, and why."""
+    parts = []
+    alone_failed = list(table.index[table["alone_failed"] > 0])
+    if alone_failed:
+        parts.append(f"no reference for {', '.join(alone_failed)} (the net alone failed: "
+                     "never improved, diverged or at chance)")
+    side_failed = [t for t in table.index[table["side_failed"] > 0] if t not in alone_failed]
+    if side_failed:
+        parts.append(f"failed side by side: {', '.join(side_failed)} (never improved, "
+                     "diverged or at chance)")
+    below = [t for t in table.index[~table["near_alone"]]
+             if t not in alone_failed and t not in side_failed]
+    if below:
+        parts.append(f"more than {tolerance:g} below alone: {', '.join(below)}")
+    seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
+    if not parts:
+        return (f"baseline: every task is learned (above chance and within {tolerance:g} of "
+                f"the task alone; {seeds})")
+    return f"baseline: not learned: {'; '.join(parts)} ({seeds})"
 
 
 def _override(raw: dict, assignment: str) -> None:
     """Apply one `section.key=value` (value read as YAML 1.2, as dvc exp run -S does)."""
     from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
 
     key, sep, text = assignment.partition("=")
     section, dot, name = key.partition(".")
     if not sep or not dot or section not in config.SECTIONS:
         raise config.ConfigError(f"-S {assignment!r}: expected section.key=value with a section "
                                  f"of {', '.join(config.SECTIONS)}")
-    raw.setdefault(section, {})[name] = YAML(typ="safe").load(text)
+    try:
+        value = YAML(typ="safe").load(text)
+    except YAMLError as exc:
+        problem = str(getattr(exc, "problem", None) or type(exc).__name__).split("\n")[0]
+        raise config.ConfigError(f"-S {assignment!r}: the value is not valid YAML "
+                                 f"({problem})") from None
+    if raw.get(section) is None:
+        raw[section] = {}
+    if not isinstance(raw[section], dict):
+        raise config.ConfigError(f"{section}: {raw[section]!r} is not allowed; allowed: a "
+                                 "mapping of keys to values")
+    raw[section][name] = value
+
+
+def _check_out(path: Path) -> None:
+    """Refuse an --out path that cannot become a file before any training (ConfigError)."""
+    bad = lambda why: config.ConfigError(f"--out: {str(path)!r} is not allowed; {why}")  # noqa: E731
+    if not str(path) or path.is_dir():
+        raise bad("allowed: a CSV file path, not a folder")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise bad(f"{parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise bad(f"the folder {parent} is not writable")
+
+
+def _seed_list(text: str) -> list[int]:
+    """--seeds' comma-separated list → distinct seeds in the range model.seeds allows."""
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or max(seeds) > config.MAX_SEED or len(set(seeds)) < len(seeds):
+        raise config.ConfigError(f"--seeds: {text!r} is not allowed; allowed: distinct "
+                                 f"comma-separated integers from 0 to {config.MAX_SEED}")
+    return seeds
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.baseline",
-                                     description=__doc__.split("\n\n")[1].strip())
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--preset", help="a studies/*.yaml preset applied to params.yaml")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.baseline",
+        description="Train the run's dense side-by-side nets and every task alone with the same "
+                    "protocol (same rows, the task's own columns, same widths, seeds and "
+                    "stopping; SCIENCE.md §4) and print, per task, the test accuracies, the gap "
+                    "and whether the task was learned. Writes nothing unless --out is given.")
+    parser.add_argument("--params", default="params.yaml",
+                        help="the params file (default: params.yaml)")
+    parser.add_argument("--preset", help="a studies/*.yaml preset applied to the params file")
     parser.add_argument("-S", "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one params key (repeatable)")
-    parser.add_argument("--seeds", help="comma-separated seeds (default: model.seeds)")
+                        help="override one params key, value read as YAML (repeatable)")
+    parser.add_argument("--seeds", help="comma-separated seeds (default: model.seeds); "
+                                        "write --seeds=… for a list that starts with '-'")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE,
                         help="largest allowed mean gap per task, accuracy units (default 0.02)")
-    parser.add_argument("--out", type=Path, help="write the per-seed rows to this CSV file")
+    parser.add_argument("--out", type=Path, help="also write the per-seed rows to this CSV file")
     args = parser.parse_args(argv)
     from pipeline import data
     from pipeline.study import apply_preset
@@ -142,35 +244,39 @@ def main(argv: list[str]) -> int:
     try:
         raw = (apply_preset(Path(args.params), Path(args.preset)) if args.preset
                else config.read_yaml(args.params))
+        if raw is None or not isinstance(raw, dict):
+            raise config.ConfigError(f"{args.params}: the top level must be a mapping of "
+                                     "sections (data, model, train, …)")
         for assignment in args.set:
             _override(raw, assignment)
         params = config.parse(raw)
-        try:
-            seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
-        except ValueError:
-            raise config.ConfigError(f"--seeds: {args.seeds!r} is not allowed; allowed: "
-                                     "comma-separated integers >= 0") from None
-        if seeds is not None and (not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds)):
-            raise config.ConfigError(f"--seeds: {args.seeds!r} is not allowed; allowed: "
-                                     "distinct comma-separated integers >= 0")
+        seeds = None if args.seeds is None else _seed_list(args.seeds)
         if not 0 <= args.tolerance < 1:
             raise config.ConfigError(f"--tolerance: {args.tolerance} is not allowed; allowed: "
                                      "a number in [0, 1)")
+        if args.out is not None:
+            _check_out(args.out)
         frame = compare(params, seeds, log=lambda text: print(text, file=sys.stderr))
     except (config.ConfigError, data.DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    table = summary(frame, args.tolerance)
+    columns = ["side_test_acc", "alone_test_acc", "gap", "max_gap", "side_train_acc",
+               "alone_train_acc", "side_epochs", "alone_epochs", "side_failed", "alone_failed",
+               "learned"]
+    epochs = {c: "{:.1f}".format for c in ("side_epochs", "alone_epochs")}
+    print("per task: means over seeds (max_gap: the worst seed; *_failed: seeds whose net "
+          "never improved, diverged or is at chance on the task)")
+    print(table[columns].to_string(float_format="{:.4f}".format, formatters=epochs))
+    print(verdict(table, args.tolerance, frame["seed"].nunique()))
     if args.out is not None:
         from pipeline import io
-        io.write_text(args.out, frame.to_csv(index=False, float_format="%.6g"))
-    table = summary(frame, args.tolerance)
-    print(table[["side_test_acc", "alone_test_acc", "gap", "max_gap", "side_train_acc",
-                 "alone_train_acc", "side_epochs", "alone_epochs", "learned"]]
-          .to_string(float_format=lambda v: f"{v:.4f}"))
-    unlearned = list(table.index[~table["learned"]])
-    verdict = ("every task is learned" if not unlearned
-               else f"not learned: {', '.join(unlearned)} (more than {args.tolerance:g} below alone)")
-    print(f"baseline: {verdict} ({len(frame['seed'].unique())} seeds)")
+        try:
+            io.write_text(args.out, frame.to_csv(index=False, float_format="%.6g"))
+        except OSError as exc:
+            print(f"error: --out: cannot write {args.out} ({exc.strerror or exc})",
+                  file=sys.stderr)
+            return 2
     return 0
 
 

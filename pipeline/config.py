@@ -22,6 +22,8 @@ from pathlib import Path
 
 from pipeline import trajectory as traj
 
+MAX_SEED = 2**63 - 1  # seeds are stored in checkpoints as torch.long (int64)
+
 
 class ConfigError(Exception):
     """A params.yaml problem; str(error) is the one line shown to the user."""
@@ -316,7 +318,8 @@ def _validate_sections(p: Params) -> None:
     _require(len(m.seeds) >= 1, "model.seeds", list(m.seeds), "a non-empty list of integers")
     _require(len(set(m.seeds)) == len(m.seeds), "model.seeds", list(m.seeds),
              "distinct integers")
-    _require(all(s >= 0 for s in m.seeds), "model.seeds", list(m.seeds), "integers >= 0")
+    _require(all(0 <= s <= MAX_SEED for s in m.seeds), "model.seeds", list(m.seeds),
+             f"integers from 0 to {MAX_SEED} (checkpoints store seeds as int64)")
 
     _one_of("train.optimizer", t.optimizer, OPTIMIZERS)
     _require(t.lr > 0, "train.lr", t.lr, "a number > 0")

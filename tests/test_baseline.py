@@ -66,13 +66,40 @@ def test_summary_flags_a_task_beyond_tolerance():
                           "side_test_acc": [0.90, 0.92, 0.80, 0.84],
                           "alone_test_acc": [0.91, 0.93, 0.85, 0.85]})
     frame["gap"] = frame["alone_test_acc"] - frame["side_test_acc"]
+    frame["side_problems"] = ""
+    frame["alone_problems"] = ""
     table = baseline.summary(frame, tolerance=0.02)
     assert list(table.index) == ["a_0", "b_1"]
     assert table.loc["a_0", "gap"] == pytest.approx(0.01)
     assert table.loc["b_1", "gap"] == pytest.approx(0.03)
     assert table.loc["b_1", "max_gap"] == pytest.approx(0.05)
     assert table["learned"].tolist() == [True, False]
+    assert "more than 0.02 below alone: b_1" in baseline.verdict(table, 0.02, 2)
     assert baseline.summary(frame, tolerance=0.03)["learned"].all()
+    frame.loc[1, "side_problems"] = "at_chance"  # one failed seed side by side fails the task
+    table = baseline.summary(frame, tolerance=0.03)
+    assert table["side_failed"].tolist() == [1, 0] and table["learned"].tolist() == [False, True]
+    assert "failed side by side: a_0" in baseline.verdict(table, 0.03, 2)
+    frame.loc[3, "alone_problems"] = "diverged"  # no reference for b_1
+    table = baseline.summary(frame, tolerance=0.03)
+    assert table["learned"].tolist() == [False, False]
+    assert "no reference for b_1" in baseline.verdict(table, 0.03, 2)
+
+
+@pytest.mark.parametrize("overrides, problem", [
+    ({"data.tasks": ["moons"], "train.optimizer": "sgd", "train.lr": 1e6}, "diverged"),
+    ({"train.optimizer": "sgd", "train.lr": 1e6}, "diverged"),
+    ({"train.max_epochs": 1, "train.lr": 1e-6}, "at_chance"),
+])
+def test_failed_nets_are_never_learned(overrides, problem):
+    """A gap of 0 between two nets that learned nothing is no evidence: diverged or at-chance
+    nets (pipeline.health's checks) fail the task, on either side."""
+    raw = tiny_params(**overrides)
+    frame = baseline.compare(config.parse(raw), log=lambda *_: None)
+    table = baseline.summary(frame)
+    assert frame["side_problems"].str.contains(problem).any()
+    assert not table["learned"].any()
+    assert "not learned" in baseline.verdict(table, 0.02, 2)
 
 
 def test_cli_table_csv_and_overrides(tmp_path):
@@ -96,6 +123,15 @@ def test_cli_table_csv_and_overrides(tmp_path):
     (["--seeds", "1,1"], "--seeds"),
     (["--tolerance", "1.5"], "--tolerance"),
     (["--preset", "missing.yaml"], "missing.yaml"),
+    (["-S", "model.hidden=[8,8"], "not valid YAML"),
+    (["-S", "train.lr=@x"], "not valid YAML"),
+    (["-S", "model.hidden=!!python/object:os.system ls"], "not valid YAML"),
+    (["--seeds=-1,2"], "--seeds"),
+    (["--seeds", "99999999999999999999"], "--seeds"),
+    (["-S", "model.seeds=[99999999999999999999]"], "model.seeds"),
+    (["--out", "."], "--out"),
+    (["--out", "params.yaml/rows.csv"], "--out"),
+    (["--out", ""], "--out"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, names):
     write_params(tmp_path, tiny_params())
@@ -104,6 +140,21 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, names):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and names in lines[0]
     assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
+
+
+@pytest.mark.parametrize("document, args, names", [
+    ("- a\n- b\n", ["--preset", "bad.yaml"], "bad.yaml"),
+    ("model: 5\n", ["--preset", "bad.yaml"], "bad.yaml"),
+    ("- a\n", ["--params", "bad.yaml", "-S", "train.lr=0.1"], "bad.yaml"),
+    ("model: 5\n", ["--params", "bad.yaml", "-S", "model.hidden=[4]"], "model"),
+])
+def test_cli_params_or_preset_of_the_wrong_shape_is_one_line(tmp_path, document, args, names):
+    write_params(tmp_path, tiny_params())
+    (tmp_path / "bad.yaml").write_text(document)
+    proc = _cli(tmp_path, *args)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert names in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_cli_damaged_image_file_is_one_line(tmp_path):

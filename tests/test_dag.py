@@ -321,3 +321,25 @@ def test_every_stage_exposes_run_params_root():
         assert params[:2] == ["params", "root"], name
     source = (ROOT / "pipeline/stages/study_run.py").read_text()
     assert "chdir" not in source and "Lock" not in source
+
+
+@pytest.mark.parametrize("stage", ["generate", "trajectory", "train", "imp", "analyze", "plot",
+                                   "aggregate"])
+def test_stage_help_runs_nothing_and_extra_arguments_are_refused(stage, tmp_path):
+    """`python -m pipeline.stages.X --help` prints what the stage does and writes nothing (it
+    used to run the stage); an argument a stage does not take is one line, exit code 2."""
+    import subprocess
+
+    write_params(tmp_path, tiny_params())
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", f"pipeline.stages.{stage}", *args], cwd=tmp_path, env=env,
+        capture_output=True, text=True)
+    shown = run("--help")
+    assert shown.returncode == 0 and f"pipeline.stages.{stage}" in shown.stdout
+    module = importlib.import_module(f"pipeline.stages.{stage}")
+    assert module.__doc__.strip().splitlines()[0] in shown.stdout
+    refused = run("--workers", "4")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "takes no arguments" in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

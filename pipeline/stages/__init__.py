@@ -43,7 +43,21 @@ def cli(main: Callable[[], None]) -> None:
     """Run a stage's main(); user errors become one line on stderr and exit code 2.
 
     A missing input file (a stage run before the stages that make its inputs) is such an error:
-    the line names the file. Stages write their outputs atomically, so nothing is half-written."""
+    the line names the file. Stages write their outputs atomically, so nothing is half-written.
+    A stage without its own argument parser (every one but study_run) takes no arguments: -h /
+    --help prints its docstring and exits 0 without running it; anything else is an error."""
+    module = sys.modules.get(main.__module__)
+    args = sys.argv[1:]
+    if args and not hasattr(module, "parse_args"):
+        spec = getattr(module, "__spec__", None)  # run as -m, the module is __main__
+        name = f"python -m {spec.name if spec is not None else main.__module__}"
+        if args[0] in ("-h", "--help"):
+            print(f"usage: {name}  (no arguments: it reads params.yaml in the current folder)\n")
+            print((getattr(module, "__doc__", None) or "").strip())
+            sys.exit(0)
+        print(f"error: {name} takes no arguments (it reads params.yaml); got {' '.join(args)!r}",
+              file=sys.stderr)
+        sys.exit(2)
     tune_malloc()
     try:
         main()

@@ -9,7 +9,9 @@ dense side-by-side net (params.yaml's data, model and train sections, a preset's
 overrides applied) and, for every task t, a net on task t alone: the same rows of the same
 train / val / test splits with only t's input columns and t's outputs (so the same samples, the
 same standardisation), the same hidden widths (extended ones included), the same init scheme,
-seeds, optimizer, batches and early stopping. Nothing is written to the run's folders.
+seeds, optimizer, batches and early stopping (and prune.extensions' widths). The study axes
+play no part: a preset's top-level sections are the run checked. Nothing is written to the
+run's folders.
 
 Every network is also checked as the run's health section checks the dense nets
 (pipeline.health): never improved, diverged, or the task's test accuracy not above always
@@ -194,11 +196,17 @@ def _override(raw: dict, assignment: str) -> None:
     raw[section][name] = value
 
 
-def _check_out(path: Path) -> None:
-    """Refuse an --out path that cannot become a file before any training (ConfigError)."""
-    bad = lambda why: config.ConfigError(f"--out: {str(path)!r} is not allowed; {why}")  # noqa: E731
-    if not str(path) or path.is_dir():
+def _check_out(text: str) -> None:
+    """Refuse an --out path that cannot become a plain file before any training (ConfigError):
+    a folder, a path ending in '/', or an existing symlink, device or pipe (written atomically
+    by renaming over it, these would be replaced, not written to)."""
+    bad = lambda why: config.ConfigError(f"--out: {text!r} is not allowed; {why}")  # noqa: E731
+    path = Path(text)
+    if not text or text.endswith(("/", os.sep)) or path.is_dir():
         raise bad("allowed: a CSV file path, not a folder")
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise bad("it exists and is not a plain file (a link, device or pipe); allowed: a "
+                  "regular file path (an existing file is replaced)")
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
@@ -226,7 +234,10 @@ def main(argv: list[str]) -> int:
         description="Train the run's dense side-by-side nets and every task alone with the same "
                     "protocol (same rows, the task's own columns, same widths, seeds and "
                     "stopping; SCIENCE.md §4) and print, per task, the test accuracies, the gap "
-                    "and whether the task was learned. Writes nothing unless --out is given.")
+                    "and whether the task was learned. It checks the run the params' data, "
+                    "model and train sections describe, not the study axes: for one study "
+                    "configuration, set its values with -S (e.g. -S prune.extensions=3). "
+                    "Writes nothing unless --out is given.")
     parser.add_argument("--params", default="params.yaml",
                         help="the params file (default: params.yaml)")
     parser.add_argument("--preset", help="a studies/*.yaml preset applied to the params file")
@@ -235,8 +246,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seeds", help="comma-separated seeds (default: model.seeds); "
                                         "write --seeds=… for a list that starts with '-'")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE,
-                        help="largest allowed mean gap per task, accuracy units (default 0.02)")
-    parser.add_argument("--out", type=Path, help="also write the per-seed rows to this CSV file")
+                        help="largest allowed mean gap (alone − side by side) per task, accuracy "
+                             "units (default 0.02); a task is learned when its gap is within it "
+                             "and no net failed on it (never improved, diverged, at chance)")
+    parser.add_argument("--out", help="also write the per-seed rows to this CSV file")
     args = parser.parse_args(argv)
     from pipeline import data
     from pipeline.study import apply_preset
@@ -251,6 +264,7 @@ def main(argv: list[str]) -> int:
             _override(raw, assignment)
         params = config.parse(raw)
         seeds = None if args.seeds is None else _seed_list(args.seeds)
+        args.tolerance += 0.0  # -0.0 → 0.0
         if not 0 <= args.tolerance < 1:
             raise config.ConfigError(f"--tolerance: {args.tolerance} is not allowed; allowed: "
                                      "a number in [0, 1)")
@@ -272,7 +286,7 @@ def main(argv: list[str]) -> int:
     if args.out is not None:
         from pipeline import io
         try:
-            io.write_text(args.out, frame.to_csv(index=False, float_format="%.6g"))
+            io.write_text(Path(args.out), frame.to_csv(index=False, float_format="%.6g"))
         except OSError as exc:
             print(f"error: --out: cannot write {args.out} ({exc.strerror or exc})",
                   file=sys.stderr)

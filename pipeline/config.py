@@ -488,7 +488,7 @@ def parse(raw, *, study: bool = False) -> Params:
     return params
 
 
-def read_yaml(path: str | os.PathLike = "params.yaml"):
+def read_yaml(path: str | os.PathLike = "params.yaml", what: str = "params file"):
     """The YAML document at `path` as DVC reads params files: ruamel.yaml's safe loader, YAML
     1.2 (the reader `dvc params diff` and `dvc exp run -S` use), so `1e-05` is a number and
     `yes`/`on` are strings. Raises ConfigError (one line, naming the file) when the file cannot
@@ -502,7 +502,7 @@ def read_yaml(path: str | os.PathLike = "params.yaml"):
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the params file "
+        raise ConfigError(f"{path}: cannot read the {what} "
                           f"({exc.strerror or type(exc).__name__})") from None
     try:
         return YAML(typ="safe").load(text)  # as dvc.utils.serialize.parse_yaml

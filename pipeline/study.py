@@ -260,7 +260,7 @@ def preset_flags(path: str | os.PathLike) -> list[str]:
     raw = config.read_yaml(path) or {}
     flags = []
     for section, values in raw.items():
-        for key, value in values.items():
+        for key, value in (values or {}).items():  # `train: null` sets nothing
             text = json.dumps(value) if isinstance(value, (list, dict)) else (
                 "null" if value is None else str(value).lower() if isinstance(value, bool)
                 else str(value))
@@ -272,7 +272,7 @@ def apply_preset(params_path: Path, preset: Path) -> dict:
     """params.yaml's document with a preset's keys replaced (key by key), validated as a study
     (every configuration; the study pipeline is what a preset is for)."""
     raw = config.read_yaml(params_path)
-    document = config.read_yaml(preset) or {}
+    document = config.read_yaml(preset, what="preset file") or {}
     if not isinstance(raw, dict):
         raise config.ConfigError(f"{params_path}: the top level must be a mapping of sections "
                                  "(data, model, train, …)")

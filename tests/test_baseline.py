@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -132,6 +133,8 @@ def test_cli_table_csv_and_overrides(tmp_path):
     (["--out", "."], "--out"),
     (["--out", "params.yaml/rows.csv"], "--out"),
     (["--out", ""], "--out"),
+    (["--out", "new_folder/"], "--out"),
+    (["--preset", "missing.yaml"], "preset file"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, names):
     write_params(tmp_path, tiny_params())
@@ -155,6 +158,39 @@ def test_cli_params_or_preset_of_the_wrong_shape_is_one_line(tmp_path, document,
     proc = _cli(tmp_path, *args)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert names in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "device"])
+def test_cli_out_never_replaces_a_link_pipe_or_device(tmp_path, kind):
+    """--out is written atomically (a new file renamed over the path): over a symlink, pipe or
+    device that would replace it, so such paths are refused before any training."""
+    write_params(tmp_path, tiny_params())
+    out = tmp_path / "rows.csv"
+    if kind == "symlink":
+        (tmp_path / "target.csv").write_text("kept\n")
+        out.symlink_to(tmp_path / "target.csv")
+    elif kind == "fifo":
+        os.mkfifo(out)
+    else:
+        out = Path("/dev/null")
+    before = out.lstat()
+    proc = _cli(tmp_path, "--out", str(out))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "not a plain file" in proc.stderr
+    after = out.lstat()
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    if kind == "symlink":
+        assert (tmp_path / "target.csv").read_text() == "kept\n"
+
+
+def test_study_flags_skip_null_sections(tmp_path):
+    """A preset section set to null sets nothing (python -m pipeline.study flags, baseline)."""
+    from pipeline import study
+
+    (tmp_path / "p.yaml").write_text("train: null\nmodel:\n  hidden: [8, 8]\n")
+    assert study.preset_flags(tmp_path / "p.yaml") == ["-S", "model.hidden=[8, 8]"]
+    raw = study.apply_preset(ROOT / "params.yaml", tmp_path / "p.yaml")
+    assert raw["model"]["hidden"] == [8, 8]
 
 
 def test_cli_damaged_image_file_is_one_line(tmp_path):

@@ -36,9 +36,9 @@ TABLE = ROOT / "benchmarks" / "epoch_table.json"
 KS, WIDTHS = (1, 2, 4, 8, 12, 16, 24, 32), (16, 24, 32, 40)
 
 
-def best_of(fn, n: int = 200, repeats: int = 3) -> float:
-    """µs per call, the best of `repeats` timings of n calls."""
-    for _ in range(10):
+def best_of(fn, n: int = 200, repeats: int = 3, warmup: int = 10) -> float:
+    """µs per call, the best of `repeats` timings of n calls, after `warmup` untimed calls."""
+    for _ in range(warmup):
         fn()
     best = float("inf")
     for _ in range(repeats):

@@ -24,16 +24,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_epoch import best_of  # noqa: E402 (a sibling script, importable as a module)
 
-def best_ms(fn, n: int = 10, repeats: int = 3) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - t) / n)
-    return best * 1e3
+
+def best_ms(fn) -> float:
+    """ms per call: bench_epoch.best_of with 10 calls per timing and one warm-up call."""
+    return best_of(fn, n=10, warmup=1) / 1e3
 
 
 def kernels(rows: int = 128) -> None:

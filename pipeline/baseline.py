@@ -57,10 +57,8 @@ def train_dense(layers: list[int], tasks: list, splits: dict, params: config.Par
     {"test_acc", "train_acc": [K, T] tensors, "epochs", "best_epoch": [K] tensors,
     "problems": [K][T] lists of the FAILURES that pipeline.health finds (network-wide ones
     repeated for each task)}."""
-    import pandas as pd
-
     from pipeline import health
-    from pipeline.engine import STOP_REASONS, TaskLoss, evaluate, train_population
+    from pipeline.engine import TaskLoss, evaluate, train_population
     from pipeline.model import Layout, init_population
 
     layout = Layout(tuple(layers))
@@ -71,12 +69,7 @@ def train_dense(layers: list[int], tasks: list, splits: dict, params: config.Par
                               shuffle_seeds=seeds)
     test = evaluate(layout, result.theta, splits["test"], loss_fn)
     names = [t.name for t in tasks]
-    frame = pd.DataFrame({"seed": seeds, "level": 0, "epochs": result.epochs.numpy(),
-                          "best_epoch": result.best_epoch.numpy(),
-                          "stop_reason": [STOP_REASONS[int(c)] for c in result.stop_code],
-                          "test_loss": test.loss.numpy()})
-    for i, name in enumerate(names):
-        frame[f"test_acc_{name}"] = test.accuracy[:, i].numpy()
+    frame = result.health_frame(seeds, test.accuracy, names, test_loss=test.loss)
     flags = health.network_flags(frame, names, splits["test"].y.numpy(),
                                  patience=params.train.patience)
     problems = [[[c for c in FAILURES if flags.loc[k, f"{c}_{name}" if c == "at_chance" else c]]
@@ -172,28 +165,16 @@ def verdict(table, tolerance: float, n_seeds: int) -> str:
     return f"baseline: not learned: {'; '.join(parts)} ({seeds})"
 
 
-def _override(raw: dict, assignment: str) -> None:
-    """Apply one `section.key=value` (value read as YAML 1.2, as dvc exp run -S does)."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
+def _override(raw: dict, assignment: str, source) -> None:
+    """Apply one `section.key=value` (value read as YAML 1.2, as dvc exp run -S does) to the
+    document read from `source`."""
     key, sep, text = assignment.partition("=")
     section, dot, name = key.partition(".")
     if not sep or not dot or section not in config.SECTIONS:
         raise config.ConfigError(f"-S {assignment!r}: expected section.key=value with a section "
                                  f"of {', '.join(config.SECTIONS)}")
-    try:
-        value = YAML(typ="safe").load(text)
-    except YAMLError as exc:
-        problem = str(getattr(exc, "problem", None) or type(exc).__name__).split("\n")[0]
-        raise config.ConfigError(f"-S {assignment!r}: the value is not valid YAML "
-                                 f"({problem})") from None
-    if raw.get(section) is None:
-        raw[section] = {}
-    if not isinstance(raw[section], dict):
-        raise config.ConfigError(f"{section}: {raw[section]!r} is not allowed; allowed: a "
-                                 "mapping of keys to values")
-    raw[section][name] = value
+    value = config.parse_yaml(text, f"-S {assignment!r}")
+    config.section_to_update(raw, section, source)[name] = value
 
 
 def _check_out(text: str) -> None:
@@ -256,12 +237,9 @@ def main(argv: list[str]) -> int:
 
     try:
         raw = (apply_preset(Path(args.params), Path(args.preset)) if args.preset
-               else config.read_yaml(args.params))
-        if raw is None or not isinstance(raw, dict):
-            raise config.ConfigError(f"{args.params}: the top level must be a mapping of "
-                                     "sections (data, model, train, …)")
+               else config.read_sections(args.params))
         for assignment in args.set:
-            _override(raw, assignment)
+            _override(raw, assignment, args.params)
         params = config.parse(raw)
         seeds = None if args.seeds is None else _seed_list(args.seeds)
         args.tolerance += 0.0  # -0.0 → 0.0

@@ -493,9 +493,6 @@ def read_yaml(path: str | os.PathLike = "params.yaml", what: str = "params file"
     1.2 (the reader `dvc params diff` and `dvc exp run -S` use), so `1e-05` is a number and
     `yes`/`on` are strings. Raises ConfigError (one line, naming the file) when the file cannot
     be read, is not UTF-8 or is not valid YAML (duplicate keys included)."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -504,14 +501,44 @@ def read_yaml(path: str | os.PathLike = "params.yaml", what: str = "params file"
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the {what} "
                           f"({exc.strerror or type(exc).__name__})") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, source: str):
+    """YAML text as DVC reads it (ruamel.yaml's safe loader, YAML 1.2; a `-S` value too).
+    Raises ConfigError `<source>: not valid YAML [at line L] (problem)`."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
     try:
         return YAML(typ="safe").load(text)  # as dvc.utils.serialize.parse_yaml
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None)
-        raise ConfigError(f"{path}: not valid YAML{where}"
+        raise ConfigError(f"{source}: not valid YAML{where}"
                           + (f" ({problem.split(chr(10))[0]})" if problem else "")) from None
+
+
+def section_to_update(raw: dict, section: str, source) -> dict:
+    """raw[section], the mapping a preset or an override writes into: made when missing or
+    null. Raises ConfigError naming `source` (the params file) when it is not a mapping."""
+    if raw.get(section) is None:
+        raw[section] = {}
+    if not isinstance(raw[section], dict):
+        raise ConfigError(f"{source}: {section}: {raw[section]!r} is not allowed; allowed: a "
+                          "mapping of keys to values")
+    return raw[section]
+
+
+def read_sections(path: str | os.PathLike) -> dict:
+    """read_yaml for a document that must be a mapping of sections (an empty file is not):
+    raises ConfigError naming the file otherwise."""
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, allowed "
+                          "sections: " + ", ".join(SECTIONS))
+    return raw
 
 
 def load(path: str | os.PathLike = "params.yaml", *, study: bool = False) -> Params:

@@ -271,22 +271,14 @@ def preset_flags(path: str | os.PathLike) -> list[str]:
 def apply_preset(params_path: Path, preset: Path) -> dict:
     """params.yaml's document with a preset's keys replaced (key by key), validated as a study
     (every configuration; the study pipeline is what a preset is for)."""
-    raw = config.read_yaml(params_path)
+    raw = config.read_sections(params_path)
     document = config.read_yaml(preset, what="preset file") or {}
-    if not isinstance(raw, dict):
-        raise config.ConfigError(f"{params_path}: the top level must be a mapping of sections "
-                                 "(data, model, train, …)")
     if not isinstance(document, dict) or not all(isinstance(v, dict) or v is None
                                                  for v in document.values()):
         raise config.ConfigError(f"{preset}: a preset must be a mapping of sections, each a "
                                  "mapping of keys to values (as in params.yaml)")
     for section, values in document.items():
-        if raw.get(section) is None:
-            raw[section] = {}
-        if not isinstance(raw[section], dict):
-            raise config.ConfigError(f"{params_path}: {section}: {raw[section]!r} is not "
-                                     "allowed; allowed: a mapping of keys to values")
-        raw[section].update(values or {})
+        config.section_to_update(raw, section, params_path).update(values or {})
     config.parse(raw, study=True)
     return raw
 

@@ -22,6 +22,14 @@ def _cli(cwd, *args):
                           capture_output=True, text=True)
 
 
+def assert_one_line_error(proc, text: str) -> None:
+    """Bad input: exit code 2 and one line `error: …` on stderr naming `text`, no traceback."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize("kinds", [["moons", "circles"], ["moons", "moons", "circles"],
                                    ["digits", "moons"]])
 def test_task_alone_is_its_own_columns_and_labels(kinds):
@@ -138,11 +146,7 @@ def test_cli_table_csv_and_overrides(tmp_path):
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, names):
     write_params(tmp_path, tiny_params())
-    proc = _cli(tmp_path, *args)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and names in lines[0]
-    assert "Traceback" not in proc.stderr
+    assert_one_line_error(_cli(tmp_path, *args), names)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
 
 
@@ -155,9 +159,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, names):
 def test_cli_params_or_preset_of_the_wrong_shape_is_one_line(tmp_path, document, args, names):
     write_params(tmp_path, tiny_params())
     (tmp_path / "bad.yaml").write_text(document)
-    proc = _cli(tmp_path, *args)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert names in proc.stderr and "Traceback" not in proc.stderr
+    assert_one_line_error(_cli(tmp_path, *args), names)
 
 
 @pytest.mark.parametrize("kind", ["symlink", "fifo", "device"])
@@ -174,9 +176,7 @@ def test_cli_out_never_replaces_a_link_pipe_or_device(tmp_path, kind):
     else:
         out = Path("/dev/null")
     before = out.lstat()
-    proc = _cli(tmp_path, "--out", str(out))
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "not a plain file" in proc.stderr
+    assert_one_line_error(_cli(tmp_path, "--out", str(out)), "not a plain file")
     after = out.lstat()
     assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
     if kind == "symlink":
@@ -198,6 +198,4 @@ def test_cli_damaged_image_file_is_one_line(tmp_path):
     (tmp_path / "fashion" / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03junk")
     write_params(tmp_path, tiny_params(**{"data.tasks": ["fashion_mnist"],
                                           "data.fashion_mnist_dir": str(tmp_path / "fashion")}))
-    proc = _cli(tmp_path)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "fashion" in proc.stderr and "Traceback" not in proc.stderr
+    assert_one_line_error(_cli(tmp_path), "fashion")

@@ -61,6 +61,22 @@ class TrainResult:
     def stop_reasons(self) -> list[str]:
         return [STOP_REASONS[int(c)] for c in self.stop_code]
 
+    def health_frame(self, seeds: list[int], test_acc: torch.Tensor, task_names: list[str],
+                     test_loss: torch.Tensor | None = None):
+        """The networks as level-0 rows of reports/imp/levels.csv's columns that
+        pipeline.health reads (seed, level, epochs, best_epoch, stop_reason, test_acc_<task>,
+        and test_loss when given) → pandas.DataFrame; test_acc [K, T], test_loss [K]."""
+        import pandas as pd
+
+        frame = pd.DataFrame({"seed": seeds, "level": 0, "epochs": self.epochs.numpy(),
+                              "best_epoch": self.best_epoch.numpy(),
+                              "stop_reason": self.stop_reasons})
+        if test_loss is not None:
+            frame["test_loss"] = test_loss.numpy()
+        for i, name in enumerate(task_names):
+            frame[f"test_acc_{name}"] = test_acc[:, i].numpy()
+        return frame
+
 
 def resolve_device(name: str) -> torch.device:
     """train.device → a torch device: `auto` is CUDA when one is available, else the CPU."""

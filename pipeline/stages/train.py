@@ -16,7 +16,6 @@ import torch
 
 from pipeline import config, health, io
 from pipeline.engine import (
-    STOP_REASONS,
     TaskLoss,
     TrainResult,
     evaluate,
@@ -30,25 +29,12 @@ from pipeline.paths import RunPaths
 from pipeline.stages import StageError, cli
 
 
-def dense_frame(seeds: list[int], result: TrainResult, test_acc: torch.Tensor, tasks):
-    """The dense networks as rows of reports/imp/levels.csv's columns that pipeline.health
-    reads (seed, level, epochs, best_epoch, stop_reason, test_acc_<task>); test_acc [K, T]."""
-    import pandas as pd
-
-    frame = pd.DataFrame({"seed": seeds, "level": 0, "epochs": result.epochs.numpy(),
-                          "best_epoch": result.best_epoch.numpy(),
-                          "stop_reason": [STOP_REASONS[int(c)] for c in result.stop_code]})
-    for i, t in enumerate(tasks):
-        frame[f"test_acc_{t.name}"] = test_acc[:, i].numpy()
-    return frame
-
-
 def check_dense(params: config.Params, seeds: list[int], result: TrainResult,
                 test_acc: torch.Tensor, tasks, test_y) -> None:
     """Raise StageError when every dense network failed to learn; print the partial failures
     and what params asked for but did not happen (stderr, one line each)."""
-    frame = dense_frame(seeds, result, test_acc, tasks)
     names = [t.name for t in tasks]
+    frame = result.health_frame(seeds, test_acc, names)
     reason = health.dense_failure(frame, names, test_y, patience=params.train.patience)
     if reason is not None:
         raise StageError(reason)

@@ -12,12 +12,13 @@ import pandas as pd
 import torch
 
 from pipeline.data import TaskInfo
-from pipeline.graph import STATES, Analysis, state_counts
+from pipeline.graph import ALIVE, STATES, Analysis, state_counts
 from pipeline.model import Layout
 
 # SCIENCE.md §6: the criteria reported side by side; `analysis.split` picks the headline one
 # among the structural ones (the functional split is always reported beside them)
-CRITERIA = ("complete", "effective", "functional")
+CRITERIA = ("complete", "effective", "output", "functional")
+STRUCTURAL = ("complete", "effective", "output")
 
 
 class InvariantError(Exception):
@@ -30,18 +31,68 @@ def _flags(values: torch.Tensor, applicable: bool) -> np.ndarray:
     return v if applicable else np.full(len(v), np.nan)
 
 
+def frozen_inputs(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Constant inputs (SCIENCE.md §5) from the training rows x_train [N, n_in]: (constant
+    [n_in] bool: the same value in every row, frozen [n_in] bool: constant and 0 — a weight
+    reading one gets no gradient and keeps its rewound value: a frozen input weight). With
+    standardised inputs every constant input is 0. No rows: nothing is constant."""
+    if not len(x_train):
+        none = np.zeros(x_train.shape[1], dtype=bool)
+        return none, none
+    constant = (x_train == x_train[0]).all(axis=0)
+    return constant, constant & (x_train[0] == 0)
+
+
+def _distance_columns(levels: pd.DataFrame, layout: Layout, res: Analysis, distance,
+                      frozen: np.ndarray | None) -> None:
+    """The split distance columns of level_frames (SCIENCE.md §5–6), NaN where not computed
+    or not applicable."""
+    ok = res.applicable and distance is not None
+    nan = np.full(len(levels), np.nan)
+    d = distance
+    levels["split_distance"] = d.d.numpy() if ok else nan
+    levels["split_distance_low"] = d.d_low.numpy() if ok else nan
+    levels["split_distance_high"] = d.d.numpy() if ok else nan
+    levels["split_distance_exact"] = d.exact.numpy() if ok else nan
+    levels["split_distance_w"] = d.d_w.numpy() if ok else nan
+    levels["split_distance_w_low"] = d.d_w_low.numpy() if ok else nan
+    levels["split_distance_w_share"] = d.share_w.numpy() if ok else nan
+    for i, (w, b, _) in enumerate(layout.offsets):
+        levels[f"split_cut_layer_{i}"] = d.cut[:, w:b].sum(dim=1).numpy() if ok else nan
+    levels["split_cut_w_weights"] = d.cut_w.sum(dim=1).numpy() if ok else nan
+    w, b, _ = layout.offsets[0]
+    if frozen is None:
+        levels["alive_w_frozen_input"] = nan
+        levels["split_cut_frozen_input"] = levels["split_cut_w_frozen_input"] = nan
+        return
+    reads = torch.from_numpy(np.asarray(frozen, dtype=bool)).expand(layout.layers[1], -1).reshape(-1)
+    levels["alive_w_frozen_input"] = ((res.state[:, w:b] == ALIVE) & reads).sum(dim=1).numpy()
+    levels["split_cut_frozen_input"] = (d.cut[:, w:b] & reads).sum(dim=1).numpy() if ok else nan
+    levels["split_cut_w_frozen_input"] = ((d.cut_w[:, w:b] & reads).sum(dim=1).numpy()
+                                          if ok else nan)
+
+
 def level_frames(layout: Layout, res: Analysis, mask: torch.Tensor, theta: torch.Tensor,
                  prunable: torch.Tensor, tasks: list[TaskInfo], seeds: list[int],
-                 level: int, functional=None, headline: str = "complete"
-                 ) -> dict[str, pd.DataFrame]:
+                 level: int, functional=None, headline: str = "complete", distance=None,
+                 frozen: np.ndarray | None = None) -> dict[str, pd.DataFrame]:
     """levels / layers / task_matrix / zombies rows of one level.
 
     The levels rows carry the split criteria of SCIENCE.md §6: split_complete, split_effective,
-    coverage_<task>, leakage (λ), leakage_w (λ_w) and, with `functional`
-    (pipeline.functional.Functional), split_functional and test_acc_cross_zeroed_<task>
-    (NaN without it); `split` is the `headline` criterion's column ("complete" or
-    "effective"). With one task every split quantity (split*, split_metric, groups,
-    task_distance, leakage*, test_acc_cross_zeroed_*) is NaN: "not applicable", null in the files.
+    split_output, coverage_<task>, leakage (λ), leakage_w (λ_w); with `functional`
+    (pipeline.functional.Functional) split_functional (by the minimum cut C_w),
+    test_acc_cut_<task> and test_acc_cross_zeroed_<task> (E_× zeroed; a column only); with
+    `distance` (pipeline.cut.Distance) the split distance columns split_distance (d: size of
+    the cut found, the minimum for T = 2, the isolating-cut upper bound for T > 2),
+    split_distance_low / _high (bounds), split_distance_exact, split_distance_w (d_w),
+    split_distance_w_low, split_distance_w_share (d_w / alive |w| mass), split_cut_layer_<i>
+    (weights of C per layer), split_cut_w_weights (|C_w|); with `frozen` ([n_in] bool,
+    frozen_inputs) alive_w_frozen_input and split_cut_frozen_input / split_cut_w_frozen_input
+    (alive / cut weights reading a constant-zero input, SCIENCE.md §5). NaN where an argument
+    is missing. `split` is the `headline` criterion's column (complete, effective or output).
+    With one task every split quantity (split*, split_metric, groups, task_distance,
+    leakage*, test_acc_cross_zeroed_*, test_acc_cut_*, split_distance*) is NaN: "not
+    applicable", null in the files.
     """
     k = len(seeds)
     # per layer and kind, over contiguous slices of the flat layout (no copies)
@@ -69,23 +120,30 @@ def level_frames(layout: Layout, res: Analysis, mask: torch.Tensor, theta: torch
     levels["potential"] = res.potential.numpy()
     levels["split_metric"] = res.split_metric.numpy() if ok else np.nan
     levels["task_distance"] = res.task_distance.numpy() if ok else np.nan
-    levels["split"] = _flags(res.split_complete if headline == "complete"
-                             else res.split_effective, ok)
+    by_name = {"complete": res.split_complete, "effective": res.split_effective,
+               "output": res.split_output}
+    levels["split"] = _flags(by_name[headline], ok)
     levels["split_complete"] = _flags(res.split_complete, ok)
     levels["split_effective"] = _flags(res.split_effective, ok)
+    levels["split_output"] = _flags(res.split_output, ok)
     for j, t in enumerate(tasks):
         levels[f"coverage_{t.name}"] = res.coverage[:, j].numpy()
     levels["leakage"] = res.leakage.numpy() if ok else np.nan
     levels["leakage_w"] = res.leakage_w.numpy() if ok else np.nan
     if functional is not None and ok:
         levels["split_functional"] = functional.split.numpy()
-        acc0 = functional.acc_zeroed.numpy()
+        acc0, acc_cut = functional.acc_zeroed.numpy(), functional.acc_cut.numpy()
+        for j, t in enumerate(tasks):
+            levels[f"test_acc_cut_{t.name}"] = acc_cut[:, j]
         for j, t in enumerate(tasks):
             levels[f"test_acc_cross_zeroed_{t.name}"] = acc0[:, j]
     else:
         levels["split_functional"] = np.nan
         for t in tasks:
+            levels[f"test_acc_cut_{t.name}"] = np.nan
+        for t in tasks:
             levels[f"test_acc_cross_zeroed_{t.name}"] = np.nan
+    _distance_columns(levels, layout, res, distance, frozen)
     levels["density"] = mask.sum(dim=1).numpy() / layout.size
     levels["effective_density"] = counts[:, 0] / layout.size
 
@@ -314,8 +372,79 @@ def per_seed(analysis: pd.DataFrame, imp_levels: pd.DataFrame, tasks: list[TaskI
         for c in ("leakage", "leakage_w"):
             if c in g:
                 row[f"{c}_last"] = None if pd.isna(last[c]) else float(last[c])
+        if "split_distance" in g:
+            row.update(_distance_per_seed(g, row.get("first_split_level_functional")))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _value(v) -> float | None:
+    return None if pd.isna(v) else float(v)
+
+
+def _distance_per_seed(g: pd.DataFrame, functional_level) -> dict:
+    """Split distance of one seed's levels g (sorted): at the last level, at the first
+    functional split, and the first levels with d ≤ 1 and d = 0 (None where never)."""
+    d = g["split_distance"].astype(float)
+    at = g[g["level"] == functional_level] if functional_level is not None else g.iloc[:0]
+    out = {"split_distance_last": _value(d.iloc[-1]),
+           "split_distance_w_share_last": _value(g["split_distance_w_share"].iloc[-1]),
+           "split_distance_at_functional_split": _value(at["split_distance"].iloc[0])
+           if len(at) else None,
+           "split_distance_w_share_at_functional_split":
+               _value(at["split_distance_w_share"].iloc[0]) if len(at) else None}
+    for name, hit in (("first_level_distance_at_most_1", d <= 1), ("first_level_distance_0", d == 0)):
+        levels = g["level"][hit.to_numpy()]
+        out[name] = int(levels.iloc[0]) if len(levels) else None
+    return out
+
+
+def _distance_levels(levels: pd.DataFrame) -> list[dict]:
+    """Per level: median parameters, and median / IQR over seeds of d and of d_w's share."""
+    out = []
+    for level, g in levels.groupby("level", sort=True):
+        out.append({"level": int(level), "params": _median(g["params"]),
+                    "d": _quartiles(g["split_distance"]),
+                    "d_w_share": _quartiles(g["split_distance_w_share"])})
+    return out
+
+
+def _first_levels(per: pd.DataFrame) -> dict:
+    """First level with d ≤ 1 and with d = 0 over seeds (median, min, max; seeds reaching it)."""
+    out = {}
+    for name in ("first_level_distance_at_most_1", "first_level_distance_0"):
+        col = per[name].astype(float)
+        out[name] = {**_stats(col), "seeds": int(col.notna().sum())}
+    return out
+
+
+def distance_summary(levels: pd.DataFrame, seeds_table: pd.DataFrame,
+                     random_levels: pd.DataFrame | None = None) -> dict | None:
+    """metrics.json `split_distance` (SCIENCE.md §6): how far the tickets are from a split.
+
+    `exact` (false where a T > 2 value is an isolating-cut upper bound), per level the median
+    and IQR over seeds of d and d_w's share of the alive |w| mass (`per_level`), the first
+    level with d ≤ 1 and with d = 0 (median, min, max over the seeds reaching it; `seeds`),
+    d and the share at the first functional split and at the last level; the same under
+    `random_mask` for the random-mask control where it ran. None without the columns or with
+    one task (not applicable)."""
+    if "split_distance" not in levels or levels["split_distance"].isna().all():
+        return None
+    out = {"exact": bool(_as_flags(levels["split_distance_exact"].dropna()).all()),
+           "per_level": _distance_levels(levels), **_first_levels(seeds_table)}
+    for when in ("at_functional_split", "last"):
+        out["last_level" if when == "last" else when] = {
+            "d": _quartiles(seeds_table[f"split_distance_{when}"]),
+            "d_w_share": _quartiles(seeds_table[f"split_distance_w_share_{when}"])}
+    if random_levels is not None and "split_distance" in random_levels \
+            and random_levels["split_distance"].notna().any():
+        per = pd.DataFrame([{"seed": seed, **_distance_per_seed(g.sort_values("level"), None)}
+                            for seed, g in random_levels.groupby("seed", sort=True)])
+        out["random_mask"] = {"per_level": _distance_levels(random_levels), **_first_levels(per),
+                              "last_level": {"d": _quartiles(per["split_distance_last"]),
+                                             "d_w_share": _quartiles(
+                                                 per["split_distance_w_share_last"])}}
+    return out
 
 
 def _median(values: pd.Series) -> float | None:
@@ -377,7 +506,7 @@ def summarize(seeds_table: pd.DataFrame, tasks: list[TaskInfo], threshold: float
     and Fisher's exact test of IMP against it.
 
     `split` is the headline criterion (`headline`, analysis.split); `split_complete`,
-    `split_effective` and `split_functional` hold the same keys per criterion (where the seeds
+    `split_effective`, `split_output` and `split_functional` hold the same keys per criterion (where the seeds
     table has them), `functional_gap_levels` the first structural minus the first functional
     split level over seeds. With one task (`split_applicable`: false) every split number is
     null (SCIENCE.md §6).
@@ -431,7 +560,8 @@ def plot_table(analysis: pd.DataFrame, imp_levels: pd.DataFrame, tasks: list[Tas
     cols = ["params", "split_metric", "task_distance", "alive", "audience", "zombie",
             "unproductive", "zombie_neurons", "comatose_neurons", "frozen_zombies", "test_acc",
             *acc]
-    cols += [c for c in ("leakage", "leakage_w") if c in merged]
+    cols += [c for c in ("leakage", "leakage_w", "split_distance", "split_distance_w_share")
+             if c in merged]
     cols += [c for c in merged if c.startswith("coverage_")]
     table = merged.groupby("level", sort=True)[cols].mean()
     by_level = merged.groupby("level", sort=True)

@@ -127,7 +127,7 @@ class PruneConfig:
 @dataclass(frozen=True)
 class AnalysisConfig:
     degradation_threshold: float = 0.05  # a task degrades when its accuracy falls this far below dense
-    split: str = "complete"              # headline criterion (SCIENCE.md §6): complete | effective
+    split: str = "complete"              # headline criterion (SCIENCE.md §6): complete | effective | output
     functional_tolerance: float = 0.01   # δ of the functional split: largest allowed accuracy drop
 
 
@@ -364,7 +364,7 @@ def _validate_sections(p: Params) -> None:
 
     _require(0 <= a.degradation_threshold <= 1, "analysis.degradation_threshold",
              a.degradation_threshold, "a number in [0, 1] (accuracy points as a fraction)")
-    _one_of("analysis.split", a.split, ("complete", "effective"))
+    _one_of("analysis.split", a.split, ("complete", "effective", "output"))
     _require(0 <= a.functional_tolerance <= 1, "analysis.functional_tolerance",
              a.functional_tolerance, "a number in [0, 1] (accuracy points as a fraction)")
     _require(pl.draw_seed is None or pl.draw_seed in m.seeds, "plot.draw_seed", pl.draw_seed,

@@ -1,14 +1,17 @@
 """Functional split (SCIENCE.md §6): is the remaining cross-talk between tasks still used?
 
-Zero the cross-task weights E_× (alive weights on a directed path from an input of a task s to
-an output of a task t ≠ s; graph.cross_task_weights), keep every other weight and every bias,
-and evaluate each task's test accuracy. A net is functionally split at tolerance δ when
-liveness holds and no task's test accuracy drops by more than δ below the unmodified net's.
+Zero the |w|-weighted minimum cut C_w (pipeline.cut.split_distance: the cheapest set of alive
+weights whose removal leaves no path between two tasks' inputs and outputs), keep every other
+weight and every bias, and evaluate each task's test accuracy. A net is functionally split at
+tolerance δ when liveness holds on the cut net (every output still reached by some input) and
+no task's test accuracy drops by more than δ below the unmodified net's. The cut net is pure
+(an effective split, where live): no alive path joins two tasks once C_w is gone. A
+structurally (effectively) split net has C_w = ∅, so it is functionally split, with a drop of
+exactly 0.
 
-Liveness is checked on the cross-zeroed net (every output still reached by some input of its
-own task once E_× is gone): that is the net whose accuracy is measured, and it is then an
-effective split. It implies liveness of the unmodified net. A structurally (effectively) split
-net has E_× = ∅, so it is functionally split, with a drop of exactly 0.
+The earlier criterion's ablation is kept as a column only: zeroing E_× (every alive weight on
+a directed path from an input of a task s to an output of a task t ≠ s; graph.cross_task_weights)
+removes the largest separating set, shared neurons' own-task weights included.
 """
 from __future__ import annotations
 
@@ -27,9 +30,10 @@ class Functional:
     """One level of K networks."""
 
     correct: torch.Tensor         # [K, T] int64: correct test predictions per task, unmodified
-    correct_zeroed: torch.Tensor  # [K, T] int64: the same with E_× zeroed
+    correct_zeroed: torch.Tensor  # [K, T] int64: the same with E_× zeroed (a column only)
+    correct_cut: torch.Tensor     # [K, T] int64: the same with C_w zeroed (the criterion)
     n: int                        # test rows
-    live_zeroed: torch.Tensor     # [K] bool: liveness of the cross-zeroed net
+    live_cut: torch.Tensor        # [K] bool: liveness of the cut net
     split: torch.Tensor           # [K] bool: functionally split at the tolerance
 
     @property
@@ -41,6 +45,11 @@ class Functional:
     def acc_zeroed(self) -> torch.Tensor:
         """[K, T] float64 test accuracy with E_× zeroed."""
         return self.correct_zeroed.to(torch.float64) / max(self.n, 1)
+
+    @property
+    def acc_cut(self) -> torch.Tensor:
+        """[K, T] float64 test accuracy with C_w zeroed."""
+        return self.correct_cut.to(torch.float64) / max(self.n, 1)
 
 
 def task_correct(logits: torch.Tensor, y: torch.Tensor, tasks: list[TaskInfo]) -> torch.Tensor:
@@ -104,46 +113,52 @@ def correct_counts(layout: Layout, theta: torch.Tensor, x: torch.Tensor, y: torc
 
 
 def functional_split(layout: Layout, mask: torch.Tensor, theta: torch.Tensor,
-                     cross: torch.Tensor, tasks: list[TaskInfo], x: torch.Tensor,
-                     y: torch.Tensor, tolerance: float,
+                     cross: torch.Tensor, cut: torch.Tensor, tasks: list[TaskInfo],
+                     x: torch.Tensor, y: torch.Tensor, tolerance: float,
                      live: torch.Tensor | None = None) -> Functional:
-    """Functional split of K networks (SCIENCE.md §6).
+    """Functional split of K networks by the minimum cut (SCIENCE.md §6).
 
-    mask, theta [K, P] (pruned entries of theta exactly zero), cross [K, P] bool: E_× as a flat
-    selection of weights (Analysis.cross); x [N, n_in] float32 and y [N, T] int64: the test
-    split. One forward pass per network where E_× = ∅ (zeroing changes nothing: the drop is
-    exactly 0), two (unmodified and zeroed) where E_× ≠ ∅. A task drops when its correct count
-    falls by more than tolerance · N. `live` [K] (Analysis.live), when given, is taken as the
-    liveness of the networks without cross-task weights instead of recomputing it.
+    mask, theta [K, P] (pruned entries of theta exactly zero); cross [K, P] bool: E_×
+    (Analysis.cross), cut [K, P] bool: C_w (cut.Distance.cut_w), both flat selections of
+    weights; x [N, n_in] float32 and y [N, T] int64: the test split. One forward pass per
+    network and distinct non-empty zeroed set (a set that is empty changes nothing: its drop
+    is exactly 0). A task drops when its correct count falls by more than tolerance · N.
+    `live` [K] (Analysis.live), when given, is taken as the liveness of the networks whose
+    C_w is empty instead of recomputing it.
     """
     k = mask.shape[0]
-    has_cross = cross.any(dim=1)
-    rows = has_cross.nonzero().squeeze(1)
-    clean = (~has_cross).nonzero().squeeze(1)
+    has_cut = cut.any(dim=1)
     ein, eout = task_indicators(tasks, layout.layers[0], layout.layers[-1])
-    live_zeroed = torch.zeros(k, dtype=torch.bool)
-    if live is not None:  # E_× = ∅: the zeroed net is the net itself
-        live_zeroed[clean] = live[clean]
-        clean_mask = mask[:0]
+    live_cut = torch.zeros(k, dtype=torch.bool)
+    parts = [(has_cut.nonzero().squeeze(1), mask & ~cut)]
+    if live is not None:  # C_w = ∅: the cut net is the net itself
+        live_cut[~has_cut] = live[~has_cut]
     else:
-        clean_mask = mask[clean]
-    for part, m in ((clean[:len(clean_mask)], clean_mask), (rows, mask[rows] & ~cross[rows])):
-        if len(part):
-            fwd, _ = task_reach([wm for wm, _ in layout.views(m)], ein, eout)
-            live_zeroed[part] = effective_split_parts(fwd[-1], eout)[0]
+        parts.append(((~has_cut).nonzero().squeeze(1), mask))
+    for rows, m in parts:
+        if len(rows):
+            fwd, _ = task_reach([wm for wm, _ in layout.views(m[rows])], ein, eout)
+            live_cut[rows] = effective_split_parts(fwd[-1], eout)[0]
 
     n = int(x.shape[0])
+    x_t = x.T.contiguous()
     correct = torch.zeros(k, len(tasks), dtype=torch.int64)
-    correct_zeroed = torch.zeros_like(correct)
-    if len(clean):
-        # zeroing E_× = ∅ changes nothing; one forward pass gives both
-        correct[clean] = correct_counts(layout, theta[clean], x, y, tasks)
-        correct_zeroed[clean] = correct[clean]
-    if len(rows):
-        both = torch.cat([theta[rows], theta[rows] * ~cross[rows]])
-        c = correct_counts(layout, both, x, y, tasks)
-        correct[rows], correct_zeroed[rows] = c[:len(rows)], c[len(rows):]
-    drop = (correct - correct_zeroed).to(torch.float64)
+    correct_zeroed, correct_cut = torch.zeros_like(correct), torch.zeros_like(correct)
+
+    def count(th: torch.Tensor) -> torch.Tensor:
+        return task_correct(network_logits(layout, th, x_t).unsqueeze(0), y, tasks)[0]
+
+    for net in range(k):  # one network at a time: [P] copies, never [3K, P]
+        correct[net] = count(theta[net])
+        has_cross = bool(cross[net].any())
+        correct_zeroed[net] = count(theta[net] * ~cross[net]) if has_cross else correct[net]
+        if not bool(has_cut[net]):
+            correct_cut[net] = correct[net]
+        elif has_cross and torch.equal(cut[net], cross[net]):
+            correct_cut[net] = correct_zeroed[net]
+        else:
+            correct_cut[net] = count(theta[net] * ~cut[net])
+    drop = (correct - correct_cut).to(torch.float64)
     ok = (drop <= tolerance * n).all(dim=1)
-    return Functional(correct=correct, correct_zeroed=correct_zeroed, n=n,
-                      live_zeroed=live_zeroed, split=live_zeroed & ok)
+    return Functional(correct=correct, correct_zeroed=correct_zeroed, correct_cut=correct_cut,
+                      n=n, live_cut=live_cut, split=live_cut & ok)

@@ -53,6 +53,7 @@ class Analysis:
     leakage: torch.Tensor | None = None      # [K] float64: λ (path counts), NaN without paths
     leakage_w: torch.Tensor | None = None    # [K] float64: λ_w (|W ⊙ M| products)
     cross: torch.Tensor | None = None        # [K, P] bool: the cross-task weights E_× (flat)
+    outputs_apart: torch.Tensor | None = None  # [K] bool: no alive component holds two tasks' outputs
 
     @property
     def applicable(self) -> bool:
@@ -73,6 +74,12 @@ class Analysis:
     def split_effective(self) -> torch.Tensor:
         """[K] bool: effective split = liveness and purity on the alive subgraph."""
         return effective_split(self.live, self.pure)
+
+    @property
+    def split_output(self) -> torch.Tensor:
+        """[K] bool: the thesis' output split (SCIENCE.md §6) = liveness and no alive component
+        holding outputs of two tasks (input purity not required; effective ⇒ output split)."""
+        return self.live & self.outputs_apart
 
 
 def _propagate(m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -102,12 +109,11 @@ def count_groups(linked: torch.Tensor) -> torch.Tensor:
     return (first == torch.arange(t)).sum(dim=1)
 
 
-def alive_components(layout: Layout, state: torch.Tensor) -> torch.Tensor:
-    """Per network, weakly connected components of the alive subgraph holding an input feature.
-
-    The alive subgraph is edge-induced: its nodes are the endpoints of alive weights, so an
-    isolated input feature is not a component. One scipy call for the whole population.
-    """
+def alive_labels(layout: Layout, state: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Weakly connected components of the alive subgraph of K networks, one scipy call for the
+    whole population: (labels [K · n_nodes] component of each node, touched [K · n_nodes] bool:
+    the node is an endpoint of an alive weight). Node k · n_nodes + j is node j of network k,
+    nodes numbered layer by layer (inputs first)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -127,12 +133,46 @@ def alive_components(layout: Layout, state: torch.Tensor) -> torch.Tensor:
     touched = np.zeros(total, dtype=bool)
     touched[rows] = True
     touched[cols] = True
-    inputs = (np.arange(k)[:, None] * n_nodes + np.arange(sizes[0])[None, :]).reshape(-1)
+    return labels, touched
+
+
+def alive_components(layout: Layout, state: torch.Tensor,
+                     labels: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
+    """Per network, weakly connected components of the alive subgraph holding an input feature.
+
+    The alive subgraph is edge-induced: its nodes are the endpoints of alive weights, so an
+    isolated input feature is not a component. `labels`: alive_labels(layout, state) when
+    already computed.
+    """
+    k = state.shape[0]
+    n_nodes = sum(layout.layers)
+    labels, touched = alive_labels(layout, state) if labels is None else labels
+    inputs = (np.arange(k)[:, None] * n_nodes + np.arange(layout.layers[0])[None, :]).reshape(-1)
     inputs = inputs[touched[inputs]]
     net = inputs // n_nodes
     pairs = np.unique(np.stack([net, labels[inputs]], axis=1), axis=0)
     return torch.from_numpy(np.bincount(pairs[:, 0], minlength=k) if len(pairs)
                             else np.zeros(k, dtype=np.int64))
+
+
+def outputs_apart(layout: Layout, tasks: list[TaskInfo], labels: np.ndarray, k: int
+                  ) -> torch.Tensor:
+    """[K] bool: no weakly connected component of the alive subgraph holds output neurons of
+    two tasks (the output split's condition, SCIENCE.md §6; input purity is not required).
+    labels: alive_labels(...)[0] of the K networks. An output on no alive weight is a
+    component of its own (liveness, checked apart, fails for it)."""
+    n_nodes = sum(layout.layers)
+    first_out = n_nodes - layout.layers[-1]
+    owner = np.concatenate([np.full(len(t.outputs), j) for j, t in enumerate(tasks)]
+                           + [np.zeros(0, dtype=np.int64)]).astype(np.int64)
+    outs = np.concatenate([np.asarray(t.outputs, dtype=np.int64) for t in tasks]
+                          + [np.zeros(0, dtype=np.int64)])
+    lab = labels.reshape(k, n_nodes)[:, first_out + outs]         # [K, n_out]
+    out = np.ones(k, dtype=bool)
+    for net in range(k):
+        pairs = np.unique(np.stack([lab[net], owner], axis=1), axis=0)
+        out[net] = len(np.unique(pairs[:, 0])) == len(pairs)      # one task per component
+    return torch.from_numpy(out)
 
 
 def task_matrix(reach: torch.Tensor, ein: torch.Tensor, eout: torch.Tensor
@@ -302,7 +342,8 @@ def cross_task_weights(masks: list[torch.Tensor], fwd: list[torch.Tensor],
 def analyze(layout: Layout, mask: torch.Tensor, theta: torch.Tensor,
             tasks: list[TaskInfo]) -> Analysis:
     """States, neuron classes, task matrix, split metric and the split criteria of SCIENCE.md
-    §6 (effective split, coverage, λ, λ_w, E_×) of K networks (mask, theta [K, P])."""
+    §6 (effective and output split, coverage, λ, λ_w, E_×) of K networks (mask, theta [K, P]).
+    The split distance (minimum cuts) is pipeline.cut.split_distance of the returned state."""
     k = mask.shape[0]
     sizes = layout.layers
     depth = layout.depth
@@ -356,12 +397,14 @@ def analyze(layout: Layout, mask: torch.Tensor, theta: torch.Tensor,
     cross = torch.zeros(mask.shape, dtype=torch.bool)
     for (w, b, _), c in zip(layout.offsets, cross_task_weights(wmasks, fwd, bwd)):
         cross[:, w:b] = c.reshape(k, -1)
+    labels = alive_labels(layout, state)
     return Analysis(state=state, reach_in=reach_in, reach_out=reach_out, has_in=has_in,
                     has_out=has_out, zombie=zombie, comatose=comatose, frozen=frozen,
                     task_matrix=task_mat, potential=potential, groups=groups,
                     split_metric=split_metric, task_distance=distance,
-                    components=alive_components(layout, state), n_tasks=t, live=live, pure=pure,
-                    input_used=used, coverage=cov, leakage=lam, leakage_w=lam_w, cross=cross)
+                    components=alive_components(layout, state, labels), n_tasks=t, live=live,
+                    pure=pure, input_used=used, coverage=cov, leakage=lam, leakage_w=lam_w,
+                    cross=cross, outputs_apart=outputs_apart(layout, tasks, labels[0], k))
 
 
 def _classify(m: torch.Tensor, i_src: torch.Tensor, h_src: torch.Tensor,

@@ -1,9 +1,11 @@
 """Stage `analyze`: graph states and split criteria of every IMP level → reports/analysis/*,
 reports/metrics.json.
 
-Per level: states and neuron classes (SCIENCE.md §5), the complete and effective split,
-coverage, λ, λ_w and the functional split (§6; forward passes on data/test.npz with the
-cross-task weights zeroed). reports/analysis/coverage.npz holds, per level, seed and input
+Per level: states and neuron classes (SCIENCE.md §5), the complete, effective and output split,
+coverage, λ, λ_w, the split distance (minimum cuts d, d_w) and the functional split (§6;
+forward passes on data/test.npz with the minimum cut C_w zeroed, and with E_× zeroed as a
+column), frozen input weights (§5; constant inputs of data/train.npz). Re-running it on an
+existing work folder recomputes every column from the level files (no training). reports/analysis/coverage.npz holds, per level, seed and input
 feature, whether the input still reaches an output of its own task (the coverage maps).
 """
 from __future__ import annotations
@@ -17,10 +19,13 @@ import torch
 
 from pipeline import config, health, io
 from pipeline.analysis import (
+    CRITERIA,
     InvariantError,
     check_monotone,
     comatose_events,
+    distance_summary,
     fraction_text,
+    frozen_inputs,
     level_frames,
     lifetime_summary,
     lifetimes,
@@ -29,6 +34,7 @@ from pipeline.analysis import (
     random_mask_splits,
     summarize,
 )
+from pipeline.cut import split_distance
 from pipeline.data import load as load_data
 from pipeline.functional import functional_split
 from pipeline.graph import STATES, analyze
@@ -51,6 +57,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     test_x = torch.from_numpy(arrays["test"]["x"])
     test_y = torch.from_numpy(arrays["test"]["y"])
     headline = params.analysis.split
+    constant, frozen = frozen_inputs(arrays["train"]["x"])
     paths = sorted(rp.imp.glob("level_*.pt"))
     if not paths or paths != [level_path(rp.imp, i) for i in range(len(paths))]:
         raise StageError(f"{rp.imp} holds no complete run of level files; run dvc repro")
@@ -69,16 +76,18 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
             mask = layout.from_state(state, prefix, masks=True)
             theta = layout.from_state(state, prefix)
             res = analyze(layout, mask, theta, tasks)
+            dist = split_distance(layout, res.state, theta, tasks) if res.applicable else None
             if prefix:  # the random-mask null model: structural split statistics only
                 tables = level_frames(layout, res, mask, theta, prunable, tasks, seeds, i,
-                                      headline=headline)
+                                      headline=headline, distance=dist, frozen=frozen)
                 frames.setdefault("random", []).append(tables["levels"])
                 continue
-            func = (functional_split(layout, mask, theta, res.cross, tasks, test_x, test_y,
-                                     params.analysis.functional_tolerance, res.live)
+            func = (functional_split(layout, mask, theta, res.cross, dist.cut_w, tasks, test_x,
+                                     test_y, params.analysis.functional_tolerance, res.live)
                     if res.applicable else None)
             tables = level_frames(layout, res, mask, theta, prunable, tasks, seeds, i,
-                                  functional=func, headline=headline)
+                                  functional=func, headline=headline, distance=dist,
+                                  frozen=frozen)
             used.append(res.input_used.numpy())
             for name, frame in tables.items():
                 frames.setdefault(name, []).append(frame)
@@ -116,6 +125,9 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     metrics = summarize(seeds_table, tasks, params.analysis.degradation_threshold,
                         None if random is None else random_mask_splits(random), headline)
     metrics["functional_tolerance"] = params.analysis.functional_tolerance
+    metrics["split_distance"] = distance_summary(tables["levels"], seeds_table, random)
+    metrics["constant_inputs"] = {t.name: int(constant[t.inputs].sum()) for t in tasks}
+    metrics["frozen_inputs"] = {t.name: int(frozen[t.inputs].sum()) for t in tasks}
     metrics["health"] = health.section(imp_levels, rp.data)  # networks not trained as asked
     io.write_json(rp.metrics_json, metrics)
     took = f"analyze: {len(paths)} levels × {len(seeds)} seeds in {time.perf_counter() - start:.2f}s"
@@ -124,8 +136,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
         print(f"{took}; one task: split not applicable")
         return outputs
     s = metrics["split"]
-    parts = [f"{c} {metrics[f'split_{c}']['seeds_split']}/{len(seeds)}"
-             for c in ("complete", "effective", "functional")]
+    parts = [f"{c} {metrics[f'split_{c}']['seeds_split']}/{len(seeds)}" for c in CRITERIA]
     print(f"{took}; seeds split ({headline}) {fraction_text(s['seeds_split'], len(seeds))}, "
           f"before any task degraded {fraction_text(s['seeds_split_before_degradation'], len(seeds))}"
           f"; by criterion: {', '.join(parts)}")

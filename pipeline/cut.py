@@ -1,0 +1,203 @@
+"""Split distance by minimum cut (SCIENCE.md §6): how many alive weights (d), and how much |w|
+(d_w), must go before no path joins two tasks.
+
+The alive subgraph (alive weights only; biases are not edges) is viewed as undirected, each
+alive weight an edge of capacity 1 (d) or |w| (d_w). X_t = the input features and output
+neurons of task t. The terminals of each side are contracted into one node (a super-source
+joined to X_s and a super-sink joined to X_t with infinite capacity, without the infinite
+edges), parallel edges are merged by summing their capacities (exact for every cut: 784 pixel
+weights into one hidden neuron become one edge), and the minimum cut comes from a well-kept
+max-flow implementation:
+  d:   scipy.sparse.csgraph.maximum_flow (Dinic; integer capacities, exact),
+  d_w: python-igraph's Graph.mincut (push-relabel; float capacities, which scipy does not take).
+The cut edges are the alive weights crossing the source-side / sink-side partition, so the cut
+can be zeroed (the functional split zeroes C_w) and drawn. benchmarks/README.md has the speed.
+
+T = 2: one s–t cut, exact. T > 2 (multiway cut, NP-hard): the isolating cuts C_t (X_t against
+every other task's terminals); the cut reported is ∪ of all C_t but the largest (a valid
+multiway cut, ≤ 2(1 − 1/T)·OPT), its size the upper bound, and max(max_t |C_t|, ½ Σ_t |C_t|)
+the lower bound; exact where they meet. T = 1: not applicable (NaN).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pipeline.data import TaskInfo
+from pipeline.graph import ALIVE
+from pipeline.model import Layout
+
+
+@dataclass
+class Distance:
+    """Split distance of K networks at one level (SCIENCE.md §6). With T = 1 every value is NaN
+    and the cuts are empty.
+
+    d / d_w: size (weights) / total |w| of the cut found, C / C_w — the minimum for T = 2; for
+    T > 2 the isolating-cut upper bound (d_high, d_w_high), exact where `exact` / `exact_w`.
+    """
+
+    d: torch.Tensor          # [K] float64: |C|
+    d_low: torch.Tensor      # [K] float64: lower bound (= d for T = 2)
+    d_w: torch.Tensor        # [K] float64: Σ |w| over C_w
+    d_w_low: torch.Tensor    # [K] float64
+    mass: torch.Tensor       # [K] float64: Σ |w| over the alive weights
+    cut: torch.Tensor        # [K, P] bool: C, a minimum unit-capacity cut (flat layout)
+    cut_w: torch.Tensor      # [K, P] bool: C_w, a minimum |w| cut
+
+    @property
+    def exact(self) -> torch.Tensor:
+        """[K] bool: d is the minimum (always for T = 2; where the bounds meet for T > 2)."""
+        return self.d_low == self.d
+
+    @property
+    def exact_w(self) -> torch.Tensor:
+        """[K] bool: d_w is the minimum, up to float rounding of the two sums (relative 1e-9)."""
+        return torch.isclose(self.d_w_low, self.d_w, rtol=1e-9, atol=0.0)
+
+    @property
+    def share_w(self) -> torch.Tensor:
+        """[K] float64: d_w / alive |w| mass (0 where nothing is alive)."""
+        return torch.where(self.mass > 0, self.d_w / self.mass.clamp_min(1e-300),
+                           torch.zeros_like(self.mass))
+
+
+def node_tasks(layout: Layout, tasks: list[TaskInfo]) -> np.ndarray:
+    """[n_nodes] int: the task owning each input feature and output neuron, −1 for hidden
+    neurons. Node ids: layer by layer, as graph.alive_components numbers them."""
+    off = np.concatenate([[0], np.cumsum(layout.layers)])
+    owner = np.full(int(off[-1]), -1, dtype=np.int64)
+    for j, t in enumerate(tasks):
+        owner[np.asarray(t.inputs, dtype=np.int64)] = j
+        owner[off[-2] + np.asarray(t.outputs, dtype=np.int64)] = j
+    return owner
+
+
+def alive_edges(layout: Layout, state: torch.Tensor, theta: torch.Tensor
+                ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per network, its alive weights as undirected edges: (u, v) node ids, the weight's index
+    in the flat layout and |w| (float64). state [K, P] (graph.STATES codes), theta [K, P]."""
+    k = state.shape[0]
+    off = np.concatenate([[0], np.cumsum(layout.layers)])
+    nets, us, vs, flats = [], [], [], []
+    for i, (w, b, _) in enumerate(layout.offsets):
+        kk, local = (state[:, w:b] == ALIVE).nonzero(as_tuple=True)
+        local = local.numpy()
+        n_in = layout.layers[i]
+        nets.append(kk.numpy())
+        us.append(off[i] + local % n_in)
+        vs.append(off[i + 1] + local // n_in)
+        flats.append(w + local)
+    net = np.concatenate(nets)
+    order = np.argsort(net, kind="stable")
+    net, u, v = net[order], np.concatenate(us)[order], np.concatenate(vs)[order]
+    flat = np.concatenate(flats)[order]
+    absw = theta.numpy()[net, flat].astype(np.float64)
+    np.abs(absw, out=absw)
+    bounds = np.searchsorted(net, np.arange(k + 1))
+    return [(u[a:b], v[a:b], flat[a:b], absw[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def min_cut(u: np.ndarray, v: np.ndarray, cap: np.ndarray | None, side: np.ndarray
+            ) -> np.ndarray:
+    """A minimum edge cut between two node sets of an undirected multigraph.
+
+    u, v [E] node ids of the edges, cap [E] float64 capacities (None: 1 each, solved exactly
+    with scipy's integer max-flow; else with igraph), side [n_nodes] int: 0 = source terminal,
+    1 = sink terminal, −1 = other. Returns [E] bool: the edges joining the source side of a
+    minimum cut to the sink side (their capacities sum to the max-flow value). Edges within
+    one terminal set are never cut; an edge joining the two sets always is."""
+    if not len(u):
+        return np.zeros(0, dtype=bool)
+    # contract: node 0 = all source terminals, 1 = all sink terminals, 2… = the others
+    free = side < 0
+    ids = np.where(side == 0, 0, 1)
+    ids[free] = 2 + np.arange(int(free.sum()))
+    a, b = ids[u], ids[v]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    n = int(ids.max()) + 1 if free.any() else 2
+    key, inv = np.unique(lo * n + hi, return_inverse=True)
+    weight = np.bincount(inv, weights=None if cap is None else cap, minlength=len(key))
+    ea, eb = key // n, key % n
+    edge = ea != eb                                   # self-loops carry no flow
+    ea, eb, weight = ea[edge], eb[edge], weight[edge]
+    source_side = np.zeros(n, dtype=bool)
+    source_side[0] = True
+    if len(ea) and cap is None:
+        source_side = _scipy_source_side(ea, eb, weight.astype(np.int32), n)
+    elif len(ea):
+        source_side = _igraph_source_side(ea, eb, weight, n)
+    return source_side[a] != source_side[b]
+
+
+def _scipy_source_side(a, b, cap, n) -> np.ndarray:
+    """Source side (nodes reachable from 0 in the residual graph) of a maximum 0 → 1 flow."""
+    from scipy.sparse import csr_array
+    from scipy.sparse.csgraph import breadth_first_order, maximum_flow
+
+    graph = csr_array((np.concatenate([cap, cap]), (np.concatenate([a, b]),
+                                                    np.concatenate([b, a]))), shape=(n, n))
+    flow = maximum_flow(graph, 0, 1, method="dinic").flow
+    residual = (graph - flow).tocsr()
+    residual.data = (residual.data > 0).astype(np.int8)
+    residual.eliminate_zeros()
+    reach = breadth_first_order(residual, 0, directed=True, return_predecessors=False)
+    out = np.zeros(n, dtype=bool)
+    out[reach] = True
+    return out
+
+
+def _igraph_source_side(a, b, cap, n) -> np.ndarray:
+    """Source side of igraph's minimum 0 → 1 cut (push-relabel, float capacities)."""
+    import igraph
+
+    g = igraph.Graph(n=n, edges=np.stack([a, b], axis=1), directed=False)
+    membership = np.asarray(g.mincut(0, 1, capacity=cap.tolist()).membership)
+    return membership == membership[0]
+
+
+def _multiway(u, v, cap, owner: np.ndarray, t: int) -> tuple[np.ndarray, float, float]:
+    """(cut [E] bool, its size, lower bound) separating the terminals of t tasks: the one s–t
+    cut for t = 2, the isolating-cut bounds of SCIENCE.md §6 for t > 2 (cut = ∪ of all
+    isolating cuts but the largest). Size and bound in edges (cap None) or Σ cap."""
+    def size(sel):
+        return float(sel.sum()) if cap is None else float(cap[sel].sum())
+
+    if t == 2:
+        cut = min_cut(u, v, cap, owner)
+        return cut, size(cut), size(cut)
+    iso = [min_cut(u, v, cap, np.where(owner < 0, -1, np.where(owner == j, 0, 1)))
+           for j in range(t)]
+    sizes = [size(c) for c in iso]
+    largest = int(np.argmax(sizes))
+    cut = np.zeros(len(u), dtype=bool)
+    for j, c in enumerate(iso):
+        if j != largest:
+            cut |= c
+    return cut, size(cut), max(max(sizes), 0.5 * sum(sizes))
+
+
+def split_distance(layout: Layout, state: torch.Tensor, theta: torch.Tensor,
+                   tasks: list[TaskInfo]) -> Distance:
+    """Split distance d, d_w and the cuts C, C_w of K networks (SCIENCE.md §6).
+
+    state [K, P] parameter states (graph.analyze), theta [K, P] values (|w| capacities).
+    One network at a time: its result does not depend on the networks beside it."""
+    k, p = state.shape
+    t = len(tasks)
+    nan = torch.full((k,), torch.nan, dtype=torch.float64)
+    out = Distance(d=nan.clone(), d_low=nan.clone(), d_w=nan.clone(), d_w_low=nan.clone(),
+                   mass=torch.zeros(k, dtype=torch.float64),
+                   cut=torch.zeros(k, p, dtype=torch.bool), cut_w=torch.zeros(k, p, dtype=torch.bool))
+    owner = node_tasks(layout, tasks)
+    for net, (u, v, flat, absw) in enumerate(alive_edges(layout, state, theta)):
+        out.mass[net] = float(absw.sum())
+        if t < 2:
+            continue
+        cut, out.d[net], out.d_low[net] = _multiway(u, v, None, owner, t)
+        cut_w, out.d_w[net], out.d_w_low[net] = _multiway(u, v, absw, owner, t)
+        out.cut[net, torch.from_numpy(flat[cut])] = True
+        out.cut_w[net, torch.from_numpy(flat[cut_w])] = True
+    return out

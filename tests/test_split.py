@@ -15,6 +15,7 @@ import torch
 
 from pipeline import graph
 from pipeline.analysis import level_frames, per_seed, summarize
+from pipeline.cut import split_distance
 from pipeline.data import TaskInfo
 from pipeline.functional import functional_split
 from pipeline.graph import analyze, leakage, task_indicators
@@ -288,10 +289,11 @@ def test_functional_split_matches_a_plain_forward(case):
     x = torch.from_numpy(rng.normal(size=(n, n_in))).float()
     y = torch.from_numpy(rng.integers(0, 2, size=(n, len(tasks))))
     res = analyze(layout, mask, theta, tasks)
+    cut = split_distance(layout, res.state, theta, tasks).cut_w
     tol = [0.0, 0.01, 0.05][case % 3]
-    f = functional_split(layout, mask, theta, res.cross, tasks, x, y, tol)
-    f_live = functional_split(layout, mask, theta, res.cross, tasks, x, y, tol, res.live)
-    assert torch.equal(f.live_zeroed, f_live.live_zeroed) and torch.equal(f.split, f_live.split)
+    f = functional_split(layout, mask, theta, res.cross, cut, tasks, x, y, tol)
+    f_live = functional_split(layout, mask, theta, res.cross, cut, tasks, x, y, tol, res.live)
+    assert torch.equal(f.live_cut, f_live.live_cut) and torch.equal(f.split, f_live.split)
     for kk in range(k):
         ws = [w[kk].clone() for w, _ in layout.views(theta)]
         bs = [b[kk].clone() for _, b in layout.views(theta)]
@@ -303,18 +305,20 @@ def test_functional_split_matches_a_plain_forward(case):
         after = plain_accuracy(layout.layers, ws, bs, x, y, tasks)
         np.testing.assert_allclose(f.acc[kk].numpy(), before, atol=1e-12)
         np.testing.assert_allclose(f.acc_zeroed[kk].numpy(), after, atol=1e-12)
-        zeroed = [m.copy() for m in wm]
-        for (i, u), (_, v) in cross:
-            zeroed[i][v, u] = False
+        # the criterion: the minimum cut C_w zeroed (tests/test_cut.py checks C_w itself)
+        ws_cut = [w[kk] * ~c[kk] for (w, _), (c, _) in zip(layout.views(theta), layout.views(cut))]
+        after_cut = plain_accuracy(layout.layers, ws_cut, bs, x, y, tasks)
+        np.testing.assert_allclose(f.acc_cut[kk].numpy(), after_cut, atol=1e-12)
+        zeroed = [m & ~c[kk].numpy() for m, (c, _) in zip(wm, layout.views(cut))]
         g = graph_of(layout.layers, zeroed)
         last = len(layout.layers) - 1
         live = all(any(nx.has_path(g, (0, i), (last, o)) for i in range(n_in))
                    for o in range(n_out))
-        assert bool(f.live_zeroed[kk]) == live
-        drops = [b - a for b, a in zip(before, after)]
+        assert bool(f.live_cut[kk]) == live
+        drops = [b - a for b, a in zip(before, after_cut)]
         assert bool(f.split[kk]) == (live and max(drops) <= tol + 1e-12)
         if res.split_effective[kk]:
-            assert bool(f.split[kk]) and after == before
+            assert bool(f.split[kk]) and after_cut == before
 
 
 def leaky_net():
@@ -330,6 +334,8 @@ def leaky_net():
 def test_an_unused_leak_is_a_functional_split_and_a_used_one_is_not():
     layout, mask, theta, tasks = leaky_net()
     res = analyze(layout, mask, theta, tasks)
+    cut = split_distance(layout, res.state, theta, tasks).cut_w
+    assert int(cut.sum()) == 1  # one of the two leak weights (0 → 4 or 4 → 3)
     assert not bool(res.split_effective[0]) and bool(res.live[0])
     (c0, _), (c1, _) = layout.views(res.cross)
     assert c0[0].nonzero().tolist() == [[4, 0]] and c1[0].nonzero().tolist() == [[3, 4]]
@@ -339,13 +345,13 @@ def test_an_unused_leak_is_a_functional_split_and_a_used_one_is_not():
     logits = torch.relu(x @ layout.views(theta)[0][0][0].T + layout.views(theta)[0][1][0])
     logits = logits @ layout.views(theta)[1][0][0].T + layout.views(theta)[1][1][0]
     y = torch.stack([logits[:, 0:2].argmax(1), logits[:, 2:4].argmax(1)], dim=1)
-    used = functional_split(layout, mask, theta, res.cross, tasks, x, y, 0.01)
-    assert bool(used.live_zeroed[0]) and used.acc[0].tolist() == [1.0, 1.0]
-    assert used.acc_zeroed[0, 1] < 0.99 and not bool(used.split[0])
+    used = functional_split(layout, mask, theta, res.cross, cut, tasks, x, y, 0.01)
+    assert bool(used.live_cut[0]) and used.acc[0].tolist() == [1.0, 1.0]
+    assert used.acc_cut[0, 1] < 0.99 and not bool(used.split[0])
     x_unused = x.clone()
     x_unused[:, 0] = 0  # hidden 4 stays at ReLU(0) = 0: the leak carries nothing
-    unused = functional_split(layout, mask, theta, res.cross, tasks, x_unused, y, 0.0)
-    assert torch.equal(unused.correct, unused.correct_zeroed) and bool(unused.split[0])
+    unused = functional_split(layout, mask, theta, res.cross, cut, tasks, x_unused, y, 0.0)
+    assert torch.equal(unused.correct, unused.correct_cut) and bool(unused.split[0])
 
 
 # ---- tables: one task is "not applicable", never 1.0 -------------------------------------------
@@ -363,7 +369,8 @@ def test_one_task_is_not_applicable_everywhere():
     theta = torch.ones(1, layout.size)
     _, lv = _tables(tasks, layout, mask, theta)
     for c in ("split", "split_complete", "split_effective", "split_functional", "split_metric",
-              "leakage", "leakage_w", "test_acc_cross_zeroed_moons_0"):
+              "leakage", "leakage_w", "test_acc_cross_zeroed_moons_0", "split_output",
+              "test_acc_cut_moons_0", "split_distance"):
         assert lv[c].isna().all(), c
     assert lv["coverage_moons_0"].tolist() == [1.0]  # a covariate, not a split quantity
     levels = pd.concat([lv.assign(level=i) for i in range(3)], ignore_index=True)
@@ -389,7 +396,8 @@ def test_headline_criterion_and_per_criterion_first_split():
         res, lv = _tables(tasks, layout, m, theta * m, headline="effective")
         x = torch.rand(50, 4)
         y = torch.randint(0, 2, (50, 2))
-        func = functional_split(layout, m, theta * m, res.cross, tasks, x, y, 0.01)
+        cut = split_distance(layout, res.state, theta * m, tasks).cut_w
+        func = functional_split(layout, m, theta * m, res.cross, cut, tasks, x, y, 0.01)
         frames.append(level_frames(layout, res, m, theta * m, layout.prunable(True), tasks, [0],
                                    level, functional=func, headline="effective")["levels"])
     levels = pd.concat(frames, ignore_index=True)

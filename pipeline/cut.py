@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from pipeline.data import TaskInfo
-from pipeline.graph import ALIVE
-from pipeline.model import Layout
+from pipeline.graph import ALIVE, analyze
+from pipeline.model import Layout, layers_from_state
 
 
 @dataclass
@@ -201,3 +201,17 @@ def split_distance(layout: Layout, state: torch.Tensor, theta: torch.Tensor,
         out.cut[net, torch.from_numpy(flat[cut])] = True
         out.cut_w[net, torch.from_numpy(flat[cut_w])] = True
     return out
+
+
+def seed_cut(state: dict[str, torch.Tensor], seed: int, tasks: list[TaskInfo]
+             ) -> list[np.ndarray] | None:
+    """C_w of one seed of a level checkpoint dict (models/imp/level_XX.pt) as, per weight
+    matrix, [n_{i+1}, n_i] bool (what drawing.mark_cut marks); None with one task."""
+    if len(tasks) < 2:
+        return None
+    k = state["seeds"].tolist().index(seed)
+    layout = Layout(layers_from_state(state))
+    mask = layout.from_state(state, masks=True)[k:k + 1]
+    theta = layout.from_state(state)[k:k + 1]
+    dist = split_distance(layout, analyze(layout, mask, theta, tasks).state, theta, tasks)
+    return [c[0].numpy() for c, _ in layout.views(dist.cut_w)]

@@ -288,7 +288,44 @@ def draw(view: NetView, tasks: list[TaskInfo], order: list[np.ndarray], ax, titl
     if title:
         ax.set_title(title, fontsize=8 if compact else 11, pad=3)
     ax.n_edges = n_edges
+    ax.node_positions, ax.input_groups = pos, (groups if grouped else None)  # for mark_cut
     return ax
+
+
+CUT_STYLE = {"color": "black", "ls": (0, (3, 2))}  # the minimum cut C_w: black, dashed
+MAX_MARKED = 400  # a larger cut (dense levels) would cover the drawing: counted, not drawn
+
+
+def mark_cut(ax, cut: list[np.ndarray], compact: bool = False) -> int:
+    """Overlay the minimum cut C_w (SCIENCE.md §6; pipeline.cut.seed_cut) on a panel drawn by
+    `draw`: cut[i] [n_{i+1}, n_i] bool per weight matrix, each cut weight as a black dashed
+    line (a pixel map's weights into one neuron as one line). Cuts above MAX_MARKED weights are
+    only counted in a note. Returns the number of lines drawn."""
+    total = int(sum(c.sum() for c in cut))
+    if total > MAX_MARKED:
+        ax.text(0.5, -0.01, f"minimum cut C_w: {total} weights (too many to mark)",
+                transform=ax.transAxes, ha="center", va="top", fontsize=6 if compact else 8)
+        return 0
+    pos, groups, segs = ax.node_positions, ax.input_groups, []
+    for i, c in enumerate(cut):
+        v, u = np.nonzero(c)
+        if i == 0 and groups is not None:  # inputs drawn as one node per pixel map
+            group_of = np.empty(c.shape[1], dtype=int)
+            for g, (_, cols) in enumerate(groups):
+                group_of[cols] = g
+            pairs = np.unique(np.stack([group_of[u], v], axis=1), axis=0).reshape(-1, 2)
+            u, v = pairs[:, 0], pairs[:, 1]
+        segs += list(np.stack([pos[i][u], pos[i + 1][v]], axis=1))
+    if segs:
+        ax.add_collection(LineCollection(segs, colors=CUT_STYLE["color"],
+                                         linestyles=[CUT_STYLE["ls"]], linewidths=1.4, zorder=4))
+    return len(segs)
+
+
+def cut_handle() -> Line2D:
+    """Legend entry of mark_cut's lines."""
+    return Line2D([], [], lw=1.6, label="minimum cut C_w (zeroed by the functional split)",
+                  **CUT_STYLE)
 
 
 def _pixel_maps(view: NetView, tasks, groups, p, ax, compact: bool) -> None:
@@ -335,8 +372,10 @@ def legend_handles(tasks: list[TaskInfo]) -> list[Line2D]:
 
 
 def figure_levels(views: dict[int, NetView], tasks, order, panels: list[tuple[int, str]],
-                  suptitle: str, cols: int | None = None, compact: bool = False):
-    """A figure with one panel per (level, title), all drawn with the same node order."""
+                  suptitle: str, cols: int | None = None, compact: bool = False,
+                  cuts: dict[int, list[np.ndarray]] | None = None):
+    """A figure with one panel per (level, title), all drawn with the same node order; with
+    `cuts` (level → mark_cut's matrices) the minimum cut marked on each panel."""
     n = len(panels)
     cols = cols or n
     rows = -(-n // cols)
@@ -345,31 +384,37 @@ def figure_levels(views: dict[int, NetView], tasks, order, panels: list[tuple[in
     axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
     for ax, (level, title) in zip(axes, panels):
         draw(views[level], tasks, order, ax, title, compact=compact)
+        if cuts is not None and level in cuts:
+            mark_cut(ax, cuts[level], compact)
     for ax in axes[n:]:
         ax.axis("off")
     fig.suptitle(suptitle, fontsize=12 if compact else 13)
-    fig.legend(handles=legend_handles(tasks), loc="outside lower center",
+    handles = legend_handles(tasks) + ([cut_handle()] if cuts is not None else [])
+    fig.legend(handles=handles, loc="outside lower center",
                ncol=min(len(tasks) + 5, 4 if compact and cols < 4 else 8),
                fontsize=9, frameon=False)
     return fig
 
 
 def animate(views: dict[int, NetView], tasks, order, titles: dict[int, str], suptitle: str,
-            path: str | Path, dpi: int, fps: float = 2.0) -> int:
-    """A GIF with one frame per level (same layout), written with matplotlib's Pillow writer.
-    Returns the number of frames."""
+            path: str | Path, dpi: int, fps: float = 2.0,
+            cuts: dict[int, list[np.ndarray]] | None = None) -> int:
+    """A GIF with one frame per level (same layout), written with matplotlib's Pillow writer;
+    `cuts` as in figure_levels. Returns the number of frames."""
     levels = sorted(views)
     fig = plt.figure(figsize=(7.5, 6.2), layout="constrained")
     ax = fig.add_subplot()
     fig.suptitle(suptitle, fontsize=12)
-    fig.legend(handles=legend_handles(tasks), loc="outside lower center", ncol=3, fontsize=8,
-               frameon=False)
+    fig.legend(handles=legend_handles(tasks) + ([cut_handle()] if cuts is not None else []),
+               loc="outside lower center", ncol=3, fontsize=8, frameon=False)
 
     def frame(i: int):
         for inset in list(ax.child_axes):
             inset.remove()
         ax.clear()
         draw(views[levels[i]], tasks, order, ax, titles[levels[i]])
+        if cuts is not None and levels[i] in cuts:
+            mark_cut(ax, cuts[levels[i]])
         return []
 
     frame(0)

@@ -218,8 +218,8 @@ def task_matrices(tm: pd.DataFrame, seed: int, levels: list[tuple[str, int]]):
 
 
 # ---- split criteria (SCIENCE.md §6) -------------------------------------------------------------
-CRITERION_COLORS = dict(zip(("complete", "effective", "functional"),
-                            sns.color_palette("colorblind")[2:5]))
+CRITERION_COLORS = dict(zip(("complete", "effective", "functional", "output"),
+                            sns.color_palette("colorblind")[2:6]))
 
 
 def _flags(col: pd.Series) -> pd.Series:
@@ -227,11 +227,11 @@ def _flags(col: pd.Series) -> pd.Series:
 
 
 def split_criteria_over_levels(analysis: pd.DataFrame):
-    """Per level, the fraction of seeds split by each criterion (complete, effective,
+    """Per level, the fraction of seeds split by each criterion (complete, effective, output,
     functional) with 95% Wilson intervals. None where the run has one task (not applicable)."""
-    from pipeline.analysis import wilson
+    from pipeline.analysis import CRITERIA, wilson
 
-    cols = [c for c in ("complete", "effective", "functional") if f"split_{c}" in analysis]
+    cols = [c for c in CRITERIA if f"split_{c}" in analysis]
     if not cols or analysis[f"split_{cols[0]}"].isna().all():
         return None
     fig, ax = plt.subplots(figsize=(9, 4.8))
@@ -280,6 +280,47 @@ def leakage_over_levels(analysis: pd.DataFrame):
     ax.legend(fontsize=8, loc="lower left")
     ax0.set(xlabel="IMP level", ylabel="seeds at 0", ylim=(-0.05, 1.05))
     ax0.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    return fig
+
+
+def split_distance_over_levels(analysis: pd.DataFrame, random: pd.DataFrame | None = None,
+                               base_level: int | None = None, base_params: int | None = None):
+    """split_distance.png (SCIENCE.md §6): per IMP level the split distance d (weights that
+    must go before no path joins two tasks; symmetric log scale, so d = 0, a split, sits on
+    the axis) and d_w's share of the alive |w| mass (log scale; 0 not drawn), median and IQR
+    over seeds, for IMP and, where the control ran (`random`: random_masks.csv), the random
+    masks of the same per-layer sparsity. `base_level` marks the level at the base net's
+    parameter count `base_params` (SCIENCE.md §3; level 0 without extensions). None where
+    not applicable (one task) or not computed."""
+    if "split_distance" not in analysis or analysis["split_distance"].isna().all():
+        return None
+    fig, (ax, ax_w) = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
+    pal = sns.color_palette("colorblind")
+    runs = [("IMP", analysis, pal[0])]
+    if random is not None and "split_distance" in random and random["split_distance"].notna().any():
+        runs.append(("random masks", random, "0.45"))
+    for name, frame, color in runs:
+        _band(ax, frame, "level", "split_distance", name, color=color)
+        share = frame.assign(split_distance_w_share=frame["split_distance_w_share"].where(
+            frame["split_distance_w_share"] > 0))
+        if share["split_distance_w_share"].notna().any():
+            _band(ax_w, share, "level", "split_distance_w_share", name, color=color)
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylim(bottom=0)
+    ax.axhline(1, color="black", lw=0.6, ls=":")
+    exact = bool(analysis["split_distance_exact"].dropna().astype(bool).all())
+    ax.set(xlabel="IMP level", ylabel="d (weights; symlog, 0 = split)",
+           title="Split distance d" + ("" if exact else " (T > 2: isolating-cut upper bound)"))
+    ax_w.set_yscale("log")
+    ax_w.set(xlabel="IMP level", ylabel="d_w / alive |w| mass (log; 0 not drawn)",
+             title="Magnitude split distance: d_w's share of the alive |w|")
+    for a in (ax, ax_w):
+        if base_level is not None:
+            a.axvline(base_level, color="black", lw=1, ls="--",
+                      label=f"base count ({base_params} params)" if base_params else "base count")
+        _integer_ticks(a.xaxis)
+        a.legend(title=BAND, fontsize=8, title_fontsize=8, loc="best")
+    fig.suptitle("How far is the ticket from a split? Minimum cut of the alive subgraph")
     return fig
 
 

@@ -172,9 +172,14 @@ def summary_row(seeds, controls, n_tasks: int | None = None) -> dict:
     """Per configuration: split probabilities with 95% intervals over seeds, and medians.
 
     p_split* follow the headline criterion (analysis.split); p_split_<c> (with _low/_high)
-    and first_split_level_<c> each criterion c (complete, effective, functional) the seeds
-    table has, functional_gap_levels the median first structural − first functional split
-    level. With one task (n_tasks = 1) every split number is NaN: not applicable (SCIENCE.md §6).
+    and first_split_level_<c> each criterion c (complete, effective, output, functional) the
+    seeds table has, p_split_functional_before_degradation (with _low/_high) the functional
+    split (by the minimum cut) before degradation, functional_gap_levels the median first
+    structural − first functional split level, split_distance_last,
+    split_distance_w_share_last and split_distance_at_functional_split the medians over seeds
+    of the split distance d at the last level, of d_w's share there and of d at the first
+    functional split (SCIENCE.md §6). With one task (n_tasks = 1) every split number is NaN:
+    not applicable.
     """
     from pipeline.analysis import CRITERIA, fisher_p, wilson
 
@@ -189,6 +194,9 @@ def summary_row(seeds, controls, n_tasks: int | None = None) -> dict:
                  ("split_at_base_params", at_base)]
     fractions += [(f"split_{c}", seeds[f"first_split_level_{c}"].notna()) for c in CRITERIA
                   if f"first_split_level_{c}" in seeds]
+    if "split_before_degradation_functional" in seeds:
+        fractions.append(("split_functional_before_degradation",
+                          flag("split_before_degradation_functional")))
     for name, flags in fractions:
         k = int(flags.sum())
         lo, hi = wilson(k, n)
@@ -206,9 +214,10 @@ def summary_row(seeds, controls, n_tasks: int | None = None) -> dict:
         cols = [c for c in seeds if c.startswith("coverage_") and c.endswith(f"_{when}")]
         if cols:
             row[f"coverage_{when}"] = med(seeds[cols].astype(float).mean(axis=1, skipna=False))
-    for c in ("leakage_last", "leakage_w_last"):
+    for c in ("leakage_last", "leakage_w_last", "split_distance_last",
+              "split_distance_w_share_last", "split_distance_at_functional_split"):
         if c in seeds:
-            row[c] = med(seeds[c].astype(float))
+            row[c] = med(seeds[c].astype(float)) if applicable else math.nan
     row.update({
         "first_split_level": med(seeds["first_split_level"]),
         "first_split_base_level": med(seeds["first_split_base_level"]),
@@ -244,11 +253,15 @@ def study_metrics(summary) -> dict:
             "p_split_before_degradation_low", "p_split_before_degradation_high",
             "p_split_at_base_params", "first_split_level", "params_at_split", "dense_test_acc",
             "test_acc_at_split"]
-    keys += [k for c in ("complete", "effective", "functional")
+    keys += [k for c in ("complete", "effective", "output", "functional")
              for k in (f"p_split_{c}", f"p_split_{c}_low", f"p_split_{c}_high",
                        f"first_split_level_{c}") if k in summary]
-    keys += [k for k in ("functional_gap_levels", "coverage_at_split", "coverage_last",
-                         "leakage_last", "leakage_w_last") if k in summary]
+    keys += [k for k in ("p_split_functional_before_degradation",
+                         "p_split_functional_before_degradation_low",
+                         "p_split_functional_before_degradation_high", "functional_gap_levels",
+                         "coverage_at_split", "coverage_last", "leakage_last", "leakage_w_last",
+                         "split_distance_last", "split_distance_w_share_last",
+                         "split_distance_at_functional_split") if k in summary]
     return {"configurations": int(len(summary)),
             **{row["config"]: {k: clean(row[k]) for k in keys}
                for row in summary.to_dict("records")}}

@@ -378,3 +378,44 @@ def test_cut_accuracy_equals_a_plain_forward_with_the_cut_zeroed(case):
         assert bool(f.split[k]) == (bool(cut_net.live[0]) and max(drops) <= tol + 1e-12)
         if res.split_effective[k]:
             assert bool(f.split[k]) and not dist.cut_w[k].any()
+
+
+# ---- tables, metrics.json and the study summary -------------------------------------------------
+def test_distance_per_seed_metrics_and_study_summary():
+    """Seed 0 goes 2 → 1 → 0 crossing weights over levels 0–2, seed 1 stays at 2: the first
+    levels with d ≤ 1 and d = 0, the last-level medians and the study columns follow."""
+    import pandas as pd
+
+    from pipeline.analysis import distance_summary, per_seed
+    from pipeline.study import summary_row
+
+    frames = []
+    for level in range(3):
+        for seed, crossing in ((0, 2 - level), (1, 2)):
+            layout, mask, theta, tasks = hand_net(cross=crossing)
+            res = analyze(layout, mask, theta, tasks)
+            dist = split_distance(layout, res.state, theta, tasks)
+            frozen = np.array([True, False, False, False])
+            lv = level_frames(layout, res, mask, theta, layout.prunable(True), tasks, [seed],
+                              level, distance=dist, frozen=frozen)["levels"]
+            assert lv["split_cut_layer_0"].item() == crossing == lv["split_distance"].item()
+            assert lv["split_cut_frozen_input"].item() == crossing  # all read input 0
+            assert lv["alive_w_frozen_input"].item() == 2 + crossing
+            frames.append(lv)
+    levels = pd.concat(frames, ignore_index=True)
+    imp = pd.DataFrame({"seed": np.repeat([0, 1], 3), "level": np.tile(range(3), 2),
+                        "test_acc_a": 0.9, "test_acc_b": 0.9})
+    seeds = per_seed(levels, imp, tasks, 0.05).set_index("seed")
+    assert seeds.loc[0, "first_level_distance_at_most_1"] == 1
+    assert seeds.loc[0, "first_level_distance_0"] == 2 and seeds.loc[0, "split_distance_last"] == 0
+    assert pd.isna(seeds.loc[1, "first_level_distance_0"]) and seeds.loc[1, "split_distance_last"] == 2
+    m = distance_summary(levels, seeds.reset_index())
+    assert m["exact"] and m["last_level"]["d"] == {"median": 1.0, "q25": 0.5, "q75": 1.5}
+    assert m["first_level_distance_0"] == {"median": 2.0, "min": 2.0, "max": 2.0, "seeds": 1}
+    assert [b["d"]["median"] for b in m["per_level"]] == [2.0, 1.5, 1.0]
+    table = seeds.reset_index().assign(
+        dense_test_acc=0.9, test_acc_at_split=np.nan, alive_weights_at_split=np.nan,
+        split_at_base_params=False, first_split_base_level=np.nan)
+    row = summary_row(table, pd.DataFrame({"seed": [0, 1]}), n_tasks=2)
+    assert row["split_distance_last"] == 1.0 and row["split_distance_w_share_last"] > 0
+    assert 0 <= row["p_split_functional_before_degradation"] <= 1

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import config, drawing, health, io, plots
+from pipeline import config, cut, drawing, health, io, plots
 from pipeline import trajectory as traj
 from pipeline.analysis import fraction_text
 from pipeline.data import load as load_data
@@ -33,10 +33,12 @@ def draw_networks(tasks, seed: int, levels: list[tuple[str, int]], n_levels: int
     """network.png (the chosen levels), network_levels.png (every level) and
     network_levels.gif (one frame per level) of one seed, all in the same layout: the node
     order of its first split level (else its last level). Returns the file names written."""
-    views = {}
+    views, cuts = {}, {}
     for level in range(n_levels):  # each level file is read once
         state = load_level(level_path(paths.imp, level))
         views[level] = drawing.net_view(state, seed, tasks)
+        cuts[level] = cut.seed_cut(state, seed, tasks)  # C_w, marked black dashed
+    cuts = cuts if all(c is not None for c in cuts.values()) else None
     first_split = next((lv for name, lv in levels if name == "first split"), None)
     ref = drawing.reference_level(first_split, n_levels)
     order = drawing.neuron_order(views[ref], [views[lv] for lv in range(ref - 1, -1, -1)])
@@ -44,25 +46,29 @@ def draw_networks(tasks, seed: int, levels: list[tuple[str, int]], n_levels: int
     mine = imp[imp["seed"] == seed].set_index("level")
     # NaN ("not applicable", one task) is not a split
     split = analysis[analysis["seed"] == seed].set_index("level")["split"].eq(True)
+    distance = (analysis[analysis["seed"] == seed].set_index("level")["split_distance"]
+                if "split_distance" in analysis else pd.Series(dtype=float))
 
     def title(level: int, name: str | None = None) -> str:
         head = f"{name} (level {level})" if name else f"level {level}"
+        d = distance.get(level, np.nan)
         return (f"{head}: {int(mine.loc[level, 'params'])} params"
-                + (", split" if split.get(level, False) else ""))
+                + (", split" if split.get(level, False) else "")
+                + ("" if pd.isna(d) else f", d = {int(d)}"))
 
     layout_note = f"layout of level {ref}" + (" (first split)" if first_split is not None
                                                else " (last level; this seed never splits)")
     fig = drawing.figure_levels(views, tasks, order, [(lv, title(lv, name)) for name, lv in levels],
                                 f"Network of seed {seed}: one band per task, {layout_note}; "
-                                "width ∝ |w|")
+                                "width ∝ |w|", cuts=cuts)
     plots.save(fig, paths.figures / "network.png", dpi)
     fig = drawing.figure_levels(views, tasks, order, [(lv, title(lv)) for lv in range(n_levels)],
                                 f"Every IMP level of seed {seed} ({layout_note})", cols=5,
-                                compact=True)
+                                compact=True, cuts=cuts)
     plots.save(fig, paths.figures / "network_levels.png", dpi)
     drawing.animate(views, tasks, order, {lv: title(lv) for lv in range(n_levels)},
                     f"Seed {seed} through the IMP levels", paths.figures / "network_levels.gif",
-                    dpi=min(dpi, 80))
+                    dpi=min(dpi, 80), cuts=cuts)
     return ["network.png", "network_levels.png", "network_levels.gif"]
 
 
@@ -135,12 +141,20 @@ def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
 
 
 def split_figures(analysis: pd.DataFrame, seeds: pd.DataFrame, tasks,
-                  folder: Path = RunPaths().analysis) -> dict:
+                  folder: Path = RunPaths().analysis,
+                  base: tuple[int, int] | None = None) -> dict:
     """The split-criteria figures (SCIENCE.md §6) that apply to this run: per-level fractions
-    of the three criteria, λ and λ_w per level (not with one task) and coverage maps (image
-    tasks; from coverage.npz in `folder`, the analyze stage's output)."""
+    of the four criteria, λ and λ_w per level, the split distance d and d_w (IMP and, from
+    random_masks.csv in `folder`, the random masks; `base` = (level, parameters) of the base
+    count marked) — not with one task — and coverage maps (image tasks; from coverage.npz in
+    `folder`, the analyze stage's output)."""
+    random_csv = folder / "random_masks.csv"
+    random = pd.read_csv(random_csv) if random_csv.exists() else None
+    random = random if random is not None and len(random) else None
     figs = {"split_criteria.png": plots.split_criteria_over_levels(analysis),
-            "leakage.png": plots.leakage_over_levels(analysis)}
+            "leakage.png": plots.leakage_over_levels(analysis),
+            "split_distance.png": plots.split_distance_over_levels(
+                analysis, random, *(base if base is not None else (None, None)))}
     path = folder / "coverage.npz"
     if path.exists():
         with np.load(path) as f:
@@ -163,17 +177,20 @@ def split_criteria_lines(metrics: dict) -> list[str]:
              "SCIENCE.md §6):", "",
              "| criterion | seeds split | before degradation | first split level, median "
              "(min–max) | parameters at split, median |", "|---|---|---|---|---|"]
-    for c in ("complete", "effective", "functional"):
+    for c in ("complete", "effective", "output", "functional"):
         b = metrics.get(f"split_{c}")
         if b is None:
             continue
         f = b["first_split_level"]
-        name = c if c != "functional" or tol is None else f"functional (δ = {tol:g})"
+        name = {"output": "output (the thesis' MNIST criterion)",
+                "functional": "functional (minimum cut C_w zeroed"
+                              + ("" if tol is None else f", δ = {tol:g}") + ")"}.get(c, c)
         lines.append(f"| {name} | {fraction_text(b['seeds_split'], n)} | "
                      f"{fraction_text(b['seeds_split_before_degradation'], n)} | "
                      f"{plots.fmt(f['median'], 1)} ({plots.fmt(f['min'], 0)}–"
                      f"{plots.fmt(f['max'], 0)}) | {plots.fmt(b['params_at_split']['median'], 0)} |")
     lines += coverage_leakage_lines(metrics)
+    lines += split_distance_lines(metrics)
     gap = metrics.get("functional_gap_levels")
     if gap is not None:
         lines += ["", f"- Levels from the first functional to the first {metrics['split_criterion']} "
@@ -203,6 +220,39 @@ def coverage_leakage_lines(metrics: dict) -> list[str]:
             text += f", λ_w median {plots.fmt(lam_w['last_level']['median'], 3)}"
         out.append(text + ".")
     return [""] + out if out else []
+
+
+def split_distance_lines(metrics: dict) -> list[str]:
+    """How far the tickets are from a split (SCIENCE.md §6): d and d_w's share at the first
+    functional split and at the last level, the first levels with d ≤ 1 and d = 0, and the
+    random masks' d at the last level where the control ran."""
+    sd = metrics.get("split_distance")
+    if not sd:
+        return []
+    n = metrics["seeds"]
+
+    def at(block: dict) -> str:
+        d, w = block["d"], block["d_w_share"]
+        if d["median"] is None:
+            return "no seed has one"
+        return (f"median d = {plots.fmt(d['median'], 1)} weights (IQR {plots.fmt(d['q25'], 1)}–"
+                f"{plots.fmt(d['q75'], 1)}), d_w = {plots.fmt(100 * w['median'], 2)} % of the "
+                "alive |w| mass")
+
+    bound = "" if sd["exact"] else " (T > 2: isolating-cut upper bound)"
+    lines = ["", f"- Split distance{bound} — the fewest alive weights whose removal leaves no "
+             f"path between two tasks: at the first functional split {at(sd['at_functional_split'])}; "
+             f"at the last level {at(sd['last_level'])}."]
+    first1, first0 = sd["first_level_distance_at_most_1"], sd["first_level_distance_0"]
+    lines.append(f"- First level with d ≤ 1: median {plots.fmt(first1['median'], 1)} (seeds "
+                 f"reaching it: {fraction_text(first1['seeds'], n)}); with d = 0 (pure): median "
+                 f"{plots.fmt(first0['median'], 1)} ({fraction_text(first0['seeds'], n)}).")
+    r = sd.get("random_mask")
+    if r:
+        lines.append(f"- Random masks of the same per-layer sparsity, last level: "
+                     f"{at(r['last_level'])}; d = 0 at some level in "
+                     f"{fraction_text(r['first_level_distance_0']['seeds'], n)} of the seeds.")
+    return lines
 
 
 def random_mask_lines(metrics: dict) -> list[str]:
@@ -268,7 +318,9 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
         "val_curves.png": plots.validation_curves(curves, seed),
         "task_matrix.png": plots.task_matrices(tm, seed, chosen),
     }
-    figs.update(split_figures(analysis, seeds, tasks, paths.analysis))
+    shape, counts = read_trajectory(paths.shape_json, paths.trajectory_csv)
+    base = (int(shape["extensions"]), int(counts[int(shape["extensions"])]))
+    figs.update(split_figures(analysis, seeds, tasks, paths.analysis, base))
     for name, fig in figs.items():
         plots.save(fig, paths.figures / name, dpi)
     names_out = [*figs, *draw_networks(tasks, seed, chosen, last + 1, dpi, imp, analysis, paths)]

@@ -4,8 +4,9 @@
 IMP-like masks: one random weight matrix per network, pixels scaled by an informativeness bump
 (central pixels larger, as IMP keeps informative pixels), pruned by global magnitude along the
 20-level trajectory down to 600 weights. Per level, exactly what the stage computes:
-pipeline.graph.analyze (states, task matrix, complete/effective split, coverage, λ, λ_w, E_×),
-pipeline.analysis.level_frames and pipeline.functional.functional_split on `--rows` test rows;
+pipeline.graph.analyze (states, task matrix, complete/effective/output split, coverage, λ, λ_w,
+E_×), pipeline.cut.split_distance (minimum cuts d and d_w, issue 27), pipeline.analysis.level_frames
+and pipeline.functional.functional_split (C_w and E_× zeroed) on `--rows` test rows;
 then the run-wide steps of the stage: check_monotone, lifetimes (+ summary, + the compressed
 lifetimes.npz), comatose_events. Level files are not read (loading is I/O, not analysis).
 
@@ -15,6 +16,7 @@ Record results in benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 
 from pipeline.analysis import check_monotone, comatose_events, level_frames, lifetime_summary, lifetimes
+from pipeline.cut import split_distance
 from pipeline.data import TaskInfo
 from pipeline.functional import functional_split
 from pipeline.graph import analyze
@@ -90,23 +93,28 @@ def main() -> None:
     y = torch.from_numpy(rng.integers(0, 10, size=(args.rows, 2)))
     prunable = layout.prunable(False)
     seeds = list(range(args.nets))
-    totals = {"analyze": 0.0, "tables": 0.0, "functional": 0.0}
+    totals = {"analyze": 0.0, "distance": 0.0, "tables": 0.0, "functional": 0.0}
     states, has_in, has_out, bias_masks = [], [], [], []
     start = time.perf_counter()
     for level, mask in enumerate(masks):
         th = theta * mask
         a = time.perf_counter()
         res = analyze(layout, mask, th, tasks)
+        b0 = time.perf_counter()
+        dist = split_distance(layout, res.state, th, tasks)
         b = time.perf_counter()
-        func = functional_split(layout, mask, th, res.cross, tasks, x, y, 0.01, res.live)
+        func = functional_split(layout, mask, th, res.cross, dist.cut_w, tasks, x, y, 0.01,
+                                res.live)
         c = time.perf_counter()
-        level_frames(layout, res, mask, th, prunable, tasks, seeds, level, functional=func)
+        level_frames(layout, res, mask, th, prunable, tasks, seeds, level, functional=func,
+                     distance=dist)
         d = time.perf_counter()
         states.append(res.state)
         has_in.append(res.has_in[1:-1])
         has_out.append(res.has_out[1:-1])
         bias_masks.append([bm for _, bm in layout.views(mask)[:-1]])
-        totals["analyze"] += b - a
+        totals["analyze"] += b0 - a
+        totals["distance"] += b - b0
         totals["functional"] += c - b
         totals["tables"] += d - c
         print(f"level {level:2d}: {int(mask[:, ~layout.is_bias()].sum(1)[0]):8d} weights, "
@@ -114,8 +122,10 @@ def main() -> None:
               f"split complete {int(res.split_complete.sum())} effective "
               f"{int(res.split_effective.sum())} functional {int(func.split.sum())}, "
               f"coverage {float(res.coverage.mean()):.2f}, "
-              f"λ {float(res.leakage.nanmedian()):.3g}, "
-              f"analyze {b - a:.2f}s functional {c - b:.2f}s tables {d - c:.2f}s")
+              f"λ {float(res.leakage.nanmedian()):.3g}, d median {float(dist.d.median()):.0f} "
+              f"(d_w share {float(dist.share_w.median()):.3f}), "
+              f"analyze {b0 - a:.2f}s distance {b - b0:.2f}s functional {c - b:.2f}s "
+              f"tables {d - c:.2f}s")
     a = time.perf_counter()
     check_monotone(states, masks)
     life = lifetimes(states)
@@ -125,6 +135,8 @@ def main() -> None:
         np.savez_compressed(Path(tmp) / "lifetimes.npz", lifetimes=life.numpy())
     totals["run-wide steps"] = time.perf_counter() - a
     total = time.perf_counter() - start
+    cpu = time.process_time()
+    print(f"CPU time of the process {cpu:.1f}s; load average {os.getloadavg()}")
     print(f"total {total:.1f}s for {len(masks)} levels × {args.nets} nets ({args.threads} threads): "
           + ", ".join(f"{k} {v:.1f}s" for k, v in totals.items()))
 

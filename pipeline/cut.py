@@ -75,29 +75,22 @@ def node_tasks(layout: Layout, tasks: list[TaskInfo]) -> np.ndarray:
     return owner
 
 
-def alive_edges(layout: Layout, state: torch.Tensor, theta: torch.Tensor
-                ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """Per network, its alive weights as undirected edges: (u, v) node ids, the weight's index
-    in the flat layout and |w| (float64). state [K, P] (graph.STATES codes), theta [K, P]."""
-    k = state.shape[0]
+def alive_edges(layout: Layout, state: torch.Tensor, theta: torch.Tensor, net: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The alive weights of network `net` as undirected edges: (u, v) node ids, the weight's
+    index in the flat layout and |w| (float64). state [K, P] (graph.STATES codes), theta
+    [K, P]. One pass over the network's own weights (no sort over the population)."""
     off = np.concatenate([[0], np.cumsum(layout.layers)])
-    nets, us, vs, flats = [], [], [], []
+    us, vs, flats = [], [], []
     for i, (w, b, _) in enumerate(layout.offsets):
-        kk, local = (state[:, w:b] == ALIVE).nonzero(as_tuple=True)
-        local = local.numpy()
+        local = (state[net, w:b] == ALIVE).nonzero().squeeze(1).numpy()
         n_in = layout.layers[i]
-        nets.append(kk.numpy())
         us.append(off[i] + local % n_in)
         vs.append(off[i + 1] + local // n_in)
         flats.append(w + local)
-    net = np.concatenate(nets)
-    order = np.argsort(net, kind="stable")
-    net, u, v = net[order], np.concatenate(us)[order], np.concatenate(vs)[order]
-    flat = np.concatenate(flats)[order]
-    absw = theta.numpy()[net, flat].astype(np.float64)
-    np.abs(absw, out=absw)
-    bounds = np.searchsorted(net, np.arange(k + 1))
-    return [(u[a:b], v[a:b], flat[a:b], absw[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    flat = np.concatenate(flats)
+    absw = np.abs(theta[net].numpy()[flat].astype(np.float64))
+    return np.concatenate(us), np.concatenate(vs), flat, absw
 
 
 def min_cut(u: np.ndarray, v: np.ndarray, cap: np.ndarray | None, side: np.ndarray
@@ -111,24 +104,30 @@ def min_cut(u: np.ndarray, v: np.ndarray, cap: np.ndarray | None, side: np.ndarr
     one terminal set are never cut; an edge joining the two sets always is."""
     if not len(u):
         return np.zeros(0, dtype=bool)
-    # contract: node 0 = all source terminals, 1 = all sink terminals, 2… = the others
+    # contract: node 0 = all source terminals, 1 = all sink terminals, 2… = the others; the
+    # edges between a terminal set and one other node are merged (capacities summed, by
+    # bincount: no sort), the others are left as they are (both solvers take multigraphs)
     free = side < 0
     ids = np.where(side == 0, 0, 1)
     ids[free] = 2 + np.arange(int(free.sum()))
+    n = 2 + int(free.sum())
     a, b = ids[u], ids[v]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    n = int(ids.max()) + 1 if free.any() else 2
-    key, inv = np.unique(lo * n + hi, return_inverse=True)
-    weight = np.bincount(inv, weights=None if cap is None else cap, minlength=len(key))
-    ea, eb = key // n, key % n
-    edge = ea != eb                                   # self-loops carry no flow
-    ea, eb, weight = ea[edge], eb[edge], weight[edge]
+    weight = np.ones(len(u)) if cap is None else cap
+    at_terminal = (lo < 2) & (hi >= 2)
+    inner = (lo >= 2) & (lo != hi)                    # (a self-loop carries no flow)
+    merged = np.bincount(lo[at_terminal] * n + hi[at_terminal], weights=weight[at_terminal],
+                         minlength=2 * n).reshape(2, n)
+    t_side, t_node = np.nonzero(merged)
+    ea = np.concatenate([t_side, lo[inner]])
+    eb = np.concatenate([t_node, hi[inner]])
+    ew = np.concatenate([merged[t_side, t_node], weight[inner]])
     source_side = np.zeros(n, dtype=bool)
     source_side[0] = True
     if len(ea) and cap is None:
-        source_side = _scipy_source_side(ea, eb, weight.astype(np.int32), n)
+        source_side = _scipy_source_side(ea, eb, ew.astype(np.int32), n)
     elif len(ea):
-        source_side = _igraph_source_side(ea, eb, weight, n)
+        source_side = _igraph_source_side(ea, eb, ew, n)
     return source_side[a] != source_side[b]
 
 
@@ -139,6 +138,7 @@ def _scipy_source_side(a, b, cap, n) -> np.ndarray:
 
     graph = csr_array((np.concatenate([cap, cap]), (np.concatenate([a, b]),
                                                     np.concatenate([b, a]))), shape=(n, n))
+    graph.sum_duplicates()                            # parallel edges: one arc, summed
     flow = maximum_flow(graph, 0, 1, method="dinic").flow
     residual = (graph - flow).tocsr()
     residual.data = (residual.data > 0).astype(np.int8)
@@ -192,7 +192,8 @@ def split_distance(layout: Layout, state: torch.Tensor, theta: torch.Tensor,
                    mass=torch.zeros(k, dtype=torch.float64),
                    cut=torch.zeros(k, p, dtype=torch.bool), cut_w=torch.zeros(k, p, dtype=torch.bool))
     owner = node_tasks(layout, tasks)
-    for net, (u, v, flat, absw) in enumerate(alive_edges(layout, state, theta)):
+    for net in range(k):
+        u, v, flat, absw = alive_edges(layout, state, theta, net)
         out.mass[net] = float(absw.sum())
         if t < 2:
             continue

@@ -56,13 +56,19 @@ def test_dvc_repro_contract_and_caching(tiny_repo):
     an = pd.read_csv(repo / "reports/analysis/levels.csv")
     assert (an[["alive", "audience", "zombie", "unproductive", "pruned"]].sum(axis=1)
             == an["params"].iloc[0]).all()
+    # the split distance (issue 27): d = 0 exactly where the ticket is pure, at every level
+    assert an["split_distance"].notna().all() and an["split_distance_exact"].astype(bool).all()
+    assert ((an["split_distance"] == 0) >= an["split_effective"].astype(bool)).all()
+    assert {"split_output", "test_acc_cut_moons_0", "split_cut_layer_0"} <= set(an.columns)
+    assert metrics["split_distance"]["per_level"][0]["level"] == 0 and "split_output" in metrics
 
     # figures: valid, non-trivial PNGs; the report carries the metrics
     figures = sorted((repo / "reports/figures").glob("*.png"))
     assert {f.name for f in figures} == {
         "accuracy.png", "comatose_events.png", "leakage.png", "lifetimes.png", "network.png",
-        "network_levels.png", "neurons.png", "split.png", "split_criteria.png", "states.png",
-        "task_matrix.png", "val_curves.png"}  # coverage_maps.png only for image tasks
+        "network_levels.png", "neurons.png", "split.png", "split_criteria.png",
+        "split_distance.png", "states.png", "task_matrix.png",
+        "val_curves.png"}  # coverage_maps.png only for image tasks
     gif = (repo / "reports/figures/network_levels.gif").read_bytes()
     assert gif[:6] in (b"GIF87a", b"GIF89a")
     for fig in figures:

@@ -80,6 +80,8 @@ def main() -> None:
     ap.add_argument("--target", type=int, default=600)
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="processes for the minimum cuts "
+                    "(train.workers in the stage)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tasks = [TaskInfo("mnist_0", "mnist", list(range(784)), list(range(10)), 10, "ce"),
@@ -101,7 +103,7 @@ def main() -> None:
         a = time.perf_counter()
         res = analyze(layout, mask, th, tasks)
         b0 = time.perf_counter()
-        dist = split_distance(layout, res.state, th, tasks)
+        dist = split_distance(layout, res.state, th, tasks, args.workers)
         b = time.perf_counter()
         func = functional_split(layout, mask, th, res.cross, dist.cut_w, tasks, x, y, 0.01,
                                 res.live)
@@ -136,7 +138,9 @@ def main() -> None:
     totals["run-wide steps"] = time.perf_counter() - a
     total = time.perf_counter() - start
     cpu = time.process_time()
-    print(f"CPU time of the process {cpu:.1f}s; load average {os.getloadavg()}")
+    children = os.times().children_user + os.times().children_system
+    print(f"CPU time of the process {cpu:.1f}s (+ {children:.1f}s in cut workers); "
+          f"load average {os.getloadavg()}")
     print(f"total {total:.1f}s for {len(masks)} levels × {args.nets} nets ({args.threads} threads): "
           + ", ".join(f"{k} {v:.1f}s" for k, v in totals.items()))
 

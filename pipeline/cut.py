@@ -179,28 +179,60 @@ def _multiway(u, v, cap, owner: np.ndarray, t: int) -> tuple[np.ndarray, float, 
     return cut, size(cut), max(max(sizes), 0.5 * sum(sizes))
 
 
+def _network_cut(u, v, flat, absw, owner, t):
+    """One network's (mass, d, d_low, d_w, d_w_low, flat indices of C, of C_w)."""
+    mass = float(absw.sum())
+    if t < 2:
+        return mass, np.nan, np.nan, np.nan, np.nan, flat[:0], flat[:0]
+    cut, d, d_low = _multiway(u, v, None, owner, t)
+    cut_w, d_w, d_w_low = _multiway(u, v, absw, owner, t)
+    return mass, d, d_low, d_w, d_w_low, flat[cut], flat[cut_w]
+
+
+_JOBS: list = []  # the level's per-network edge lists, inherited by forked workers (no pickling)
+
+
+def _job(net: int):
+    return _network_cut(*_JOBS[net])
+
+
+# Levels with fewer alive weights (all networks together) are cut in this process: a worker
+# pool costs more than it saves there (benchmarks/README.md)
+POOL_ABOVE = 200_000
+
+
 def split_distance(layout: Layout, state: torch.Tensor, theta: torch.Tensor,
-                   tasks: list[TaskInfo]) -> Distance:
+                   tasks: list[TaskInfo], workers: int = 1) -> Distance:
     """Split distance d, d_w and the cuts C, C_w of K networks (SCIENCE.md §6).
 
     state [K, P] parameter states (graph.analyze), theta [K, P] values (|w| capacities).
-    One network at a time: its result does not depend on the networks beside it."""
+    One network at a time: its result does not depend on the networks beside it, so it is
+    the same for any `workers` (processes sharing the networks of a level with more than
+    POOL_ABOVE alive weights)."""
     k, p = state.shape
     t = len(tasks)
-    nan = torch.full((k,), torch.nan, dtype=torch.float64)
-    out = Distance(d=nan.clone(), d_low=nan.clone(), d_w=nan.clone(), d_w_low=nan.clone(),
-                   mass=torch.zeros(k, dtype=torch.float64),
-                   cut=torch.zeros(k, p, dtype=torch.bool), cut_w=torch.zeros(k, p, dtype=torch.bool))
     owner = node_tasks(layout, tasks)
-    for net in range(k):
-        u, v, flat, absw = alive_edges(layout, state, theta, net)
-        out.mass[net] = float(absw.sum())
-        if t < 2:
-            continue
-        cut, out.d[net], out.d_low[net] = _multiway(u, v, None, owner, t)
-        cut_w, out.d_w[net], out.d_w_low[net] = _multiway(u, v, absw, owner, t)
-        out.cut[net, torch.from_numpy(flat[cut])] = True
-        out.cut_w[net, torch.from_numpy(flat[cut_w])] = True
+    jobs = [(*alive_edges(layout, state, theta, net), owner, t) for net in range(k)]
+    if workers > 1 and k > 1 and sum(len(j[0]) for j in jobs) > POOL_ABOVE:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _JOBS[:] = jobs
+        try:
+            with ProcessPoolExecutor(min(workers, k),
+                                     mp_context=multiprocessing.get_context("fork")) as pool:
+                results = list(pool.map(_job, range(k)))
+        finally:
+            _JOBS.clear()
+    else:
+        results = [_network_cut(*j) for j in jobs]
+    column = lambda i: torch.tensor([r[i] for r in results], dtype=torch.float64)  # noqa: E731
+    out = Distance(d=column(1), d_low=column(2), d_w=column(3), d_w_low=column(4),
+                   mass=column(0), cut=torch.zeros(k, p, dtype=torch.bool),
+                   cut_w=torch.zeros(k, p, dtype=torch.bool))
+    for net, r in enumerate(results):
+        out.cut[net, torch.from_numpy(r[5])] = True
+        out.cut_w[net, torch.from_numpy(r[6])] = True
     return out
 
 

@@ -419,3 +419,18 @@ def test_distance_per_seed_metrics_and_study_summary():
     row = summary_row(table, pd.DataFrame({"seed": [0, 1]}), n_tasks=2)
     assert row["split_distance_last"] == 1.0 and row["split_distance_w_share_last"] > 0
     assert 0 <= row["p_split_functional_before_degradation"] <= 1
+
+
+def test_worker_processes_give_identical_cuts(monkeypatch):
+    """The cuts are computed per network: two worker processes give the same result."""
+    from pipeline import cut
+
+    monkeypatch.setattr(cut, "POOL_ABOVE", 0)
+    rng = np.random.default_rng(4600)
+    tasks, n_in, n_out = random_tasks(rng, 3)
+    layout, mask, theta = random_net(rng, (n_in, 6, 5, n_out), 5, 0.5)
+    res = analyze(layout, mask, theta, tasks)
+    one = split_distance(layout, res.state, theta, tasks, workers=1)
+    two = split_distance(layout, res.state, theta, tasks, workers=2)
+    for name in ("d", "d_low", "d_w", "d_w_low", "mass", "cut", "cut_w"):
+        assert torch.equal(getattr(one, name), getattr(two, name)), name

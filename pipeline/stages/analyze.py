@@ -76,7 +76,8 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
             mask = layout.from_state(state, prefix, masks=True)
             theta = layout.from_state(state, prefix)
             res = analyze(layout, mask, theta, tasks)
-            dist = split_distance(layout, res.state, theta, tasks) if res.applicable else None
+            dist = (split_distance(layout, res.state, theta, tasks, params.train.workers)
+                    if res.applicable else None)
             if prefix:  # the random-mask null model: structural split statistics only
                 tables = level_frames(layout, res, mask, theta, prunable, tasks, seeds, i,
                                       headline=headline, distance=dist, frozen=frozen)

@@ -5,8 +5,9 @@ Per level: states and neuron classes (SCIENCE.md §5), the complete, effective a
 coverage, λ, λ_w, the split distance (minimum cuts d, d_w) and the functional split (§6;
 forward passes on data/test.npz with the minimum cut C_w zeroed, and with E_× zeroed as a
 column), frozen input weights (§5; constant inputs of data/train.npz). Re-running it on an
-existing work folder recomputes every column from the level files (no training). reports/analysis/coverage.npz holds, per level, seed and input
-feature, whether the input still reaches an output of its own task (the coverage maps).
+existing work folder recomputes every column from the level files (no training).
+reports/analysis/coverage.npz holds, per level, seed and input feature, whether the input
+still reaches an output of its own task (the coverage maps).
 """
 from __future__ import annotations
 

@@ -300,11 +300,13 @@ def mark_cut(ax, cut: list[np.ndarray], compact: bool = False) -> int:
     """Overlay the minimum cut C_w (SCIENCE.md §6; pipeline.cut.seed_cut) on a panel drawn by
     `draw`: cut[i] [n_{i+1}, n_i] bool per weight matrix, each cut weight as a black dashed
     line (a pixel map's weights into one neuron as one line). Cuts above MAX_MARKED weights are
-    only counted in a note. Returns the number of lines drawn."""
+    only counted, in a second title line. Returns the number of lines drawn."""
     total = int(sum(c.sum() for c in cut))
     if total > MAX_MARKED:
-        ax.text(0.5, -0.01, f"minimum cut C_w: {total} weights (too many to mark)",
-                transform=ax.transAxes, ha="center", va="top", fontsize=6 if compact else 8)
+        title = ax.get_title()
+        ax.set_title(f"{title}\nminimum cut C_w: {total} weights (too many to mark)"
+                     if title else f"minimum cut C_w: {total} weights (too many to mark)",
+                     fontsize=8 if compact else 11, pad=3)
         return 0
     pos, groups, segs = ax.node_positions, ax.input_groups, []
     for i, c in enumerate(cut):

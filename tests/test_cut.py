@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pipeline.analysis import frozen_inputs, level_frames
-from pipeline.cut import min_cut, split_distance
+from pipeline.cut import min_cut, seed_cut, split_distance
 from pipeline.data import TaskInfo
 from pipeline.functional import functional_split
 from pipeline.graph import analyze
@@ -434,3 +434,45 @@ def test_worker_processes_give_identical_cuts(monkeypatch):
     two = split_distance(layout, res.state, theta, tasks, workers=2)
     for name in ("d", "d_low", "d_w", "d_w_low", "mass", "cut", "cut_w"):
         assert torch.equal(getattr(one, name), getattr(two, name)), name
+
+
+def test_drawings_mark_every_cut_weight_once(monkeypatch):
+    """mark_cut draws one black dashed line per weight of C_w (per pixel map and neuron for
+    image tasks) and only counts a cut too large to draw."""
+    import matplotlib.pyplot as plt
+
+    from pipeline import drawing
+
+    layout, mask, theta, tasks = hand_net(cross=2)
+    state = {"seeds": torch.tensor([0])}
+    for i, (w, b) in enumerate(layout.views(theta)):
+        state[f"layers.{i}.weight"], state[f"layers.{i}.bias"] = w.clone(), b.clone()
+    for i, (w, b) in enumerate(layout.views(mask)):
+        state[f"layers.{i}.weight_mask"], state[f"layers.{i}.bias_mask"] = w.clone(), b.clone()
+    cut = seed_cut(state, 0, tasks)
+    assert [c.sum() for c in cut] == [2, 0]
+    view = drawing.net_view(state, 0, tasks)
+    order = drawing.neuron_order(view)
+    fig, ax = plt.subplots()
+    drawing.draw(view, tasks, order, ax, "t")
+    assert drawing.mark_cut(ax, cut) == 2
+    segs = ax.collections[-1].get_segments()
+    pos = ax.node_positions
+    want = {(tuple(pos[0][0]), tuple(pos[1][h])) for h in (2, 3)}
+    assert {tuple(map(tuple, s)) for s in segs} == want
+    monkeypatch.setattr(drawing, "MAX_MARKED", 10)
+    big = [np.ones_like(c) for c in cut]
+    assert drawing.mark_cut(ax, big) == 0 and "too many to mark" in ax.get_title()
+    monkeypatch.setattr(drawing, "MAX_MARKED", 400)
+    # hand_net's tasks are image tasks (one node per pixel map): a map's cut weights into one
+    # neuron are one line; as moons-like tasks (one node per input) every weight is its own
+    fig2, ax2 = plt.subplots()
+    drawing.draw(view, tasks, order, ax2, "")
+    both = [c.copy() for c in cut]
+    both[0][2, 1] = True                         # a second pixel of map a into hidden 2
+    assert drawing.mark_cut(ax2, both) == 2
+    plain = [TaskInfo(t.name, "moons", t.inputs, t.outputs, 2, "ce") for t in tasks]
+    fig3, ax3 = plt.subplots()
+    drawing.draw(view, plain, order, ax3, "")
+    assert drawing.mark_cut(ax3, both) == 3
+    plt.close("all")

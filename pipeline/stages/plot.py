@@ -91,28 +91,20 @@ def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
         "## Does the ticket split?", "",
     ]
     if not metrics.get("split_applicable", True):
-        lines += [*split_criteria_lines(metrics),
-                  f"- First degradation level: median "
-                  f"{plots.fmt(d['first_degradation_level']['median'], 1)} "
-                  f"({d['seeds_degraded']} seeds degrade within the run).",
+        lines += [*split_criteria_lines(metrics), degradation_line(metrics),
                   "", "| task | dense test acc |", "|---|---|"]
         lines += [f"| {t.name} | {plots.fmt(metrics['dense_test_acc'][t.name])} |" for t in tasks]
         lines += ["", "## Figures", ""]
         lines += [f"![{f}](figures/{f})" for f in figures]
-        return health.with_block("\n".join(lines) + "\n", metrics.get("health"))
+        return with_blocks("\n".join(lines) + "\n", metrics)
     lines += [
         f"- Seeds split ({metrics.get('split_criterion', 'complete')} split): "
         f"**{fraction_text(s['seeds_split'], metrics['seeds'])}**; before any "
         f"task degraded by more than {d['threshold']:.0%}: "
         f"**{fraction_text(s['seeds_split_before_degradation'], metrics['seeds'])}**.",
-        f"- First split level: median {plots.fmt(s['first_split_level']['median'], 1)} "
-        f"(min {plots.fmt(s['first_split_level']['min'], 0)}, "
-        f"max {plots.fmt(s['first_split_level']['max'], 0)}); parameters at the split: median "
-        f"{plots.fmt(s['params_at_split']['median'], 0)}, alive "
-        f"{plots.fmt(s['alive_at_split']['median'], 0)}.",
-        f"- First degradation level: median "
-        f"{plots.fmt(d['first_degradation_level']['median'], 1)} "
-        f"({d['seeds_degraded']} seeds degrade within the run).",
+        first_split_line(s),
+        degradation_line(metrics),
+        *learned_lines(metrics),
         *random_mask_lines(metrics),
         *split_criteria_lines(metrics), "",
         "| task | dense test acc | test acc at first split |",
@@ -131,7 +123,85 @@ def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Figures", ""]
     lines += [f"![{f}](figures/{f})" for f in figures]
-    return health.with_block("\n".join(lines) + "\n", metrics.get("health"))  # "Run health"
+    return with_blocks("\n".join(lines) + "\n", metrics)
+
+
+def median_range(block: dict) -> str:
+    """`median (min–max)` of a {median, min, max} block; "–" alone when there is none (no
+    seed split), never "– (–––)"."""
+    if block.get("median") is None:
+        return "–"
+    return (f"{plots.fmt(block['median'], 1)} ({plots.fmt(block['min'], 0)}–"
+            f"{plots.fmt(block['max'], 0)})")
+
+
+def first_split_line(s: dict) -> str:
+    """The report's first-split line of a metrics split block; no dashes when nothing split."""
+    if s["first_split_level"].get("median") is None:
+        return "- First split level: none (no seed split at any level)."
+    return (f"- First split level: median {plots.fmt(s['first_split_level']['median'], 1)} "
+            f"(min {plots.fmt(s['first_split_level']['min'], 0)}, "
+            f"max {plots.fmt(s['first_split_level']['max'], 0)}); parameters at the split: "
+            f"median {plots.fmt(s['params_at_split']['median'], 0)}, alive "
+            f"{plots.fmt(s['alive_at_split']['median'], 0)}.")
+
+
+def degradation_line(metrics: dict) -> str:
+    """The report's degradation line; tasks not learned (metrics `learned`) are named: their
+    degradation is measured from an unlearned dense reference."""
+    d = metrics["degradation"]
+    line = (f"- First degradation level: median {plots.fmt(d['first_degradation_level']['median'], 1)} "
+            f"({d['seeds_degraded']} seeds degrade within the run).")
+    weak = d.get("unlearned_reference") or []
+    if weak:
+        line += (f" For {', '.join(weak)} degradation is measured from an **unlearned reference** "
+                 "(the dense accuracy is below the task alone; see *Tasks not learned* above).")
+    return line
+
+
+def learned_block(learned: dict | None) -> list[str]:
+    """The report's "Tasks not learned" block (stage `learned`), [] when every task was learned
+    or the check did not run."""
+    if not learned or not learned.get("checked") or learned.get("all_learned"):
+        return []
+    lines = ["## Tasks not learned", "",
+             f"{', '.join(f'**{t}**' for t in learned['not_learned'])}: the dense net's test "
+             "accuracy is not within "
+             f"{learned['tolerance']:g} of the same task trained alone, or some net failed on it "
+             "(SCIENCE.md §4). Its degradation, and so a split before degradation, is "
+             "measured from an unlearned reference.", "",
+             "| task | dense (side by side) | alone | gap, mean (worst seed) | failed side / alone |",
+             "|---|---|---|---|---|"]
+    for name, r in learned["tasks"].items():
+        if not r["learned"]:
+            lines.append(f"| {name} | {r['dense_test_acc']:.3f} | {r['alone_test_acc']:.3f} | "
+                         f"{r['gap']:.3f} ({r['max_gap']:.3f}) | "
+                         f"{r['side_failed']} / {r['alone_failed']} |")
+    return lines + ["", "Check it for other seeds or presets with `python -m pipeline.baseline`.", ""]
+
+
+def learned_lines(metrics: dict) -> list[str]:
+    """One line: was every task learned (stage `learned`), not checked, or which were not."""
+    learned = metrics.get("learned")
+    if not learned:
+        return []
+    if not learned.get("checked"):
+        return [f"- Tasks learned: not checked ({learned.get('reason', '')})."]
+    if learned.get("all_learned"):
+        return [f"- Every task learned: each within {learned['tolerance']:g} of the same task "
+                "trained alone (SCIENCE.md §4)."]
+    return [f"- **Not learned**: {', '.join(learned['not_learned'])} (see *Tasks not learned*)."]
+
+
+def with_blocks(report_text: str, metrics: dict) -> str:
+    """report.md with the "Tasks not learned" block and then the "Run health" block right after
+    its title (each only when something is off)."""
+    text = health.with_block(report_text, metrics.get("health"))
+    lines = learned_block(metrics.get("learned"))
+    if not lines:
+        return text
+    title, sep, rest = text.partition("\n\n")
+    return title + sep + "\n".join(lines) + "\n" + rest
 
 
 def split_figures(analysis: pd.DataFrame, seeds: pd.DataFrame, tasks,
@@ -171,11 +241,10 @@ def split_criteria_lines(metrics: dict) -> list[str]:
         name = c if c != "functional" or tol is None else f"functional (δ = {tol:g})"
         lines.append(f"| {name} | {fraction_text(b['seeds_split'], n)} | "
                      f"{fraction_text(b['seeds_split_before_degradation'], n)} | "
-                     f"{plots.fmt(f['median'], 1)} ({plots.fmt(f['min'], 0)}–"
-                     f"{plots.fmt(f['max'], 0)}) | {plots.fmt(b['params_at_split']['median'], 0)} |")
+                     f"{median_range(f)} | {plots.fmt(b['params_at_split']['median'], 0)} |")
     lines += coverage_leakage_lines(metrics)
     gap = metrics.get("functional_gap_levels")
-    if gap is not None:
+    if gap is not None and gap.get("median") is not None:
         lines += ["", f"- Levels from the first functional to the first {metrics['split_criterion']} "
                   f"split (seeds with both): median {plots.fmt(gap['median'], 1)} "
                   f"(min {plots.fmt(gap['min'], 0)}, max {plots.fmt(gap['max'], 0)}) — how long "

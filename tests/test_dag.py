@@ -343,3 +343,16 @@ def test_stage_help_runs_nothing_and_extra_arguments_are_refused(stage, tmp_path
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "takes no arguments" in refused.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_pipeline_imports_run_one_way():
+    """No import circle among pipeline/ modules, lazy imports included (`engine.live` and
+    `engine.loop` imported each other; a package's __init__ counts as a module)."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    for file in sorted((ROOT / "pipeline").rglob("*.py")):
+        name = ".".join(file.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        graph.add_node(name)
+        graph.add_edges_from((name, m) for m in imported_modules(file) if m != name)
+    assert not list(nx.simple_cycles(graph))

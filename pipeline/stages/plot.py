@@ -75,55 +75,64 @@ def read_trajectory(shape: Path = RunPaths().shape_json,
 
 def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
            figures: list[str], paths: RunPaths = RunPaths()) -> str:
-    """reports/report.md: the answers of SCIENCE.md §1 across seeds, with the run health
-    block first when anything went wrong."""
-    s, d = metrics["split"], metrics["degradation"]
-    shape, counts = read_trajectory(paths.shape_json, paths.trajectory_csv)
-    lines = [
-        "# ticketsplit report", "",
-        f"Tasks **{', '.join(t.name for t in tasks)}**; shape {shape['layers']} "
-        f"(base {shape['base_layers']}, {shape['extensions']} extensions); "
-        f"init {params.model.init} "
-        f"(bias {params.model.bias_init}); {params.train.optimizer} lr {params.train.lr}, "
-        f"{'full batch' if params.train.batch_size is None else f'batch {params.train.batch_size}'}; "
-        f"{len(counts) - 1} levels from {counts[0]} to {counts[-1]} prunable parameters "
-        f"(biases {'' if params.prune.biases else 'not '}prunable); {metrics['seeds']} seeds.", "",
-        "## Does the ticket split?", "",
-    ]
+    """reports/report.md: the answers of SCIENCE.md §1 across seeds, with the "Tasks not
+    learned" and "Run health" blocks first when anything went wrong."""
+    lines = ["# ticketsplit report", "", configuration_line(params, metrics, tasks, paths), "",
+             "## Does the ticket split?", ""]
     if not metrics.get("split_applicable", True):
-        lines += [*split_criteria_lines(metrics), degradation_line(metrics),
-                  "", "| task | dense test acc |", "|---|---|"]
-        lines += [f"| {t.name} | {plots.fmt(metrics['dense_test_acc'][t.name])} |" for t in tasks]
-        lines += ["", "## Figures", ""]
-        lines += [f"![{f}](figures/{f})" for f in figures]
-        return with_blocks("\n".join(lines) + "\n", metrics)
-    lines += [
+        lines += one_task_lines(metrics, tasks)
+    else:
+        lines += split_answer_lines(metrics, tasks) + per_seed_lines(seeds)
+    lines += ["", "## Figures", "", *[f"![{f}](figures/{f})" for f in figures]]
+    return with_blocks("\n".join(lines) + "\n", metrics)
+
+
+def configuration_line(params: config.Params, metrics: dict, tasks, paths: RunPaths) -> str:
+    """The report's first line: tasks, shape, init, optimizer, trajectory and seeds."""
+    shape, counts = read_trajectory(paths.shape_json, paths.trajectory_csv)
+    batch = "full batch" if params.train.batch_size is None else f"batch {params.train.batch_size}"
+    return (f"Tasks **{', '.join(t.name for t in tasks)}**; shape "
+            f"{shape['layers']} (base {shape['base_layers']}, {shape['extensions']} extensions); "
+            f"init {params.model.init} (bias {params.model.bias_init}); {params.train.optimizer} "
+            f"lr {params.train.lr}, {batch}; {len(counts) - 1} levels from {counts[0]} to "
+            f"{counts[-1]} prunable parameters (biases {'' if params.prune.biases else 'not '}"
+            f"prunable); {metrics['seeds']} seeds.")
+
+
+def one_task_lines(metrics: dict, tasks) -> list[str]:
+    """A one-task run: split not applicable, degradation, learned, dense accuracy."""
+    lines = [*split_criteria_lines(metrics), degradation_line(metrics), *learned_lines(metrics),
+             "", "| task | dense test acc |", "|---|---|"]
+    return lines + [f"| {t.name} | {plots.fmt(metrics['dense_test_acc'][t.name])} |"
+                    for t in tasks]
+
+
+def split_answer_lines(metrics: dict, tasks) -> list[str]:
+    """The headline fractions, first split, degradation, learned, the null model, the criteria
+    side by side and the accuracy per task."""
+    s, d, n = metrics["split"], metrics["degradation"], metrics["seeds"]
+    lines = [
         f"- Seeds split ({metrics.get('split_criterion', 'complete')} split): "
-        f"**{fraction_text(s['seeds_split'], metrics['seeds'])}**; before any "
-        f"task degraded by more than {d['threshold']:.0%}: "
-        f"**{fraction_text(s['seeds_split_before_degradation'], metrics['seeds'])}**.",
-        first_split_line(s),
-        degradation_line(metrics),
-        *learned_lines(metrics),
-        *random_mask_lines(metrics),
-        *split_criteria_lines(metrics), "",
-        "| task | dense test acc | test acc at first split |",
-        "|---|---|---|",
-    ]
-    for t in tasks:
-        lines.append(f"| {t.name} | {plots.fmt(metrics['dense_test_acc'][t.name])} | "
-                     f"{plots.fmt(metrics['test_acc_at_split'][t.name])} |")
-    lines += ["", "## Per seed", "", "| seed | first split level | params at split | alive at split "
-              "| degradation level | split before degradation |", "|---|---|---|---|---|---|"]
+        f"**{fraction_text(s['seeds_split'], n)}**; before any task degraded by more than "
+        f"{d['threshold']:.0%}: **{fraction_text(s['seeds_split_before_degradation'], n)}**.",
+        first_split_line(s), degradation_line(metrics), *learned_lines(metrics),
+        *random_mask_lines(metrics), *split_criteria_lines(metrics), "",
+        "| task | dense test acc | test acc at first split |", "|---|---|---|"]
+    return lines + [f"| {t.name} | {plots.fmt(metrics['dense_test_acc'][t.name])} | "
+                    f"{plots.fmt(metrics['test_acc_at_split'][t.name])} |" for t in tasks]
+
+
+def per_seed_lines(seeds: pd.DataFrame) -> list[str]:
+    """The per-seed table of the headline criterion."""
+    lines = ["", "## Per seed", "", "| seed | first split level | params at split | alive at "
+             "split | degradation level | split before degradation |", "|---|---|---|---|---|---|"]
     counts = ("seed", "first_split_level", "params_at_split", "alive_at_split",
               "degradation_level")
     for _, r in seeds.iterrows():
         cells = [plots.fmt(None if pd.isna(r[c]) else r[c], 0) for c in counts]
         cells.append(str(bool(r["split_before_degradation"])))
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Figures", ""]
-    lines += [f"![{f}](figures/{f})" for f in figures]
-    return with_blocks("\n".join(lines) + "\n", metrics)
+    return lines
 
 
 def median_range(block: dict) -> str:

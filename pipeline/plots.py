@@ -97,6 +97,7 @@ def _accuracy_panel(ax, imp: pd.DataFrame, task: str, color, threshold: float,
     ax.axhline(dense - threshold, color=color, ls="--", lw=1)
     for p in split:
         ax.axvline(p, color=palette.REFERENCE, lw=0.8, alpha=0.35, zorder=0)
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))  # 100, 200, 500, …
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded labels
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.set(xlabel="remaining prunable parameters\n(log scale, pruning →)",
@@ -136,9 +137,10 @@ def split_over_levels(analysis: pd.DataFrame):
     axes[2].set(xlabel="IMP level", ylabel="fraction of seeds (95% Wilson interval)",
                 ylim=(0, 1), title=f"Seeds whose ticket is split (n = {int(n.max())})")
     if k.sum() == 0:  # say so: all-zero bars look like an empty panel
-        axes[2].text(0.5, 0.6, f"no seed split at any level\n(0/{int(n.max())}; the bars are "
-                     "the 95% upper bounds)", ha="center", va="center",
-                     transform=axes[2].transAxes, fontsize=10, color="0.25")
+        axes[2].text(0.5, 0.85, f"no seed split at any level (0/{int(n.max())});\n"
+                     "whiskers: 95% Wilson upper bounds", ha="center", va="center",
+                     transform=axes[2].transAxes, fontsize=10, color="0.2",
+                     bbox={"facecolor": "white", "edgecolor": "0.6", "boxstyle": "round"})
     for ax in axes:
         _integer_ticks(ax.xaxis)
     return fig

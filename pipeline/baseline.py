@@ -51,13 +51,22 @@ def task_alone(task, index: int, splits: dict) -> tuple[object, dict]:
                    for s, sp in splits.items()}
 
 
+def net_problems(frame, task_names: list[str], test_y, patience: int) -> list[list[list[str]]]:
+    """Per network (row of a levels.csv-like frame, pipeline.health) and task, the FAILURES that
+    pipeline.health finds on it (network-wide ones repeated for each task): [K][T] lists."""
+    from pipeline import health
+
+    flags = health.network_flags(frame, task_names, test_y, patience=patience)
+    return [[[c for c in FAILURES if flags.loc[k, f"{c}_{name}" if c == "at_chance" else c]]
+             for name in task_names] for k in range(len(frame))]
+
+
 def train_dense(layers: list[int], tasks: list, splits: dict, params: config.Params,
                 seeds: list[int]) -> dict:
     """Train the dense nets of `seeds` (engine.train_population with params.train) →
     {"test_acc", "train_acc": [K, T] tensors, "epochs", "best_epoch": [K] tensors,
     "problems": [K][T] lists of the FAILURES that pipeline.health finds (network-wide ones
     repeated for each task)}."""
-    from pipeline import health
     from pipeline.engine import TaskLoss, evaluate, train_population
     from pipeline.model import Layout, init_population
 
@@ -70,13 +79,48 @@ def train_dense(layers: list[int], tasks: list, splits: dict, params: config.Par
     test = evaluate(layout, result.theta, splits["test"], loss_fn)
     names = [t.name for t in tasks]
     frame = result.health_frame(seeds, test.accuracy, names, test_loss=test.loss)
-    flags = health.network_flags(frame, names, splits["test"].y.numpy(),
-                                 patience=params.train.patience)
-    problems = [[[c for c in FAILURES if flags.loc[k, f"{c}_{name}" if c == "at_chance" else c]]
-                 for name in names] for k in range(len(seeds))]
     return {"test_acc": test.accuracy,
             "train_acc": evaluate(layout, result.theta, splits["train"], loss_fn).accuracy,
-            "epochs": result.epochs, "best_epoch": result.best_epoch, "problems": problems}
+            "epochs": result.epochs, "best_epoch": result.best_epoch,
+            "problems": net_problems(frame, names, splits["test"].y.numpy(),
+                                     params.train.patience)}
+
+
+def train_alone(task, index: int, splits: dict, layers: list[int], params: config.Params,
+                seeds: list[int], log=print) -> dict:
+    """Task number `index` trained alone (task_alone's columns, the hidden widths of `layers`)
+    → train_dense's dict for that one task."""
+    alone_task, alone_splits = task_alone(task, index, splits)
+    alone_layers = [len(task.inputs), *layers[1:-1], len(task.outputs)]
+    start = time.perf_counter()
+    alone = train_dense(alone_layers, [alone_task], alone_splits, params, seeds)
+    log(f"baseline: {task.name} alone {alone_layers}, {time.perf_counter() - start:.1f}s")
+    return alone
+
+
+def comparison_rows(tasks: list, seeds: list[int], side: dict, alone: list[dict]):
+    """compare()'s frame from train_dense's dict of the side-by-side nets (`side`) and one
+    train_alone dict per task (`alone`)."""
+    import pandas as pd
+
+    rows = []
+    for i, task in enumerate(tasks):
+        one = alone[i]
+        for k, seed in enumerate(seeds):
+            rows.append({"seed": seed, "task": task.name,
+                         "side_test_acc": float(side["test_acc"][k, i]),
+                         "alone_test_acc": float(one["test_acc"][k, 0]),
+                         "side_train_acc": float(side["train_acc"][k, i]),
+                         "alone_train_acc": float(one["train_acc"][k, 0]),
+                         "side_epochs": int(side["epochs"][k]),
+                         "alone_epochs": int(one["epochs"][k]),
+                         "side_best_epoch": int(side["best_epoch"][k]),
+                         "alone_best_epoch": int(one["best_epoch"][k]),
+                         "side_problems": " ".join(side["problems"][k][i]),
+                         "alone_problems": " ".join(one["problems"][k][0])})
+    frame = pd.DataFrame(rows)
+    frame.insert(4, "gap", frame["alone_test_acc"] - frame["side_test_acc"])
+    return frame
 
 
 def compare(params: config.Params, seeds: list[int] | None = None, log=print):
@@ -85,8 +129,6 @@ def compare(params: config.Params, seeds: list[int] | None = None, log=print):
     side_train_acc, alone_train_acc, side_epochs, alone_epochs, side_best_epoch,
     alone_best_epoch, side_problems, alone_problems (space-separated FAILURES of that net on
     that task, "" when none). Raises data.DataError for unreadable data files."""
-    import pandas as pd
-
     from pipeline import data
     from pipeline.engine import Split
 
@@ -100,28 +142,9 @@ def compare(params: config.Params, seeds: list[int] | None = None, log=print):
     start = time.perf_counter()
     side = train_dense(layers, tasks, splits, params, seeds)
     log(f"baseline: side by side {layers}, {len(seeds)} seeds, {time.perf_counter() - start:.1f}s")
-    rows = []
-    for i, task in enumerate(tasks):
-        alone_task, alone_splits = task_alone(task, i, splits)
-        alone_layers = [len(task.inputs), *layers[1:-1], len(task.outputs)]
-        start = time.perf_counter()
-        alone = train_dense(alone_layers, [alone_task], alone_splits, params, seeds)
-        log(f"baseline: {task.name} alone {alone_layers}, {time.perf_counter() - start:.1f}s")
-        for k, seed in enumerate(seeds):
-            rows.append({"seed": seed, "task": task.name,
-                         "side_test_acc": float(side["test_acc"][k, i]),
-                         "alone_test_acc": float(alone["test_acc"][k, 0]),
-                         "side_train_acc": float(side["train_acc"][k, i]),
-                         "alone_train_acc": float(alone["train_acc"][k, 0]),
-                         "side_epochs": int(side["epochs"][k]),
-                         "alone_epochs": int(alone["epochs"][k]),
-                         "side_best_epoch": int(side["best_epoch"][k]),
-                         "alone_best_epoch": int(alone["best_epoch"][k]),
-                         "side_problems": " ".join(side["problems"][k][i]),
-                         "alone_problems": " ".join(alone["problems"][k][0])})
-    frame = pd.DataFrame(rows)
-    frame.insert(4, "gap", frame["alone_test_acc"] - frame["side_test_acc"])
-    return frame
+    alone = [train_alone(task, i, splits, layers, params, seeds, log)
+             for i, task in enumerate(tasks)]
+    return comparison_rows(tasks, seeds, side, alone)
 
 
 def summary(frame, tolerance: float = TOLERANCE):

@@ -46,6 +46,7 @@ DEVICES = ("cpu", "cuda", "auto")
 MONITORS = ("total", "per_task")
 
 
+CHECK_LEARNED = ("auto", "on", "off")  # auto: on unless the run has an mnist/fashion_mnist task
 IMAGE_KINDS = ("digits", "mnist", "fashion_mnist")  # 10-class image tasks (data.classes)
 IDX_KINDS = ("mnist", "fashion_mnist")               # 28 × 28 from IDX files (data.image_size)
 IDX_SIZE = 28
@@ -129,6 +130,7 @@ class AnalysisConfig:
     degradation_threshold: float = 0.05  # a task degrades when its accuracy falls this far below dense
     split: str = "complete"              # headline criterion (SCIENCE.md §6): complete | effective | output
     functional_tolerance: float = 0.01   # δ of the functional split: largest allowed accuracy drop
+    check_learned: str = "auto"          # each task alone as reference (SCIENCE.md §4): auto | on | off
 
 
 @dataclass(frozen=True)
@@ -367,6 +369,7 @@ def _validate_sections(p: Params) -> None:
     _one_of("analysis.split", a.split, ("complete", "effective", "output"))
     _require(0 <= a.functional_tolerance <= 1, "analysis.functional_tolerance",
              a.functional_tolerance, "a number in [0, 1] (accuracy points as a fraction)")
+    _one_of("analysis.check_learned", a.check_learned, CHECK_LEARNED)
     _require(pl.draw_seed is None or pl.draw_seed in m.seeds, "plot.draw_seed", pl.draw_seed,
              "null (the first seed that splits) or one of model.seeds " + str(list(m.seeds)))
     _require(50 <= pl.dpi <= 600, "plot.dpi", pl.dpi, "an integer from 50 to 600")

@@ -27,16 +27,17 @@ from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from pipeline import graph  # noqa: E402
+from pipeline import graph, palette  # noqa: E402
 from pipeline.config import IMAGE_KINDS  # noqa: E402
 from pipeline.data import TaskInfo  # noqa: E402
 from pipeline.model import Layout, layers_from_state  # noqa: E402
 
-# Okabe–Ito colours: tasks take the blues/greens/purples, the alarm is vermillion
-TASK_COLORS = ["#0072B2", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#F0E442", "#000000"]
-CROSS_COLOR = "#D55E00"
-STATE_STYLES = {graph.AUDIENCE: ("0.45", "--"), graph.ZOMBIE: ("0.2", ":"),
-                graph.UNPRODUCTIVE: ("0.72", "-")}
+# colours from the one palette (pipeline.palette): tasks Okabe–Ito, cross-task vermillion
+TASK_COLORS = palette.TASK_COLORS
+CROSS_COLOR = palette.CROSS_TASK
+STATE_STYLES = {graph.AUDIENCE: (palette.STATE_COLORS["audience"], "--"),
+                graph.ZOMBIE: (palette.STATE_COLORS["zombie"], ":"),
+                graph.UNPRODUCTIVE: (palette.STATE_COLORS["unproductive"], "-")}
 FADED = "0.88"
 LINESTYLE_OF_STATE = np.array(["-"] * 5, dtype=object)
 for _code, (_, _ls) in STATE_STYLES.items():
@@ -44,8 +45,8 @@ for _code, (_, _ls) in STATE_STYLES.items():
 
 
 def task_color(t: int) -> str:
-    """Colour of task t's inputs, outputs, neurons and alive weights (cycles after 7 tasks)."""
-    return TASK_COLORS[t % len(TASK_COLORS)]
+    """Colour of task t's inputs, outputs, neurons and alive weights (palette.task_color)."""
+    return palette.task_color(t)
 
 
 @dataclass
@@ -198,6 +199,18 @@ def draw(view: NetView, tasks: list[TaskInfo], order: list[np.ndarray], ax, titl
     unpruned weight between them for pixel maps)."""
     groups = input_groups(tasks)
     grouped = len(groups) < view.layers[0]
+    weights, states, cross, counts, pos = _drawn_layers(view, order, groups, grouped)
+    parts = _edge_parts(view, tasks, groups, grouped, weights, states, cross, pos)
+    ax.n_edges = _add_edges(ax, parts)
+    _draw_nodes(view, tasks, groups, grouped, counts, pos, ax, compact)
+    _style_axes(ax, counts, grouped, title, compact)
+    ax.node_positions, ax.input_groups = pos, (groups if grouped else None)  # for mark_cut
+    return ax
+
+
+def _drawn_layers(view: NetView, order, groups, grouped: bool):
+    """What is drawn per layer: weight values, states and cross flags (the first layer's
+    aggregated per input group for pixel maps), node counts and node positions [n, 2]."""
     weights, states, cross = list(view.weights), list(view.states), list(view.cross)
     counts = list(view.layers)
     slot = [np.empty(n, dtype=int) for n in view.layers]
@@ -212,10 +225,16 @@ def draw(view: NetView, tasks: list[TaskInfo], order: list[np.ndarray], ax, titl
         ys[0] = (counts[0] - 0.5 - np.arange(counts[0])) / counts[0]
     pos = [np.stack([np.full(n, float(layer)), ys[layer][slot[layer]]], axis=1)
            for layer, n in enumerate(counts)]
+    return weights, states, cross, counts, pos
 
+
+def _edge_parts(view: NetView, tasks, groups, grouped: bool, weights, states, cross, pos):
+    """Edges grouped by line style → list of (segments [E, 2, 2], rgb [E, 3], widths [E]):
+    alive weights in their task's colour, cross-task ones in CROSS_COLOR, the other states in
+    their grey style; width ∝ |w|."""
     biggest = max((np.abs(w[s != graph.PRUNED]).max() for w, s in zip(weights, states)
                    if (s != graph.PRUNED).any()), default=1.0) or 1.0
-    palette = np.array([matplotlib.colors.to_rgb(task_color(t)) for t in range(len(tasks))])
+    task_rgb = np.array([matplotlib.colors.to_rgb(task_color(t)) for t in range(len(tasks))])
     styled = {code: matplotlib.colors.to_rgb(c) for code, (c, _) in STATE_STYLES.items()}
     parts: dict[str, list] = {"-": [], "--": [], ":": []}  # linestyle → (segments, rgb, width)
     for i, (w, st, cr) in enumerate(zip(weights, states, cross)):
@@ -224,31 +243,42 @@ def draw(view: NetView, tasks: list[TaskInfo], order: list[np.ndarray], ax, titl
         code, c = st[v, u], cr[v, u]
         owner = (np.array([g[0] for g in groups])[u] if i == 0 and grouped
                  else view.fwd[i][u].argmax(axis=1) if len(u) else u)
-        rgb = np.where(c[:, None], matplotlib.colors.to_rgb(CROSS_COLOR), palette[owner])
+        rgb = np.where(c[:, None], matplotlib.colors.to_rgb(CROSS_COLOR), task_rgb[owner])
         width = 0.35 + 2.6 * np.abs(w[v, u]) / biggest
-        for s_code, (_, ls) in STATE_STYLES.items():
+        for s_code in STATE_STYLES:
             sel = code == s_code
             rgb[sel] = styled[s_code]
             width[sel] *= 0.6
         for ls in parts:
             sel = LINESTYLE_OF_STATE[code] == ls
             parts[ls].append((seg[sel], rgb[sel], width[sel]))
-    n_edges = 0
-    for ls, chunks in parts.items():
-        seg = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros((0, 2, 2))
-        n_edges += len(seg)
+    return parts
+
+
+def _add_edges(ax, parts: dict) -> int:
+    """One LineCollection per line style (solid below the others), faded when there are many
+    edges; `ax.edge_collections` keeps them. Returns the number of edges."""
+    joined = {ls: np.concatenate([c[0] for c in chunks]) if chunks else np.zeros((0, 2, 2))
+              for ls, chunks in parts.items()}
+    n_edges = sum(len(seg) for seg in joined.values())
     alpha = 1.0 if n_edges <= 250 else max(0.2, (250 / max(n_edges, 1)) ** 0.5)
     ax.edge_collections = []
     for ls, chunks in parts.items():
-        seg = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros((0, 2, 2))
-        if not len(seg):
+        if not len(joined[ls]):
             continue
-        lc = LineCollection(seg, colors=np.concatenate([c[1] for c in chunks]),
+        lc = LineCollection(joined[ls], colors=np.concatenate([c[1] for c in chunks]),
                             linewidths=np.concatenate([c[2] for c in chunks]), linestyles=ls,
                             alpha=alpha, zorder=1 if ls == "-" else 2)
         ax.add_collection(lc)
         ax.edge_collections.append(lc)
+    return n_edges
 
+
+def _draw_nodes(view: NetView, tasks, groups, grouped: bool, counts, pos, ax,
+                compact: bool) -> None:
+    """Inputs and outputs in their task's colour (pixel maps for image tasks); hidden neurons in
+    their task's colour when one task alone touches them, CROSS_COLOR when several do, faded
+    off the alive subgraph."""
     size = max(6.0, 40.0 - max(counts) / 2.5) * (0.55 if compact else 1.0)
     for layer, p in enumerate(pos):
         if layer == 0 and grouped:
@@ -272,6 +302,10 @@ def draw(view: NetView, tasks: list[TaskInfo], order: list[np.ndarray], ax, titl
         edge = np.where(alive | touched, "0.15", "0.8")
         ax.scatter(p[:, 0], p[:, 1], s=size, c=list(face), edgecolors=list(edge),
                    linewidths=0.5, zorder=3, alpha=None)
+
+
+def _style_axes(ax, counts, grouped: bool, title: str, compact: bool) -> None:
+    """Layer names as x ticks, no y axis, grid or frame; the panel title."""
     ax.set_xlim(-0.62 if grouped else -0.15, len(counts) - 0.85)
     ax.set_ylim(-0.06, 1.06)
     depth = len(counts) - 2
@@ -287,9 +321,6 @@ def draw(view: NetView, tasks: list[TaskInfo], order: list[np.ndarray], ax, titl
         spine.set_visible(False)
     if title:
         ax.set_title(title, fontsize=8 if compact else 11, pad=3)
-    ax.n_edges = n_edges
-    ax.node_positions, ax.input_groups = pos, (groups if grouped else None)  # for mark_cut
-    return ax
 
 
 CUT_STYLE = {"color": "black", "ls": (0, (3, 2))}  # the minimum cut C_w: black, dashed
@@ -373,13 +404,23 @@ def legend_handles(tasks: list[TaskInfo]) -> list[Line2D]:
     return h
 
 
+def grid_columns(n: int, most: int) -> int:
+    """Columns for n panels, at most `most` + 2 and at least `most` − 1 (or n when fewer), chosen
+    so that the last row is as full as possible: never one panel alone on a row when a nearby
+    width avoids it (21 levels: 7 columns, 3 full rows, not 5 columns and a lone panel)."""
+    if n <= most:
+        return max(n, 1)
+    options = range(max(most - 1, 2), most + 3)
+    return min(options, key=lambda c: ((-n) % c, abs(c - most)))
+
+
 def figure_levels(views: dict[int, NetView], tasks, order, panels: list[tuple[int, str]],
                   suptitle: str, cols: int | None = None, compact: bool = False,
                   cuts: dict[int, list[np.ndarray]] | None = None):
     """A figure with one panel per (level, title), all drawn with the same node order; with
     `cuts` (level → mark_cut's matrices) the minimum cut marked on each panel."""
     n = len(panels)
-    cols = cols or n
+    cols = grid_columns(n, cols) if cols else n
     rows = -(-n // cols)
     width, height = (3.3, 2.9) if compact else (5.6, 5.0)
     fig = plt.figure(figsize=(width * cols, height * rows + 0.9), layout="constrained")

@@ -71,6 +71,11 @@ class RunPaths:
         return self.root / "reports" / "analysis"
 
     @property
+    def learned_json(self) -> Path:
+        """Stage `learned`: every task's dense accuracy against the task trained alone."""
+        return self.root / "reports" / "learned.json"
+
+    @property
     def metrics_json(self) -> Path:
         return self.root / "reports" / "metrics.json"
 

@@ -2,7 +2,9 @@
 
 Per-level curves show the median over seeds with the interquartile range (quantiles 0.25/0.75,
 which stay within the data's range) where there are several seeds; level axes have integer ticks.
-Every figure uses the colour-blind-safe seaborn palette and is titled and labelled with units.
+Every colour comes from pipeline.palette: a task has the same Okabe–Ito colour in every figure,
+vermillion means cross-task, and series that are not tasks are greys told apart by line style,
+marker or hatch. Every figure is titled and labelled with units.
 """
 from __future__ import annotations
 
@@ -16,14 +18,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from pipeline import palette  # noqa: E402
 from pipeline.graph import STATES  # noqa: E402
 
-STATE_COLORS = dict(zip(STATES, sns.color_palette("colorblind", 5)))
-STATE_COLORS["pruned"] = (0.85, 0.85, 0.85)
+STATE_COLORS = {s: palette.STATE_COLORS[s] for s in STATES}
 
 
 def style() -> None:
-    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    sns.set_theme(context="notebook", style="whitegrid", palette=list(palette.NEUTRALS))
     plt.rcParams.update({"figure.autolayout": False, "axes.titleweight": "bold",
                          "savefig.bbox": "tight"})
 
@@ -31,7 +33,8 @@ def style() -> None:
 BAND = "median, IQR over seeds"  # what _band draws, for legends and axis labels
 
 
-def _band(ax, frame: pd.DataFrame, x: str, y: str, label: str, color=None, logx=False):
+def _band(ax, frame: pd.DataFrame, x: str, y: str, label: str, color=None, logx=False,
+          **line):
     """Draw column `y` of `frame` (one row per seed and `x` value) against `x`: the median over
     seeds as a line labelled `label` and, when `frame` holds several seeds, the interquartile
     range (quantiles 0.25 and 0.75, linear interpolation) as an unlabelled band. Both lie within
@@ -40,7 +43,8 @@ def _band(ax, frame: pd.DataFrame, x: str, y: str, label: str, color=None, logx=
     legend or axis label."""
     g = frame.groupby(x)[y]
     med, q1, q3 = g.median(), g.quantile(0.25), g.quantile(0.75)
-    line, = ax.plot(med.index, med.values, marker="o", ms=3, label=label, color=color)
+    line, = ax.plot(med.index, med.values, **{"marker": "o", "ms": 3, **line}, label=label,
+                    color=color)
     if frame["seed"].nunique() > 1:
         ax.fill_between(med.index, q1.values, q3.values, alpha=0.2, color=line.get_color(),
                         lw=0)
@@ -55,25 +59,50 @@ def _integer_ticks(axis) -> None:
 
 
 def accuracy_vs_params(imp: pd.DataFrame, seeds: pd.DataFrame, tasks: list[str], threshold: float):
-    """accuracy.png: per task, test accuracy against remaining prunable parameters (imp/levels.csv;
-    median, IQR over seeds), the dense median (dotted), dense − `threshold` (dashed, the
-    degradation bound of SCIENCE.md) and each seed's first split (seeds.csv `params_at_split`)."""
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for i, t in enumerate(tasks):
-        color = sns.color_palette("colorblind")[i % 10]
-        _band(ax, imp, "params", f"test_acc_{t}", t, color=color, logx=True)
-        dense = imp.loc[imp["level"] == 0, f"test_acc_{t}"].median()
-        ax.axhline(dense, color=color, ls=":", lw=1)
-        ax.axhline(dense - threshold, color=color, ls="--", lw=0.8, alpha=0.6)
+    """accuracy.png: one panel per task (its palette colour): test accuracy against remaining
+    prunable parameters (imp/levels.csv; median, IQR over seeds), the task's dense median
+    (dotted), dense − `threshold` (dashed, the degradation bound of SCIENCE.md) and each
+    seed's first split (seeds.csv `params_at_split`, black). One panel per task, so no task's
+    reference lines hide another's; the legend sits below the panels, clear of every line."""
+    cols = min(len(tasks), 3)
+    rows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols + 0.6, 3.9 * rows), sharex=True,
+                             sharey=True, squeeze=False, layout="constrained")
     split = seeds["params_at_split"].dropna()
-    for j, p in enumerate(split):
-        ax.axvline(p, color="black", lw=1, alpha=0.5, label="first split (per seed)" if j == 0 else None)
-    ax.invert_xaxis()
-    ax.set(xlabel="remaining prunable parameters (log scale, pruning →)", ylabel="test accuracy",
-           title="Accuracy per task while pruning")
-    ax.legend(title=f"task: {BAND}\n(dotted: dense median, dashed: degradation bound)",
-              fontsize=8, title_fontsize=8, loc="lower left")
+    for i, t in enumerate(tasks):
+        _accuracy_panel(axes.flat[i], imp, t, palette.task_color(i), threshold, split)
+    for ax in axes.flat[len(tasks):]:
+        ax.set_axis_off()
+    axes.flat[0].invert_xaxis()  # shared: pruning runs left to right in every panel
+    handles = [matplotlib.lines.Line2D([], [], color="0.3", marker="o", ms=3,
+                                       label=f"test accuracy ({BAND})"),
+               matplotlib.lines.Line2D([], [], color="0.3", ls=":", label="dense median"),
+               matplotlib.lines.Line2D([], [], color="0.3", ls="--",
+                                       label=f"degradation bound (dense − {threshold:g})")]
+    if len(split):
+        handles.append(matplotlib.lines.Line2D([], [], color=palette.REFERENCE, alpha=0.5,
+                                               label="first split (one line per seed)"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8,
+               frameon=False)
+    fig.suptitle("Accuracy per task while pruning", fontweight="bold")
     return fig
+
+
+def _accuracy_panel(ax, imp: pd.DataFrame, task: str, color, threshold: float,
+                    split: pd.Series) -> None:
+    """One task's panel of accuracy.png."""
+    _band(ax, imp, "params", f"test_acc_{task}", task, color=color, logx=True)
+    dense = imp.loc[imp["level"] == 0, f"test_acc_{task}"].median()
+    ax.axhline(dense, color=color, ls=":", lw=1.2)
+    ax.axhline(dense - threshold, color=color, ls="--", lw=1)
+    for p in split:
+        ax.axvline(p, color=palette.REFERENCE, lw=0.8, alpha=0.35, zorder=0)
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))  # 100, 200, 500, …
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded labels
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set(xlabel="remaining prunable parameters\n(log scale, pruning →)",
+           ylabel="test accuracy", title=task)
+    ax.title.set_color(color)
 
 
 def split_over_levels(analysis: pd.DataFrame):
@@ -93,26 +122,47 @@ def split_over_levels(analysis: pd.DataFrame):
                 "about a split.", ha="center", va="center", transform=ax.transAxes, fontsize=10)
         return fig
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), layout="constrained")
-    _band(axes[0], analysis, "level", "split_metric", "split metric")
-    axes[0].axhline(0, color="black", lw=1)
-    axes[0].set(xlabel="IMP level",
-                ylabel=f"split metric ({BAND})\n0 = split; < 0: a pair is lost",
-                title="Split metric")
-    _band(axes[1], analysis, "level", "task_distance", "‖A − I‖_F")
+    _split_metric_panel(axes[0], analysis)
+    _band(axes[1], analysis, "level", "task_distance", "‖A − I‖_F", color=palette.NEUTRALS[0],
+          drawstyle="steps-mid")
     axes[1].set(xlabel="IMP level", ylabel=f"‖A − I‖_F ({BAND})",
                 title="Task matrix distance to I")
     g = analysis.groupby("level")["split"]
     k, n = g.sum().astype(int), g.size()
     lo_hi = np.array([wilson(int(a), int(b)) for a, b in zip(k, n)]).reshape(-1, 2)
     frac = k / n
-    axes[2].bar(frac.index, frac.values, color=sns.color_palette("colorblind")[2],
+    axes[2].bar(frac.index, frac.values, color=palette.NEUTRALS[1],
                 yerr=np.abs(lo_hi.T - frac.values), capsize=2, ecolor="black",
                 error_kw={"lw": 0.8})
     axes[2].set(xlabel="IMP level", ylabel="fraction of seeds (95% Wilson interval)",
                 ylim=(0, 1), title=f"Seeds whose ticket is split (n = {int(n.max())})")
+    if k.sum() == 0:  # say so: all-zero bars look like an empty panel
+        axes[2].text(0.5, 0.85, f"no seed split at any level (0/{int(n.max())});\n"
+                     "whiskers: 95% Wilson upper bounds", ha="center", va="center",
+                     transform=axes[2].transAxes, fontsize=10, color="0.2",
+                     bbox={"facecolor": "white", "edgecolor": "0.6", "boxstyle": "round"})
     for ax in axes:
         _integer_ticks(ax.xaxis)
     return fig
+
+
+def _split_metric_panel(ax, analysis: pd.DataFrame) -> None:
+    """The split metric per level as steps (it is defined at levels only: a line between two
+    levels would cross "0 = split" where no level is split), levels whose median is exactly 0
+    marked."""
+    line = _band(ax, analysis, "level", "split_metric", "split metric",
+                 color=palette.NEUTRALS[0], drawstyle="steps-mid")
+    med = analysis.groupby("level")["split_metric"].median()
+    zero = med[med == 0]
+    ax.axhline(0, color=palette.REFERENCE, lw=0.8, ls=":")
+    if len(zero):
+        ax.plot(zero.index, zero.values, "D", ms=7, mfc="none", mec=palette.REFERENCE,
+                label="median at 0: split")
+    ax.set(xlabel="IMP level",
+           ylabel=f"split metric ({BAND})\n0 = split; < 0: a pair is lost",
+           title="Split metric")
+    ax.legend(handles=[line] + ([ax.lines[-1]] if len(zero) else []), fontsize=8,
+              loc="lower left")
 
 
 def state_composition(analysis: pd.DataFrame):
@@ -122,8 +172,10 @@ def state_composition(analysis: pd.DataFrame):
     for ax, (kind, suffix) in zip(axes, (("weights", "_w"), ("biases", "_b"))):
         counts = analysis.groupby("level")[[f"{s}{suffix}" for s in live]].mean()
         share = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).fillna(0)
-        ax.stackplot(share.index, share.T.values, labels=live,
-                     colors=[STATE_COLORS[s] for s in live])
+        stacks = ax.stackplot(share.index, share.T.values, labels=live,
+                              colors=[STATE_COLORS[s] for s in live], edgecolor="white", lw=0.5)
+        for poly, state in zip(stacks, live):
+            poly.set_hatch(palette.STATE_HATCHES[state])
         ax.set(xlabel="IMP level", ylabel=f"share of unpruned {kind}", ylim=(0, 1),
                xlim=(share.index.min(), share.index.max()),
                title=f"State of the unpruned {kind} (mean over seeds)")
@@ -140,8 +192,10 @@ def neuron_classes(layers: pd.DataFrame):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
     for ax, cls in zip(axes, classes):
         part = neurons[neurons["state"] == cls]
-        for layer in sorted(part["layer"].unique()):
-            _band(ax, part[part["layer"] == layer], "level", "count", f"hidden layer {layer + 1}")
+        for li, layer in enumerate(sorted(part["layer"].unique())):
+            color, ls, _ = palette.neutral(li)
+            _band(ax, part[part["layer"] == layer], "level", "count", f"hidden layer {layer + 1}",
+                  color=color, ls=ls)
         ax.set(xlabel="IMP level", ylabel=f"neurons ({BAND})", title=f"{cls} neurons")
         _integer_ticks(ax.xaxis)
         ax.legend(fontsize=8)
@@ -172,7 +226,9 @@ def comatose_events_figure(events: pd.DataFrame):
         ev = events.copy()
         ev["order"] = np.where(ev["bias_pruned_before_detached"].astype(bool),
                                "bias pruned before detachment", "bias pruned at/after detachment")
-        sns.countplot(ev, x="layer", hue="order", ax=ax, palette="colorblind")
+        sns.countplot(ev, x="layer", hue="order", ax=ax, palette=list(palette.NEUTRALS[:2]),
+                      hue_order=["bias pruned before detachment",
+                                 "bias pruned at/after detachment"])
         ax.set_xticks(ax.get_xticks())
         ax.set_xticklabels([f"hidden layer {int(t.get_text()) + 1}" for t in ax.get_xticklabels()])
         # below the axes, clear of the bars and the tick labels
@@ -187,7 +243,9 @@ def validation_curves(curves: pd.DataFrame, seed: int):
     part = curves[curves["seed"] == seed]
     fig, ax = plt.subplots(figsize=(8, 5))
     levels = sorted(part["level"].unique())
-    cmap = plt.get_cmap("viridis", max(len(levels), 2))
+    # greys, light (dense) to dark (last level): the level is no task
+    cmap = matplotlib.colors.ListedColormap(
+        plt.get_cmap("Greys")(np.linspace(0.3, 1.0, max(len(levels), 2))))
     for i, level in enumerate(levels):
         c = part[part["level"] == level]
         ax.plot(c["epoch"], c["val_loss"], color=cmap(i), lw=1)
@@ -209,7 +267,7 @@ def task_matrices(tm: pd.DataFrame, seed: int, levels: list[tuple[str, int]]):
         mat = part.pivot(index="from_task", columns="to_task", values="value")
         order = list(dict.fromkeys(part["from_task"]))
         mat = mat.loc[order, order]
-        sns.heatmap(mat, vmin=0, vmax=1, annot=True, fmt=".2f", cmap="mako", ax=ax, cbar=False,
+        sns.heatmap(mat, vmin=0, vmax=1, annot=True, fmt=".2f", cmap="Greys", ax=ax, cbar=False,
                     square=True)
         ax.set(title=f"{name} (level {level})", xlabel="to task (outputs)",
                ylabel="from task (inputs)")
@@ -218,8 +276,9 @@ def task_matrices(tm: pd.DataFrame, seed: int, levels: list[tuple[str, int]]):
 
 
 # ---- split criteria (SCIENCE.md §6) -------------------------------------------------------------
-CRITERION_COLORS = dict(zip(("complete", "effective", "functional", "output"),
-                            sns.color_palette("colorblind")[2:6]))
+CRITERIA = ("complete", "effective", "output", "functional")
+CRITERION_COLORS = dict(zip(CRITERIA, palette.NEUTRALS))  # not task colours: greys and hatches
+CRITERION_HATCHES = dict(zip(CRITERIA, palette.HATCHES))
 
 
 def _flags(col: pd.Series) -> pd.Series:
@@ -246,7 +305,8 @@ def split_criteria_over_levels(analysis: pd.DataFrame):
         ci = np.array([wilson(int(a), int(b)) for a, b in zip(k, n)]).reshape(-1, 2)
         frac = (k / n.where(n > 0)).to_numpy(dtype=float)
         x = np.array(levels) + (j - (len(cols) - 1) / 2) * width
-        ax.bar(x, frac, width=width, color=CRITERION_COLORS[c], label=c,
+        ax.bar(x, frac, width=width, color=CRITERION_COLORS[c], label=c, edgecolor="white",
+               hatch=CRITERION_HATCHES[c],
                yerr=np.abs(ci.T - frac), capsize=1.5, ecolor="black", error_kw={"lw": 0.7})
     ax.set(xlabel="IMP level", ylabel="fraction of seeds split (95% Wilson interval)",
            ylim=(0, 1.02), title=f"Split criteria per level (n = {n_max} seeds)")
@@ -263,17 +323,17 @@ def leakage_over_levels(analysis: pd.DataFrame):
         return None
     fig, (ax, ax0) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True,
                                   gridspec_kw={"height_ratios": [3, 1]})
-    for col, label, color in (("leakage", "λ (path counts)", sns.color_palette("colorblind")[0]),
-                              ("leakage_w", "λ_w (|W| products)",
-                               sns.color_palette("colorblind")[1])):
+    for col, label, color, ls in (("leakage", "λ (path counts)", palette.NEUTRALS[0], "-"),
+                                  ("leakage_w", "λ_w (|W| products)", palette.NEUTRALS[1], "--")):
         g = analysis.groupby("level")[col]
         med, q1, q3 = g.median(), g.quantile(0.25), g.quantile(0.75)
         pos = med.where(med > 0)
-        ax.plot(pos.index, pos.values, marker="o", ms=3, color=color, label=f"{label}, median")
+        ax.plot(pos.index, pos.values, marker="o", ms=3, color=color, ls=ls,
+                label=f"{label}, median")
         ax.fill_between(med.index, q1.where(q1 > 0, np.nan), q3.where(q3 > 0, np.nan),
                         color=color, alpha=0.2, label=f"{label}, IQR")
         zero = g.apply(lambda v: float((v.dropna() == 0).mean()) if v.notna().any() else np.nan)
-        ax0.plot(zero.index, zero.values, marker="o", ms=3, color=color, label=label)
+        ax0.plot(zero.index, zero.values, marker="o", ms=3, color=color, ls=ls, label=label)
     ax.set_yscale("log")
     ax.set(ylabel="leakage (log scale)",
            title="Cross-task leakage per level (median, IQR over seeds; 0 = pure, not drawn)")
@@ -295,10 +355,9 @@ def split_distance_over_levels(analysis: pd.DataFrame, random: pd.DataFrame | No
     if "split_distance" not in analysis or analysis["split_distance"].isna().all():
         return None
     fig, (ax, ax_w) = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
-    pal = sns.color_palette("colorblind")
-    runs = [("IMP", analysis, pal[0])]
+    runs = [("IMP", analysis, palette.NEUTRALS[0])]  # not tasks: greys (pipeline.palette)
     if random is not None and "split_distance" in random and random["split_distance"].notna().any():
-        runs.append(("random masks", random, "0.45"))
+        runs.append(("random masks", random, palette.NEUTRALS[2]))
     for name, frame, color in runs:
         _band(ax, frame, "level", "split_distance", name, color=color)
         share = frame.assign(split_distance_w_share=frame["split_distance_w_share"].where(
@@ -359,10 +418,11 @@ def coverage_maps(used: np.ndarray, levels: np.ndarray, task_of_input: np.ndarra
         side = round(math.sqrt(len(t.inputs)))
         for c, (name, u) in enumerate(cols):
             frac = u[:, t.inputs].mean(axis=0).reshape(side, side)
-            im = axes[r, c].imshow(frac, vmin=0, vmax=1, cmap="viridis")
+            im = axes[r, c].imshow(frac, vmin=0, vmax=1, cmap=palette.task_colormap(j))
             axes[r, c].set(title=f"{t.name}: {name}\ncoverage {frac.mean():.2f}",
                            xticks=[], yticks=[])
-    fig.colorbar(im, ax=axes, shrink=0.8, label="fraction of seeds using the pixel")
+        fig.colorbar(im, ax=axes[r, :], shrink=0.8, label=f"{t.name}: fraction of seeds\n"
+                     "using the pixel")
     fig.suptitle("Coverage maps: pixels still reaching an output of their own task")
     return fig
 
@@ -414,54 +474,89 @@ def _axis_positions(summary: pd.DataFrame, axis: str) -> tuple[pd.Series, list, 
 
 def study_axis_figure(summary: pd.DataFrame, seeds: pd.DataFrame, axis: str, varied: list[str]):
     """Split probability (95% Wilson interval), parameters at the first split, and accuracy at the
-    split vs dense, along one study axis; one line per combination of the other varied axes."""
+    split vs dense, along one study axis; one line per combination of the other varied axes.
+    Series and groups are greys told apart by marker and line style (palette.neutral): no
+    colour of a study figure is a task's."""
     others = [a for a in varied if a != axis]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     x_all, ticks, labels = _axis_positions(summary, axis)
     summary = summary.assign(_x=x_all)
-    log_x = axis == "extensions"  # widths grow geometrically with k
-    span = (max(ticks) - min(ticks)) if len(ticks) > 1 else 1.0
-    dodge = 0.012 * span
     seeds = seeds.merge(summary[["config", "_x"]], on="config")
     groups = summary.groupby(others, sort=False) if others else [((), summary)]
-    palette = sns.color_palette("colorblind", 10)
-    single = not others
     for gi, (key, g) in enumerate(groups):
         g = g.sort_values("_x")
         key = key if isinstance(key, tuple) else (key,)
         glabel = ", ".join(f"{a}={v}" for a, v in zip(others, key))
-        series = [("split", "split at any level", "o-")]
-        if single:
-            series.append(("split_before_degradation", "split before any task degraded", "s--"))
-            if axis == "extensions":
-                series.append(("split_at_base_params", "split at the base net's parameter count",
-                               "^:"))
-            if "p_random_mask_split" in g:
-                series.append(("random_mask_split", "random mask of equal sparsity (null)", "x-."))
-        for si, (name, label, style_) in enumerate(series):
-            color = palette[si if single else gi % 10]
-            p, lo, hi = g[f"p_{name}"], g[f"p_{name}_low"], g[f"p_{name}_high"]
-            shift = si - (len(series) - 1) / 2  # side by side, so the intervals stay readable
-            x = g["_x"] * 1.025**shift if log_x else g["_x"] + shift * dodge
-            axes[0].errorbar(x, p, yerr=[p - lo, hi - p], fmt=style_, color=color,
-                             capsize=3, ms=5, label=label if single else glabel)
+        _study_split_panel(axes[0], g, axis, ticks, gi, glabel if others else None)
         sg = seeds[seeds["config"].isin(g["config"])]
-        color = palette[gi % 10]  # the group's colour; palette[0] when only one group
-        axes[1].scatter(sg["_x"], sg["params_at_split"], s=14, alpha=0.5, color=color,
-                        label="each seed" if single else None)
-        axes[1].plot(g["_x"], g["params_at_split"], "o-", color=color,
-                     label="median" if single else glabel)
-        if single:
-            axes[1].plot(g["_x"], g["alive_weights_at_split"], "s--", color=palette[1],
-                         label="median alive weights at split")
-        axes[2].plot(g["_x"], g["dense_test_acc"], "o--", color=color,
-                     label="dense" if single else f"dense, {glabel}")
-        axes[2].plot(g["_x"], g["test_acc_at_split"], "s-",
-                     color=palette[1] if single else color,
-                     label="ticket at first split" if single else f"at split, {glabel}")
-        if single and "reinit_test_acc_at_split" in g:
-            axes[2].plot(g["_x"], g["reinit_test_acc_at_split"], "x-.", color=palette[3],
-                         label="same mask, re-initialised")
+        _study_params_panel(axes[1], g, sg, gi, glabel if others else None)
+        _study_accuracy_panel(axes[2], g, gi, glabel if others else None)
+    _study_axes(fig, axes, summary, axis, ticks, labels)
+    return fig
+
+
+def _study_series(g: pd.DataFrame, axis: str, single: bool) -> list[tuple[str, str]]:
+    """(summary column stem, label) of the split fractions drawn for one group."""
+    series = [("split", "split at any level")]
+    if single:
+        series.append(("split_before_degradation", "split before any task degraded"))
+        if axis == "extensions":
+            series.append(("split_at_base_params", "split at the base net's parameter count"))
+        if "p_random_mask_split" in g:
+            series.append(("random_mask_split", "random mask of equal sparsity (null)"))
+    return series
+
+
+def _study_split_panel(ax, g: pd.DataFrame, axis: str, ticks: list, gi: int,
+                       glabel: str | None) -> None:
+    """Split fractions with their Wilson intervals, series side by side (dodged) so the
+    intervals stay readable."""
+    single = glabel is None
+    series = _study_series(g, axis, single)
+    log_x = axis == "extensions"  # widths grow geometrically with k
+    span = (max(ticks) - min(ticks)) if len(ticks) > 1 else 1.0
+    for si, (name, label) in enumerate(series):
+        color, ls, marker = palette.neutral(si if single else gi)
+        p, lo, hi = g[f"p_{name}"], g[f"p_{name}_low"], g[f"p_{name}_high"]
+        shift = si - (len(series) - 1) / 2
+        x = g["_x"] * 1.025**shift if log_x else g["_x"] + shift * 0.012 * span
+        ax.errorbar(x, p, yerr=[p - lo, hi - p], fmt=marker, ls=ls, color=color, capsize=3,
+                    ms=5, label=label if single else glabel)
+
+
+def _study_params_panel(ax, g: pd.DataFrame, sg: pd.DataFrame, gi: int,
+                        glabel: str | None) -> None:
+    """Parameters at the first split: each seed, and the median per configuration."""
+    single = glabel is None
+    color, ls, marker = palette.neutral(gi)
+    ax.scatter(sg["_x"], sg["params_at_split"], s=14, alpha=0.5, color=color, marker=marker,
+               label="each seed" if single else None)
+    ax.plot(g["_x"], g["params_at_split"], marker=marker, ls=ls, color=color,
+            label="median" if single else glabel)
+    if single:
+        color, ls, marker = palette.neutral(1)
+        ax.plot(g["_x"], g["alive_weights_at_split"], marker=marker, ls=ls, color=color,
+                label="median alive weights at split")
+
+
+def _study_accuracy_panel(ax, g: pd.DataFrame, gi: int, glabel: str | None) -> None:
+    """Mean test accuracy of the dense nets and of the tickets at the first split."""
+    single = glabel is None
+    color, _, marker = palette.neutral(gi)
+    ax.plot(g["_x"], g["dense_test_acc"], marker=marker, ls="--", color=color,
+            label="dense" if single else f"dense, {glabel}")
+    at_split = palette.neutral(1)[0] if single else color
+    ax.plot(g["_x"], g["test_acc_at_split"], marker="s" if single else marker, ls="-",
+            color=at_split, label="ticket at first split" if single else f"at split, {glabel}")
+    if single and "reinit_test_acc_at_split" in g:
+        color, ls, marker = palette.neutral(2)
+        ax.plot(g["_x"], g["reinit_test_acc_at_split"], marker="x", ls="-.", color=color,
+                label="same mask, re-initialised")
+
+
+def _study_axes(fig, axes, summary: pd.DataFrame, axis: str, ticks: list, labels: list) -> None:
+    """Titles, labels, the study axis' ticks (log for widths, no lines between categories) and
+    legends of study_axis_figure."""
     n = int(summary["seeds"].max())
     axes[0].set(ylim=(-0.03, 1.03), ylabel=f"fraction of seeds (n = {n}), 95% CI",
                 title="Does the ticket split?")
@@ -473,7 +568,7 @@ def study_axis_figure(summary: pd.DataFrame, seeds: pd.DataFrame, axis: str, var
     axes[2].set(ylabel="mean test accuracy over tasks", title="Accuracy: dense vs at split")
     categorical = axis in ("tasks", "hidden", "init")
     for ax in axes:
-        if log_x:
+        if axis == "extensions":
             ax.set_xscale("log")
             ax.minorticks_off()
         if categorical:  # no lines between unordered categories
@@ -486,7 +581,6 @@ def study_axis_figure(summary: pd.DataFrame, seeds: pd.DataFrame, axis: str, var
             ax.legend(fontsize=7, loc="best")
     fig.suptitle(f"Study along {axis}", fontweight="bold")
     fig.tight_layout()
-    return fig
 
 
 def study_overview(summary: pd.DataFrame):
@@ -494,10 +588,9 @@ def study_overview(summary: pd.DataFrame):
     height = max(2.5, 0.35 * len(summary) + 1.2)
     fig, ax = plt.subplots(figsize=(9, height))
     y = np.arange(len(summary))
-    palette = sns.color_palette("colorblind", 3)
-    for off, name, label, color in ((-0.18, "split", "split at any level", palette[0]),
+    for off, name, label, color in ((-0.18, "split", "split at any level", palette.NEUTRALS[0]),
                                     (0.18, "split_before_degradation",
-                                     "split before any task degraded", palette[1])):
+                                     "split before any task degraded", palette.NEUTRALS[2])):
         p = summary[f"p_{name}"]
         ax.barh(y + off, p, height=0.34, color=color, label=label,
                 xerr=[p - summary[f"p_{name}_low"], summary[f"p_{name}_high"] - p],

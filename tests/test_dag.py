@@ -221,7 +221,7 @@ def undeclared(read: set[str], decl: set[str]) -> set[str]:
     return {k for k in read if k not in decl and k.split(".")[0] not in decl}
 
 
-MAIN_STAGES = ("generate", "trajectory", "train", "imp", "analyze", "plot")
+MAIN_STAGES = ("generate", "trajectory", "train", "learned", "imp", "analyze", "plot")
 STUDY = {"extensions": 0, "iterations": 2, "tasks": "moons+circles", "hidden": "6x6",
          "init": "torch_default", "noise": 0.1}
 # (pipeline file, stage, module, command-line arguments) of every stage, in DAG order
@@ -315,7 +315,7 @@ def test_library_modules_never_import_stage_entry_points():
 def test_every_stage_exposes_run_params_root():
     import inspect
 
-    for name in ("generate", "trajectory", "train", "imp", "analyze", "plot", "aggregate"):
+    for name in ("generate", "trajectory", "train", "learned", "imp", "analyze", "plot", "aggregate"):
         module = importlib.import_module(f"pipeline.stages.{name}")
         params = list(inspect.signature(module.run).parameters)
         assert params[:2] == ["params", "root"], name
@@ -323,7 +323,7 @@ def test_every_stage_exposes_run_params_root():
     assert "chdir" not in source and "Lock" not in source
 
 
-@pytest.mark.parametrize("stage", ["generate", "trajectory", "train", "imp", "analyze", "plot",
+@pytest.mark.parametrize("stage", ["generate", "trajectory", "train", "learned", "imp", "analyze", "plot",
                                    "aggregate"])
 def test_stage_help_runs_nothing_and_extra_arguments_are_refused(stage, tmp_path):
     """`python -m pipeline.stages.X --help` prints what the stage does and writes nothing (it
@@ -343,3 +343,16 @@ def test_stage_help_runs_nothing_and_extra_arguments_are_refused(stage, tmp_path
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "takes no arguments" in refused.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_pipeline_imports_run_one_way():
+    """No import circle among pipeline/ modules, lazy imports included (`engine.live` and
+    `engine.loop` imported each other; a package's __init__ counts as a module)."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    for file in sorted((ROOT / "pipeline").rglob("*.py")):
+        name = ".".join(file.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        graph.add_node(name)
+        graph.add_edges_from((name, m) for m in imported_modules(file) if m != name)
+    assert not list(nx.simple_cycles(graph))

@@ -1,5 +1,5 @@
-"""A fresh clone is clean: after `dvc repro`, every DVC command the README shows runs without an
-error or a warning, and `dvc status` (both pipelines) says everything is up to date.
+"""A fresh clone is clean: after `dvc repro`, every DVC command the README and docs/running.md
+show runs without an error or a warning, and `dvc status` (both pipelines) says everything is up to date.
 
 The maintainers' side commits the results of both pipelines (the study's lock included); a
 `git clone` of that has no DVC cache and no untracked files, exactly what a user gets.

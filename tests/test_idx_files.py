@@ -1,5 +1,5 @@
 """Every malformed IDX folder stops the generate stage before anything is written, with one line
-that names the file and says what is wrong (exit code 2; README "Images")."""
+that names the file and says what is wrong (exit code 2; docs/running.md "Image tasks")."""
 from __future__ import annotations
 
 import gzip

@@ -30,7 +30,7 @@ def digest(folder: Path, pattern: str = "**/*") -> dict[str, str]:
 def test_dvc_repro_contract_and_caching(tiny_repo):
     repo = tiny_repo
     out = dvc(repo, "repro").stdout
-    for stage in ("generate", "trajectory", "train", "imp", "analyze", "plot"):
+    for stage in ("generate", "trajectory", "train", "learned", "imp", "analyze", "plot"):
         assert f"Running stage '{stage}'" in out
     # checkpoint contract
     levels = sorted((repo / "models/imp").glob("level_*.pt"))
@@ -49,6 +49,8 @@ def test_dvc_repro_contract_and_caching(tiny_repo):
     assert traj[0] == "level,params,rate" and traj[-1].startswith("3,30,")
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert metrics["seeds"] == 2 and set(metrics["dense_test_acc"]) == {"moons_0", "circles_1"}
+    assert metrics["learned"]["checked"] and set(metrics["learned"]["tasks"]) == {
+        "moons_0", "circles_1"}  # stage learned, copied in by analyze
     lv = pd.read_csv(repo / "reports/imp/levels.csv")
     assert len(lv) == 8 and lv.groupby("level")["params"].first().tolist() == [
         int(r.split(",")[1]) for r in traj[1:]]
@@ -105,6 +107,7 @@ def test_dvc_repro_contract_and_caching(tiny_repo):
     out = dvc(repo, "repro").stdout
     assert "Running stage 'trajectory'" in out and "Running stage 'imp'" in out
     assert "Running stage 'train'" not in out and "Running stage 'generate'" not in out
+    assert "Running stage 'learned'" not in out  # the dense net did not change
     assert len(list((repo / "models/imp").glob("level_*.pt"))) == 3
 
 

@@ -179,7 +179,7 @@ def test_a_configuration_is_exactly_a_plain_run_of_its_params(study_repo, tmp_pa
     params.pop("study")
     params["prune"]["extensions"] = 1
     write_params(tmp_path, params)
-    for stage in ("generate", "trajectory", "train", "imp", "analyze"):
+    for stage in ("generate", "trajectory", "train", "learned", "imp", "analyze"):
         run_stage(stage, tmp_path)
     for rel in ("models/imp/level_00.pt", "models/imp/level_04.pt", "reports/imp/levels.csv",
                 "reports/analysis/levels.csv", "reports/metrics.json"):

@@ -6,7 +6,8 @@
     sparse (CSR) products, parameters packed per network;
 - dense.py    the batched dense population (canonical compact layouts);
 - optim.py    Adam/SGD on flat parameters, the per-network early stopper, the curve log;
-- loop.py     train_population and the epoch loop shared by both paths.
+- loop.py     train_population and the epoch loop shared by both paths;
+- device.py   train.device → torch device (imported by loop and live, so neither imports the other).
 """
 from pipeline.engine.kernels import backward, forward_acts, loss_and_grad, step_views
 from pipeline.engine.loop import (

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from pipeline.config import TrainConfig
+from pipeline.engine.device import resolve_device
 from pipeline.engine.loss import TaskLoss
 from pipeline.engine.optim import Optimizer, keep_best
 from pipeline.model import Layout, kept_neurons
@@ -64,8 +65,6 @@ def uses_live(layout: Layout, cfg: TrainConfig) -> bool:
     the batched dense path runs), and some layer with at least LIVE_MIN_WEIGHTS weights. A
     property of the layout and the params, never of the masks, so every network of a
     population (and of every batch) takes it."""
-    from pipeline.engine.loop import resolve_device
-
     widest = max(a * b for a, b in zip(layout.layers[:-1], layout.layers[1:]))
     return (cfg.compact and widest >= LIVE_MIN_WEIGHTS
             and resolve_device(cfg.device).type == "cpu")

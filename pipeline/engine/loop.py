@@ -15,6 +15,7 @@ import torch
 
 from pipeline.config import TrainConfig
 from pipeline.data import TaskInfo
+from pipeline.engine.device import resolve_device  # noqa: F401  (re-exported)
 from pipeline.engine.loss import TaskLoss
 from pipeline.engine.optim import STOP_REASONS, CurveLog, Stopper
 from pipeline.model import Layout, compaction, forward
@@ -78,17 +79,6 @@ class TrainResult:
         return frame
 
 
-def resolve_device(name: str) -> torch.device:
-    """train.device → a torch device: `auto` is CUDA when one is available, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        from pipeline.config import ConfigError
-        raise ConfigError("train.device: 'cuda' is not allowed here; allowed: cpu or auto "
-                          "(no CUDA device is available)")
-    return torch.device(name)
-
-
 def train_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor,
                      train: Split, val: Split, loss_fn: TaskLoss, cfg: TrainConfig,
                      shuffle_seeds: list[int] | None = None,
@@ -110,10 +100,10 @@ def train_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor,
     - live: every network on its own live weights only (engine.live): exact arithmetic, other
       rounding; equal to the dense path within float tolerance (tests).
     """
-    from pipeline.engine import live
+    from pipeline.engine.live import uses_live
 
     if engine is None:
-        engine = "live" if live.uses_live(layout, cfg) else "dense"
+        engine = "live" if uses_live(layout, cfg) else "dense"
     with torch.inference_mode():  # no autograd bookkeeping on any of the ops per epoch
         if engine == "live":
             result = _train_live(layout, theta0, mask, train, val, loss_fn, cfg, shuffle_seeds,

@@ -131,6 +131,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     metrics["constant_inputs"] = {t.name: int(constant[t.inputs].sum()) for t in tasks}
     metrics["frozen_inputs"] = {t.name: int(frozen[t.inputs].sum()) for t in tasks}
     metrics["health"] = health.section(imp_levels, rp.data)  # networks not trained as asked
+    add_learned(metrics, rp)  # every task learned? (stage `learned`)
     io.write_json(rp.metrics_json, metrics)
     took = f"analyze: {len(paths)} levels × {len(seeds)} seeds in {time.perf_counter() - start:.2f}s"
     outputs = [rp.analysis, rp.plots_levels_csv, rp.metrics_json]
@@ -143,6 +144,18 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
           f"before any task degraded {fraction_text(s['seeds_split_before_degradation'], len(seeds))}"
           f"; by criterion: {', '.join(parts)}")
     return outputs
+
+
+def add_learned(metrics: dict, rp: RunPaths) -> None:
+    """metrics.json's `learned` (reports/learned.json, stage `learned`: each task against the
+    task trained alone) and `degradation.unlearned_reference`: the tasks not learned, whose
+    degradation is measured from a dense accuracy that is not a learned reference."""
+    import json
+
+    if not rp.learned_json.exists():  # runs made before the stage existed
+        return
+    metrics["learned"] = json.loads(rp.learned_json.read_text())
+    metrics["degradation"]["unlearned_reference"] = metrics["learned"]["not_learned"]
 
 
 def main() -> None:

@@ -81,63 +81,142 @@ def read_trajectory(shape: Path = RunPaths().shape_json,
 
 def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
            figures: list[str], paths: RunPaths = RunPaths()) -> str:
-    """reports/report.md: the answers of SCIENCE.md §1 across seeds, with the run health
-    block first when anything went wrong."""
-    s, d = metrics["split"], metrics["degradation"]
-    shape, counts = read_trajectory(paths.shape_json, paths.trajectory_csv)
-    lines = [
-        "# ticketsplit report", "",
-        f"Tasks **{', '.join(t.name for t in tasks)}**; shape {shape['layers']} "
-        f"(base {shape['base_layers']}, {shape['extensions']} extensions); "
-        f"init {params.model.init} "
-        f"(bias {params.model.bias_init}); {params.train.optimizer} lr {params.train.lr}, "
-        f"{'full batch' if params.train.batch_size is None else f'batch {params.train.batch_size}'}; "
-        f"{len(counts) - 1} levels from {counts[0]} to {counts[-1]} prunable parameters "
-        f"(biases {'' if params.prune.biases else 'not '}prunable); {metrics['seeds']} seeds.", "",
-        "## Does the ticket split?", "",
-    ]
+    """reports/report.md: the answers of SCIENCE.md §1 across seeds, with the "Tasks not
+    learned" and "Run health" blocks first when anything went wrong."""
+    lines = ["# ticketsplit report", "", configuration_line(params, metrics, tasks, paths), "",
+             "## Does the ticket split?", ""]
     if not metrics.get("split_applicable", True):
-        lines += [*split_criteria_lines(metrics),
-                  f"- First degradation level: median "
-                  f"{plots.fmt(d['first_degradation_level']['median'], 1)} "
-                  f"({d['seeds_degraded']} seeds degrade within the run).",
-                  "", "| task | dense test acc |", "|---|---|"]
-        lines += [f"| {t.name} | {plots.fmt(metrics['dense_test_acc'][t.name])} |" for t in tasks]
-        lines += ["", "## Figures", ""]
-        lines += [f"![{f}](figures/{f})" for f in figures]
-        return health.with_block("\n".join(lines) + "\n", metrics.get("health"))
-    lines += [
+        lines += one_task_lines(metrics, tasks)
+    else:
+        lines += split_answer_lines(metrics, tasks) + per_seed_lines(seeds)
+    lines += ["", "## Figures", "", *[f"![{f}](figures/{f})" for f in figures]]
+    return with_blocks("\n".join(lines) + "\n", metrics)
+
+
+def configuration_line(params: config.Params, metrics: dict, tasks, paths: RunPaths) -> str:
+    """The report's first line: tasks, shape, init, optimizer, trajectory and seeds."""
+    shape, counts = read_trajectory(paths.shape_json, paths.trajectory_csv)
+    batch = "full batch" if params.train.batch_size is None else f"batch {params.train.batch_size}"
+    return (f"Tasks **{', '.join(t.name for t in tasks)}**; shape "
+            f"{shape['layers']} (base {shape['base_layers']}, {shape['extensions']} extensions); "
+            f"init {params.model.init} (bias {params.model.bias_init}); {params.train.optimizer} "
+            f"lr {params.train.lr}, {batch}; {len(counts) - 1} levels from {counts[0]} to "
+            f"{counts[-1]} prunable parameters (biases {'' if params.prune.biases else 'not '}"
+            f"prunable); {metrics['seeds']} seeds.")
+
+
+def one_task_lines(metrics: dict, tasks) -> list[str]:
+    """A one-task run: split not applicable, degradation, learned, dense accuracy."""
+    lines = [*split_criteria_lines(metrics), degradation_line(metrics), *learned_lines(metrics),
+             "", "| task | dense test acc |", "|---|---|"]
+    return lines + [f"| {t.name} | {plots.fmt(metrics['dense_test_acc'][t.name])} |"
+                    for t in tasks]
+
+
+def split_answer_lines(metrics: dict, tasks) -> list[str]:
+    """The headline fractions, first split, degradation, learned, the null model, the criteria
+    side by side and the accuracy per task."""
+    s, d, n = metrics["split"], metrics["degradation"], metrics["seeds"]
+    lines = [
         f"- Seeds split ({metrics.get('split_criterion', 'complete')} split): "
-        f"**{fraction_text(s['seeds_split'], metrics['seeds'])}**; before any "
-        f"task degraded by more than {d['threshold']:.0%}: "
-        f"**{fraction_text(s['seeds_split_before_degradation'], metrics['seeds'])}**.",
-        f"- First split level: median {plots.fmt(s['first_split_level']['median'], 1)} "
-        f"(min {plots.fmt(s['first_split_level']['min'], 0)}, "
-        f"max {plots.fmt(s['first_split_level']['max'], 0)}); parameters at the split: median "
-        f"{plots.fmt(s['params_at_split']['median'], 0)}, alive "
-        f"{plots.fmt(s['alive_at_split']['median'], 0)}.",
-        f"- First degradation level: median "
-        f"{plots.fmt(d['first_degradation_level']['median'], 1)} "
-        f"({d['seeds_degraded']} seeds degrade within the run).",
-        *random_mask_lines(metrics),
-        *split_criteria_lines(metrics), "",
-        "| task | dense test acc | test acc at first split |",
-        "|---|---|---|",
-    ]
-    for t in tasks:
-        lines.append(f"| {t.name} | {plots.fmt(metrics['dense_test_acc'][t.name])} | "
-                     f"{plots.fmt(metrics['test_acc_at_split'][t.name])} |")
-    lines += ["", "## Per seed", "", "| seed | first split level | params at split | alive at split "
-              "| degradation level | split before degradation |", "|---|---|---|---|---|---|"]
+        f"**{fraction_text(s['seeds_split'], n)}**; before any task degraded by more than "
+        f"{d['threshold']:.0%}: **{fraction_text(s['seeds_split_before_degradation'], n)}**.",
+        first_split_line(s), degradation_line(metrics), *learned_lines(metrics),
+        *random_mask_lines(metrics), *split_criteria_lines(metrics), "",
+        "| task | dense test acc | test acc at first split |", "|---|---|---|"]
+    return lines + [f"| {t.name} | {plots.fmt(metrics['dense_test_acc'][t.name])} | "
+                    f"{plots.fmt(metrics['test_acc_at_split'][t.name])} |" for t in tasks]
+
+
+def per_seed_lines(seeds: pd.DataFrame) -> list[str]:
+    """The per-seed table of the headline criterion."""
+    lines = ["", "## Per seed", "", "| seed | first split level | params at split | alive at "
+             "split | degradation level | split before degradation |", "|---|---|---|---|---|---|"]
     counts = ("seed", "first_split_level", "params_at_split", "alive_at_split",
               "degradation_level")
     for _, r in seeds.iterrows():
         cells = [plots.fmt(None if pd.isna(r[c]) else r[c], 0) for c in counts]
         cells.append(str(bool(r["split_before_degradation"])))
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Figures", ""]
-    lines += [f"![{f}](figures/{f})" for f in figures]
-    return health.with_block("\n".join(lines) + "\n", metrics.get("health"))  # "Run health"
+    return lines
+
+
+def median_range(block: dict) -> str:
+    """`median (min–max)` of a {median, min, max} block; "–" alone when there is none (no
+    seed split), never "– (–––)"."""
+    if block.get("median") is None:
+        return "–"
+    return (f"{plots.fmt(block['median'], 1)} ({plots.fmt(block['min'], 0)}–"
+            f"{plots.fmt(block['max'], 0)})")
+
+
+def first_split_line(s: dict) -> str:
+    """The report's first-split line of a metrics split block; no dashes when nothing split."""
+    if s["first_split_level"].get("median") is None:
+        return "- First split level: none (no seed split at any level)."
+    return (f"- First split level: median {plots.fmt(s['first_split_level']['median'], 1)} "
+            f"(min {plots.fmt(s['first_split_level']['min'], 0)}, "
+            f"max {plots.fmt(s['first_split_level']['max'], 0)}); parameters at the split: "
+            f"median {plots.fmt(s['params_at_split']['median'], 0)}, alive "
+            f"{plots.fmt(s['alive_at_split']['median'], 0)}.")
+
+
+def degradation_line(metrics: dict) -> str:
+    """The report's degradation line; tasks not learned (metrics `learned`) are named: their
+    degradation is measured from an unlearned dense reference."""
+    d = metrics["degradation"]
+    line = (f"- First degradation level: median {plots.fmt(d['first_degradation_level']['median'], 1)} "
+            f"({d['seeds_degraded']} seeds degrade within the run).")
+    weak = d.get("unlearned_reference") or []
+    if weak:
+        line += (f" For {', '.join(weak)} degradation is measured from an **unlearned reference** "
+                 "(the dense accuracy is below the task alone; see *Tasks not learned* above).")
+    return line
+
+
+def learned_block(learned: dict | None) -> list[str]:
+    """The report's "Tasks not learned" block (stage `learned`), [] when every task was learned
+    or the check did not run."""
+    if not learned or not learned.get("checked") or learned.get("all_learned"):
+        return []
+    lines = ["## Tasks not learned", "",
+             f"{', '.join(f'**{t}**' for t in learned['not_learned'])}: the dense net's test "
+             "accuracy is not within "
+             f"{learned['tolerance']:g} of the same task trained alone, or some net failed on it "
+             "(SCIENCE.md §4). Its degradation, and so a split before degradation, is "
+             "measured from an unlearned reference.", "",
+             "| task | dense (side by side) | alone | gap, mean (worst seed) | failed side / alone |",
+             "|---|---|---|---|---|"]
+    for name, r in learned["tasks"].items():
+        if not r["learned"]:
+            lines.append(f"| {name} | {r['dense_test_acc']:.3f} | {r['alone_test_acc']:.3f} | "
+                         f"{r['gap']:.3f} ({r['max_gap']:.3f}) | "
+                         f"{r['side_failed']} / {r['alone_failed']} |")
+    return lines + ["", "Check it for other seeds or presets with `python -m pipeline.baseline`.", ""]
+
+
+def learned_lines(metrics: dict) -> list[str]:
+    """One line: was every task learned (stage `learned`), not checked, or which were not."""
+    learned = metrics.get("learned")
+    if not learned:
+        return []
+    if not learned.get("checked"):
+        return [f"- Tasks learned: not checked ({learned.get('reason', '')})."]
+    if learned.get("all_learned"):
+        return [f"- Every task learned: each within {learned['tolerance']:g} of the same task "
+                "trained alone (SCIENCE.md §4)."]
+    return [f"- **Not learned**: {', '.join(learned['not_learned'])} (see *Tasks not learned*)."]
+
+
+def with_blocks(report_text: str, metrics: dict) -> str:
+    """report.md with the "Tasks not learned" block and then the "Run health" block right after
+    its title (each only when something is off)."""
+    text = health.with_block(report_text, metrics.get("health"))
+    lines = learned_block(metrics.get("learned"))
+    if not lines:
+        return text
+    title, sep, rest = text.partition("\n\n")
+    return title + sep + "\n".join(lines) + "\n" + rest
 
 
 def split_figures(analysis: pd.DataFrame, seeds: pd.DataFrame, tasks,
@@ -187,12 +266,11 @@ def split_criteria_lines(metrics: dict) -> list[str]:
                               + ("" if tol is None else f", δ = {tol:g}") + ")"}.get(c, c)
         lines.append(f"| {name} | {fraction_text(b['seeds_split'], n)} | "
                      f"{fraction_text(b['seeds_split_before_degradation'], n)} | "
-                     f"{plots.fmt(f['median'], 1)} ({plots.fmt(f['min'], 0)}–"
-                     f"{plots.fmt(f['max'], 0)}) | {plots.fmt(b['params_at_split']['median'], 0)} |")
+                     f"{median_range(f)} | {plots.fmt(b['params_at_split']['median'], 0)} |")
     lines += coverage_leakage_lines(metrics)
     lines += split_distance_lines(metrics)
     gap = metrics.get("functional_gap_levels")
-    if gap is not None:
+    if gap is not None and gap.get("median") is not None:
         lines += ["", f"- Levels from the first functional to the first {metrics['split_criterion']} "
                   f"split (seeds with both): median {plots.fmt(gap['median'], 1)} "
                   f"(min {plots.fmt(gap['min'], 0)}, max {plots.fmt(gap['max'], 0)}) — how long "

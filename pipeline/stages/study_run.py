@@ -18,14 +18,24 @@ from pathlib import Path
 import yaml
 
 from pipeline import config, io
-from pipeline.stages import StageError, analyze, cli, generate, imp, train, trajectory, tune_malloc
+from pipeline.stages import (
+    StageError,
+    analyze,
+    cli,
+    generate,
+    imp,
+    learned,
+    train,
+    trajectory,
+    tune_malloc,
+)
 from pipeline.study import RESULT_FILES, collect, configuration_params
 
-STAGES = (generate, trajectory, train, imp, analyze)  # what `dvc repro` runs before `plot`
+STAGES = (generate, trajectory, train, learned, imp, analyze)  # what `dvc repro` runs before `plot`
 
 
 def run_configuration(raw: dict, combo: dict, work: Path, log=print) -> None:
-    """Run generate, trajectory, train, imp and analyze for one configuration inside `work`.
+    """Run generate, trajectory, train, learned, imp and analyze for one configuration in `work`.
 
     `work` keeps its finished IMP levels between calls (the imp stage's manifest discards them if
     the configuration's params or inputs changed), so an interrupted configuration resumes.

@@ -1,0 +1,53 @@
+"""The one palette of every figure: a colour means one thing in all of them.
+
+Tasks take the Okabe–Ito colours (Okabe & Ito 2008, safe for the common colour-vision
+deficiencies) in a fixed order, so task t has the same colour in accuracy.png, the network
+drawings, the coverage maps and every other figure. Vermillion is reserved for cross-task
+structure (alive weights on a path between two tasks, E_× of SCIENCE.md §6; pixels reaching
+another task's output; neurons shared by tasks) and is never a task's colour. Everything that
+is not a task — parameter states, split criteria, layers, study series — is drawn in greys
+and black, told apart by line style, marker or hatch, so that no colour of a figure that
+shows no task can be read as one.
+"""
+from __future__ import annotations
+
+# Okabe–Ito without vermillion (cross-task) and black (reference lines): blue, bluish green,
+# reddish purple, sky blue, orange, yellow. Orange comes late: it is the nearest to vermillion.
+TASK_COLORS = ("#0072B2", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#F0E442")
+CROSS_TASK = "#D55E00"   # Okabe–Ito vermillion: cross-task, never a task
+REFERENCE = "#000000"    # reference lines and marks (first split per seed, 0 = split)
+
+# non-task series: greys from dark to light, with a line style, marker and hatch each
+NEUTRALS = ("0.1", "0.45", "0.68", "0.82")
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+HATCHES = ("", "//", "..", "xx")
+
+# parameter states (SCIENCE.md §5) in figures and drawings: alive weights of a drawing take their
+# task's colour; in state counts (no task) alive is the darkest grey
+STATE_COLORS = {"alive": "0.25", "audience": "0.5", "zombie": "0.05", "unproductive": "0.78",
+                "pruned": "0.92"}
+STATE_HATCHES = {"alive": "", "audience": "//", "zombie": "..", "unproductive": "", "pruned": ""}
+
+
+def task_color(t: int) -> str:
+    """Colour of task number t (0-based, in data.tasks order); cycles after 6 tasks."""
+    return TASK_COLORS[t % len(TASK_COLORS)]
+
+
+def task_colors(n: int) -> list[str]:
+    """The colours of tasks 0 … n−1."""
+    return [task_color(t) for t in range(n)]
+
+
+def neutral(i: int) -> tuple[str, str, str]:
+    """(colour, line style, marker) of the i-th non-task series of a figure."""
+    return NEUTRALS[i % len(NEUTRALS)], LINESTYLES[i % len(LINESTYLES)], MARKERS[i % len(MARKERS)]
+
+
+def task_colormap(t: int):
+    """Sequential colormap from white to task t's colour (coverage maps: a fraction of seeds
+    per pixel, in the task's own colour)."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list(f"task{t}", ["#FFFFFF", task_color(t)])

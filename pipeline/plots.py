@@ -7,6 +7,7 @@ Every figure uses the colour-blind-safe seaborn palette and is titled and labell
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import matplotlib
 
@@ -16,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from pipeline import io  # noqa: E402
 from pipeline.graph import STATES  # noqa: E402
 
 STATE_COLORS = dict(zip(STATES, sns.color_palette("colorblind", 5)))
@@ -327,8 +329,12 @@ def coverage_maps(used: np.ndarray, levels: np.ndarray, task_of_input: np.ndarra
 
 
 def save(fig, path, dpi: int) -> None:
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    """Write a figure atomically (pipeline.io; the format from path's suffix) and close it.
+    Raises io.WriteError, naming path, when the write fails; the previous file stays."""
+    try:
+        io.write_with(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=Path(path).suffix[1:]))
+    finally:
+        plt.close(fig)
 
 
 def fmt(v, digits: int = 3) -> str:

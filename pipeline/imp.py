@@ -58,6 +58,22 @@ def random_masks(like: torch.Tensor, layout: Layout, seeds: list[int]) -> torch.
     return out
 
 
+def rewind_error(rewind: int, seeds: list[int], dense_epochs: list[int]) -> str | None:
+    """The one-line refusal of a rewind point (prune.rewind, epochs) that some seed's dense
+    training never reached, or None. Such a seed would rewind to its last dense epoch instead:
+    another protocol per seed (fine-tuning from trained weights for some), reported as
+    rewinding (SCIENCE.md §4). The way to continue from trained weights is prune.method:
+    finetune."""
+    short = [(s, e) for s, e in zip(seeds, dense_epochs) if e < rewind]
+    if rewind <= 0 or not short:
+        return None
+    shown = ", ".join(f"seed {s} ran {e}" for s, e in short[:8])
+    more = f" and {len(short) - 8} more seeds" if len(short) > 8 else ""
+    return (f"prune.rewind: {rewind} is not allowed; allowed: at most the epochs every seed's "
+            f"dense training ran ({shown}{more}; train.max_epochs and early stopping decide "
+            "them); to continue from the trained weights use prune.method: finetune")
+
+
 def derived_seed(*parts: int) -> int:
     """A seed for a control network from (model seed, level, control index)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] >> 1)

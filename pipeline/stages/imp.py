@@ -34,6 +34,7 @@ from pipeline.imp import (
     merge_in_order,
     prepare_folder,
     prune_global,
+    rewind_error,
     save_level,
     seed_hashes,
     select_seeds,
@@ -76,19 +77,6 @@ def write_reports(layout: Layout, prunable: torch.Tensor, tasks, levels: list[in
     io.write_csv(paths.imp_controls_csv, ctrl)
 
 
-def check_rewind(rewind: int, seeds: list[int], dense_epochs: list[int]) -> None:
-    """Refuse (StageError) a rewind point some seed's dense training never reached: that seed
-    would rewind to its last dense epoch instead, an unnamed protocol of its own."""
-    short = [(s, e) for s, e in zip(seeds, dense_epochs) if e < rewind]
-    if rewind > 0 and short:
-        shown = ", ".join(f"seed {s}: {e}" for s, e in short[:8])
-        more = f" and {len(short) - 8} more" if len(short) > 8 else ""
-        raise StageError(
-            f"prune.rewind: {rewind} is not allowed; allowed: at most the epochs every seed's "
-            f"dense training ran ({shown}{more} epochs); to continue from the trained weights "
-            "use prune.method: finetune")
-
-
 def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     """IMP levels 1…T (+k) of every seed (SCIENCE.md §4) under root: models/imp/level_XX.pt and
     reports/imp/*.csv. Finished levels with a matching fingerprint are kept (resume), per seed.
@@ -106,7 +94,9 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     seeds = init["seeds"].tolist()
     if seeds != list(params.model.seeds):
         raise StageError("models/init.pt was trained for other model.seeds; run dvc repro")
-    check_rewind(params.prune.rewind, seeds, dense["metrics.epochs"].tolist())
+    refused = rewind_error(params.prune.rewind, seeds, dense["metrics.epochs"].tolist())
+    if refused:
+        raise StageError(refused)
     rewind = "rewind." if params.prune.rewind > 0 else ""
     if rewind and "rewind.layers.0.weight" not in init:
         raise StageError("models/init.pt has no rewind weights; rerun the train stage")

@@ -47,9 +47,11 @@ from pipeline.stages import StageError, cli, report_progress
 
 
 def inputs(paths: RunPaths) -> list[Path]:
-    """The files the levels are made from (their fingerprint guards a resumed run)."""
+    """The files every seed's levels are made from (their fingerprint guards a resumed run).
+    models/init.pt and models/dense.pt are checked seed by seed (imp.seed_hashes) instead, so
+    that adding seeds keeps the finished ones."""
     return [paths.tasks_json, *(paths.data / f"{s}.npz" for s in ("train", "val", "test")),
-            paths.shape_json, paths.init_pt, paths.dense_pt, paths.trajectory_csv]
+            paths.shape_json, paths.trajectory_csv]
 
 
 def write_reports(layout: Layout, prunable: torch.Tensor, tasks, levels: list[int],

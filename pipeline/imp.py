@@ -315,19 +315,17 @@ def write_manifest(folder: Path, manifest: dict) -> None:
 
 def prepare_folder(folder: Path, print_fn, fp: dict, seeds: dict[int, str] | None = None) -> dict:
     """Keep finished levels only if params, inputs, code and torch are the same as when they
-    were made; otherwise print one line saying which changed and start over. Per seed, a level
-    is kept only for the seeds whose starting networks hash alike (seed_hashes), so seeds can be
-    added to (or removed from) a finished run without redoing the others. Returns the manifest:
-    the fingerprint, `seeds` {seed: hash} and `levels` {level: [seeds its file holds that are
-    valid]}, written to folder/manifest.json."""
+    were made; otherwise print one line saying which changed and start over. Returns the
+    manifest (written to folder/manifest.json): the fingerprint, `seeds` {seed: hash of its
+    starting networks now (seed_hashes)} and `levels` {level: {seed: the hash its row in that
+    file was made from}}, in the file's row order. A row is reused only while its seed's hash
+    is the same (level_rows), so seeds can be added to or removed from a finished run without
+    redoing the others."""
     seeds = {str(k): v for k, v in (seeds or {}).items()}
     old = read_manifest(folder) if folder.exists() else {}
     reason = _changes(old, fp) if old else "no manifest"
     if folder.exists() and reason is None:
-        valid = {s for s, h in seeds.items() if old.get("seeds", {}).get(s) == h}
-        levels = {lv: [s for s in held if str(s) in valid]
-                  for lv, held in old.get("levels", {}).items()}
-        manifest = {**old, "seeds": seeds, "levels": levels}
+        manifest = {**old, "seeds": seeds}
     else:
         if folder.exists():
             if any(folder.glob("level_*.pt")):
@@ -338,6 +336,19 @@ def prepare_folder(folder: Path, print_fn, fp: dict, seeds: dict[int, str] | Non
     io.remove_stale(folder)
     write_manifest(folder, manifest)
     return manifest
+
+
+def reusable_rows(manifest: dict, level: int) -> list[int]:
+    """Seeds whose row in the level file was made from the networks the seed starts from now,
+    in the file's row order."""
+    now = manifest["seeds"]
+    rows = manifest["levels"].get(str(level), {})
+    return [int(s) for s, h in rows.items() if now.get(s) == h]
+
+
+def record_level(manifest: dict, level: int, seeds: list[int]) -> None:
+    """The level file now holds exactly `seeds` (rows in that order), made from today's nets."""
+    manifest["levels"][str(level)] = {str(s): manifest["seeds"][str(s)] for s in seeds}
 
 
 def select_seeds(state: dict[str, torch.Tensor], seeds: list[int]) -> dict[str, torch.Tensor]:

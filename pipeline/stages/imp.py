@@ -34,6 +34,8 @@ from pipeline.imp import (
     merge_in_order,
     prepare_folder,
     prune_global,
+    record_level,
+    reusable_rows,
     rewind_error,
     save_level,
     seed_hashes,
@@ -141,23 +143,28 @@ def run_levels(ctx: Context, folder: Path, manifest: dict, levels: list[int], co
     """Make every level file that does not hold all of ctx.seeds yet; seeds a file already holds
     (valid per the manifest) are kept, the others trained from their own previous level."""
     seeds, layout = ctx.seeds, ctx.layout
-    done = manifest["levels"]
-    if done.get("0") != seeds or not level_path(folder, 0).exists():
+    def complete(level: int) -> bool:
+        # the file holds exactly these seeds' rows, in this order, each made from today's nets
+        held = [int(s) for s in manifest["levels"].get(str(level), {})]
+        return (held == seeds == reusable_rows(manifest, level)
+                and level_path(folder, level).exists())
+
+    if not complete(0):
         if layout.size >= PACK_MIN_PARAMS:  # the dense level, packed like the others
             save_level(level_path(folder, 0), load_level(paths.dense_pt), layout)
         else:  # a copy, byte for byte
             io.copy_file(paths.dense_pt, level_path(folder, 0))
-        done["0"] = seeds
+        record_level(manifest, 0, seeds)
         write_manifest(folder, manifest)
     kept_any, last = False, None  # last: the level just written (no reload for the next)
     bar = tqdm(range(1, len(levels)), desc="imp", unit="level", disable=None, leave=False)
     for i in bar:
         path = level_path(folder, i)
-        if done.get(str(i)) == seeds and path.exists():
+        if complete(i):
             report_progress(f"after level {i}")
             last = None  # load lazily: only the last finished level is needed
             continue
-        held = [s for s in done.get(str(i), []) if s in seeds] if path.exists() else []
+        held = [s for s in reusable_rows(manifest, i) if s in seeds] if path.exists() else []
         missing = [s for s in seeds if s not in held]
         parts = [select_seeds(load_level(path), held)] if held else []
         t0 = time.perf_counter()
@@ -174,14 +181,16 @@ def run_levels(ctx: Context, folder: Path, manifest: dict, levels: list[int], co
                                               ctx.train_cfg.threads))
         state = merge_in_order(parts, seeds)
         save_level(path, state, layout)
-        last = state
-        done[str(i)] = seeds
-        write_manifest(folder, manifest)
         report_progress(f"after level {i}")
-        if held and not kept_any:
+        last = state
+        record_level(manifest, i, seeds)
+        write_manifest(folder, manifest)
+        if held and missing and not kept_any:
             kept_any = True
-            print(f"imp: keeping the finished levels of {len(held)} seeds, training "
-                  f"{len(missing)} (seeds {', '.join(map(str, missing))})", file=sys.stderr)
+            print(f"imp: keeping the finished levels of seeds {', '.join(map(str, held))}; "
+                  f"training seeds {', '.join(map(str, missing))}", file=sys.stderr)
+        if not missing:  # only seeds dropped: nothing trained
+            continue
         line = describe_level(state, ctx.tasks, counts[i])
         bar.write(f"imp level {i:2d} (base level {levels[i]:+d}): {line} "
                   f"[{time.perf_counter() - t0:.1f}s]")

@@ -356,13 +356,7 @@ def _validate_sections(p: Params) -> None:
         _require(final >= 1, "prune.rate", pr.rate,
                  f"a rate that leaves at least 1 of P_0 = {p0} parameters after "
                  f"{pr.iterations} levels (this one leaves {final})")
-    if pr.extensions > 0:
-        tr = p.trajectory()
-        ok = all(a >= b for a, b in zip(tr.params[:-1], tr.params[1:]))
-        _require(ok, "prune.extensions", pr.extensions,
-                 f"a value whose extended net (hidden width {tr.layers[1]}, {tr.params[0]} "
-                 f"parameters) is not smaller than the next level ({tr.params[1]}); the rate "
-                 "is too small for extension at this size")
+    _check_every_level_prunes(p, p0, shape)
 
     _require(0 <= a.degradation_threshold <= 1, "analysis.degradation_threshold",
              a.degradation_threshold, "a number in [0, 1] (accuracy points as a fraction)")
@@ -373,6 +367,58 @@ def _validate_sections(p: Params) -> None:
     _require(pl.draw_seed is None or pl.draw_seed in m.seeds, "plot.draw_seed", pl.draw_seed,
              "null (the first seed that splits) or one of model.seeds " + str(list(m.seeds)))
     _require(50 <= pl.dpi <= 600, "plot.dpi", pl.dpi, "an integer from 50 to 600")
+
+
+def _strict(counts: list[int]) -> bool:
+    return all(b < a for a, b in zip(counts[:-1], counts[1:]))
+
+
+def _shown(counts: list[int]) -> str:
+    text = ", ".join(map(str, counts[:12]))
+    return text + (", …" if len(counts) > 12 else "")
+
+
+def _check_every_level_prunes(p: Params, p0: int, shape: str) -> None:
+    """Refuse a trajectory in which some level removes no parameter (SCIENCE.md §3): it would
+    train a net identical to the previous level's. However it arises — a target close to P_0
+    over many levels, a rate so small that rounding repeats a count, a rate that rounds down to
+    the same small count near the end, extensions whose extended counts (or the width-rounded
+    extended net) are not above the next level — the line names the keys that make it."""
+    pr = p.prune
+    tr = p.trajectory()
+    counts, levels = tr.params, tr.levels
+    bad = next((j for j in range(1, len(counts)) if counts[j] >= counts[j - 1]), None)
+    if bad is None:
+        return
+    lv, kept, before = levels[bad], counts[bad], counts[bad - 1]
+    what = (f"level {lv} would keep {kept} of the {before} parameters level {levels[bad - 1]} "
+            f"has (trajectory {_shown(counts)}; {shape}, P_0 = {p0})")
+    by = "prune.target, prune.iterations" if pr.target is not None else \
+        "prune.rate, prune.iterations"
+    if lv <= 0:  # the extended part: S_{-k} … S_0
+        fits = [k for k in range(pr.extensions - 1, -1, -1)
+                if _strict(dataclasses.replace(p, prune=dataclasses.replace(
+                    pr, extensions=k)).trajectory().params)]
+        hint = ("a larger rate" if not fits else
+                f"{'no' if fits[0] == 0 else f'at most {fits[0]}'} extensions at this rate, or a "
+                "larger rate")
+        raise ConfigError(f"prune.extensions, {by}: {what} is not allowed; allowed: a "
+                          f"trajectory in which every level removes at least one parameter "
+                          f"({hint})")
+    base = traj.base_trajectory
+    fits = [n for n in range(pr.iterations - 1, 0, -1)
+            if _strict(base(p0, n, pr.target, pr.rate))]
+    fewer = f"at most {fits[0]} level{'s' if fits[0] > 1 else ''}" if fits else "fewer levels"
+    if pr.target is not None:
+        # the largest target that works for these levels (a bounded search down from it)
+        lower = next((t for t in range(pr.target - 1, max(0, pr.target - 20000), -1)
+                      if _strict(base(p0, pr.iterations, t))), None)
+        hint = f"{fewer} to this target" + (
+            f", or a target of at most {lower} for {pr.iterations} levels" if lower else "")
+    else:
+        hint = f"{fewer} at this rate, or a larger rate"
+    raise ConfigError(f"{by}: {what} is not allowed; allowed: a trajectory in which every "
+                      f"level removes at least one parameter ({hint})")
 
 
 def parse_tasks(key: str, value: str) -> tuple[str, ...]:

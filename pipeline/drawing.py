@@ -27,7 +27,7 @@ from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from pipeline import graph, palette  # noqa: E402
+from pipeline import graph, io, palette  # noqa: E402
 from pipeline.config import IMAGE_KINDS  # noqa: E402
 from pipeline.data import TaskInfo  # noqa: E402
 from pipeline.model import Layout, layers_from_state  # noqa: E402
@@ -464,6 +464,9 @@ def animate(views: dict[int, NetView], tasks, order, titles: dict[int, str], sup
     fig.draw_without_rendering()  # constrained layout of the first frame ...
     fig.set_layout_engine("none")  # ... kept for every frame: nothing jumps between frames
     anim = FuncAnimation(fig, frame, frames=len(levels), blit=False, repeat=True)
-    anim.save(str(path), writer=PillowWriter(fps=fps), dpi=dpi)
-    plt.close(fig)
+    try:  # atomically: PIL picks the format from the name, so the temporary one ends in .gif
+        io.write_with(path, lambda tmp: anim.save(str(tmp), writer=PillowWriter(fps=fps), dpi=dpi),
+                      keep_suffix=True)
+    finally:
+        plt.close(fig)
     return len(levels)

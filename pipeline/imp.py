@@ -58,6 +58,22 @@ def random_masks(like: torch.Tensor, layout: Layout, seeds: list[int]) -> torch.
     return out
 
 
+def rewind_error(rewind: int, seeds: list[int], dense_epochs: list[int]) -> str | None:
+    """The one-line refusal of a rewind point (prune.rewind, epochs) that some seed's dense
+    training never reached, or None. Such a seed would rewind to its last dense epoch instead:
+    another protocol per seed (fine-tuning from trained weights for some), reported as
+    rewinding (SCIENCE.md §4). The way to continue from trained weights is prune.method:
+    finetune."""
+    short = [(s, e) for s, e in zip(seeds, dense_epochs) if e < rewind]
+    if rewind <= 0 or not short:
+        return None
+    shown = ", ".join(f"seed {s} ran {e}" for s, e in short[:8])
+    more = f" and {len(short) - 8} more seeds" if len(short) > 8 else ""
+    return (f"prune.rewind: {rewind} is not allowed; allowed: at most the epochs every seed's "
+            f"dense training ran ({shown}{more}; train.max_epochs and early stopping decide "
+            "them); to continue from the trained weights use prune.method: finetune")
+
+
 def derived_seed(*parts: int) -> int:
     """A seed for a control network from (model seed, level, control index)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] >> 1)
@@ -184,6 +200,9 @@ def _die_with_parent(parent: int) -> None:
     it would otherwise wait for work forever (an orphan holding its memory)."""
     import ctypes
     import signal
+    # Ctrl+C reaches the whole process group: the stage stops its workers itself (close_pool),
+    # so a worker must not die of it with a traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: no such call
@@ -203,33 +222,156 @@ def make_pool(workers: int):
                                initializer=_die_with_parent, initargs=(os.getpid(),))
 
 
+def close_pool(pool, kill: bool = False) -> None:
+    """Shut a make_pool pool down; kill=True (an interrupt or an error) kills its workers at
+    once instead of waiting for the level they are training, so none outlives the stage."""
+    if pool is None:
+        return
+    if kill:
+        # concurrent.futures keeps its workers in `_processes` {pid: Process}
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+    else:
+        pool.shutdown()
+
+
 # ---- resumable level files --------------------------------------------------------------------
 def level_path(folder: Path, level: int) -> Path:
     return folder / f"level_{level:02d}.pt"
 
 
-def fingerprint(record: dict, files: list[str | Path], root: str | Path = ".") -> str:
-    """Hash of the params a run was made with and the bytes of its input files (named by their
-    path relative to the run's root, so a run hashes alike wherever its folder is)."""
-    h = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
-    for f in files:
-        h.update(Path(os.path.relpath(f, root)).as_posix().encode())
-        h.update(hashlib.sha256(Path(f).read_bytes()).digest())
-    return h.hexdigest()
+MANIFEST_VERSION = 2
 
 
-def prepare_folder(folder: Path, print_fn, fp: str) -> None:
-    """Keep finished levels only if they were made with the same params and inputs."""
-    manifest = folder / "manifest.json"
-    if folder.exists():
-        old = json.loads(manifest.read_text()).get("fingerprint") if manifest.exists() else None
-        if old == fp:
-            return
-        if any(folder.glob("level_*.pt")):
-            print_fn(f"imp: params or inputs changed since {folder} was written; starting over")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    io.write_json(manifest, {"fingerprint": fp})
+def fingerprint(record: dict, files: list[str | Path], root: str | Path = ".",
+                entry: Path | None = None) -> dict:
+    """What decides a level's bytes besides its seed's own networks (SCIENCE.md §4; README
+    "Resume"): the params `record` (model.seeds left out: seeds are checked one by one,
+    seed_hashes), the sha256 of every input file (named by its path relative to the run's root,
+    so a run hashes alike wherever its folder is), the sha256 of every source file in the import
+    closure of the stage module `entry` (pipeline.closure; default pipeline/stages/imp.py), and
+    torch's version. A JSON-ready dict; prepare_folder compares it part by part."""
+    from pipeline import closure
+
+    entry = entry or closure.ROOT / "pipeline" / "stages" / "imp.py"
+    inputs = {Path(os.path.relpath(f, root)).as_posix(): hashlib.sha256(Path(f).read_bytes())
+              .hexdigest() for f in files}
+    return {"params": json.loads(json.dumps(record, sort_keys=True)), "inputs": inputs,
+            "code": closure.code_hashes(entry), "torch": torch.__version__}
+
+
+def seed_hashes(init: dict[str, torch.Tensor], dense: dict[str, torch.Tensor]) -> dict[int, str]:
+    """{seed: sha256} of what a seed's levels start from: its rows of models/init.pt (θ₀, the
+    rewind weights) and its trained dense net in models/dense.pt (weights, masks, metrics).
+    A seed's rows do not depend on which seeds share the batch (the engine's batch
+    independence), so a seed keeps its hash when seeds are added or removed."""
+    keys = [("init", k, v) for k, v in sorted(init.items()) if k != "seeds"]
+    keys += [("dense", k, v) for k, v in sorted(dense.items())
+             if k != "seeds" and k.split(".")[0] in ("layers", "metrics")]
+    out = {}
+    for row, seed in enumerate(init["seeds"].tolist()):
+        h = hashlib.sha256()
+        for source, key, value in keys:
+            part = value[row].contiguous()
+            h.update(f"{source}:{key}:{part.dtype}:{tuple(part.shape)}".encode())
+            h.update(part.numpy().tobytes())
+        out[int(seed)] = h.hexdigest()
+    return out
+
+
+def _changes(old: dict, new: dict) -> str | None:
+    """What differs between two fingerprints, in words (None: nothing)."""
+    if old.get("version") != MANIFEST_VERSION:
+        return "the manifest is from an older version of the imp stage"
+    parts = []
+    for part, what in (("params", "params"), ("inputs", "inputs"), ("code", "code")):
+        a, b = old.get(part, {}), new[part]
+        if part == "params":
+            diff = sorted(f"{s}.{k}" for s in a.keys() | b.keys()
+                          for k in (a.get(s) or {}).keys() | (b.get(s) or {}).keys()
+                          if (a.get(s) or {}).get(k) != (b.get(s) or {}).get(k))
+        else:
+            diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        if diff:
+            shown = ", ".join(diff[:3]) + (f" and {len(diff) - 3} more" if len(diff) > 3 else "")
+            parts.append(f"{what} ({shown})")
+    if old.get("torch") != new["torch"]:
+        parts.append(f"torch ({old.get('torch')} -> {new['torch']})")
+    return " and ".join(parts) + " changed" if parts else None
+
+
+def read_manifest(folder: Path) -> dict:
+    """models/imp/manifest.json as a dict ({} when missing or unreadable)."""
+    try:
+        return json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    io.write_json(folder / "manifest.json", manifest)
+
+
+def prepare_folder(folder: Path, print_fn, fp: dict, seeds: dict[int, str] | None = None) -> dict:
+    """Keep finished levels only if params, inputs, code and torch are the same as when they
+    were made; otherwise print one line saying which changed and start over. Returns the
+    manifest (written to folder/manifest.json): the fingerprint, `seeds` {seed: hash of its
+    starting networks now (seed_hashes)} and `levels` {level: {seed: the hash its row in that
+    file was made from}}, in the file's row order. A row is reused only while its seed's hash
+    is the same (level_rows), so seeds can be added to or removed from a finished run without
+    redoing the others."""
+    seeds = {str(k): v for k, v in (seeds or {}).items()}
+    old = read_manifest(folder) if folder.exists() else {}
+    reason = _changes(old, fp) if old else "no manifest"
+    if folder.exists() and reason is None:
+        manifest = {**old, "seeds": seeds}
+    else:
+        if folder.exists():
+            if any(folder.glob("level_*.pt")):
+                print_fn(f"imp: {reason} since {folder} was written; starting over")
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        manifest = {"version": MANIFEST_VERSION, **fp, "seeds": seeds, "levels": {}}
+    io.remove_stale(folder)
+    write_manifest(folder, manifest)
+    return manifest
+
+
+def reusable_rows(manifest: dict, level: int) -> list[int]:
+    """Seeds whose row in the level file was made from the networks the seed starts from now,
+    in the file's row order."""
+    now = manifest["seeds"]
+    rows = manifest["levels"].get(str(level), {})
+    return [int(s) for s, h in rows.items() if now.get(s) == h]
+
+
+def record_level(manifest: dict, level: int, seeds: list[int]) -> None:
+    """The level file now holds exactly `seeds` (rows in that order), made from today's nets."""
+    manifest["levels"][str(level)] = {str(s): manifest["seeds"][str(s)] for s in seeds}
+
+
+def select_seeds(state: dict[str, torch.Tensor], seeds: list[int]) -> dict[str, torch.Tensor]:
+    """The level dict of `seeds` (in that order) out of a level dict holding them: every tensor's
+    rows, the curves cut to the longest training among them — exactly what a run of these
+    seeds alone writes (the curves are as wide as the longest training of the batch)."""
+    held = state["seeds"].tolist()
+    index = torch.tensor([held.index(s) for s in seeds], dtype=torch.long)
+    out = {k: v.index_select(0, index) for k, v in state.items()}
+    width = max(int(v.max()) for k, v in out.items() if k.endswith("metrics.epochs"))
+    for key in out:
+        if ".curves." in f".{key}":
+            out[key] = out[key][:, :width].clone()
+    return out
+
+
+def merge_in_order(parts: list[dict[str, torch.Tensor]], seeds: list[int]) -> dict[str, torch.Tensor]:
+    """One level dict of the disjoint seed groups `parts`, rows in `seeds` order (merge_states,
+    then reordered): byte for byte the level a run of all `seeds` together writes."""
+    merged = parts[0] if len(parts) == 1 else merge_states(parts)
+    if merged["seeds"].tolist() == list(seeds):
+        return merged
+    return select_seeds(merged, seeds)
 
 
 # ---- level files whose size follows the live weights (README "Checkpoint contract") ----------

@@ -1,9 +1,18 @@
-"""Atomic file output: a stage never leaves a half-written artifact behind."""
+"""Atomic file output: a stage never leaves a half-written artifact behind.
+
+Every output goes to a temporary file (or folder) beside its final path, named
+`.<name>.<random>.tmp[<suffix>]`, and is renamed into place once complete. A write that fails
+(file size limit, full disk, read-only folder) removes its temporary file and raises WriteError,
+whose one-line message names the output (not the temporary file); the previous version, or
+nothing, stays. What a killed process left (a temporary file it could not remove) is removed by
+`remove_stale` before a stage publishes a folder output.
+"""
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -14,19 +23,85 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+# a temporary name of _atomic / atomic_dir: `.NAME.<8 random>.tmp`, optionally + NAME's suffix
+_TEMP = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
+
+
+class WriteError(Exception):
+    """An output could not be written (the message names it); nothing half-written remains."""
+
+
+def public_path(path: str | os.PathLike) -> Path:
+    """`path` with every temporary component (`.NAME.xxxxxxxx.tmp`, `.NAME.old`) replaced by
+    NAME: the output a failed write was making."""
+    parts = []
+    for part in Path(path).parts:
+        m = _TEMP.match(part)
+        parts.append(m.group("name") if m else part)
+    return Path(*parts)
+
+
+def write_error(path: str | os.PathLike, exc: OSError) -> WriteError:
+    """WriteError naming the output at `path` (temporary components resolved) and the cause."""
+    reason = exc.strerror or str(exc)
+    return WriteError(f"cannot write {public_path(path)}: {reason}; the previous version (if "
+                      "any) is kept, nothing half-written")
+
+
+def _atomic(path: str | os.PathLike, write: Callable[[Path], None],
+            keep_suffix: bool = False) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # keep_suffix: writers that pick the format from the name (PIL) see the real suffix
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.",
+                                   suffix=".tmp" + (path.suffix if keep_suffix else ""),
+                                   dir=path.parent)
+        os.close(fd)
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from exc
         raise
+
+
+def write_with(path: str | os.PathLike, write: Callable[[Path], None],
+               keep_suffix: bool = False) -> None:
+    """Atomically write `path` with write(temporary path) (a figure's savefig, a GIF writer).
+    keep_suffix: the temporary name ends in path's suffix too. Raises WriteError."""
+    _atomic(path, write, keep_suffix)
+
+
+def copy_file(src: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """dest := src's bytes, atomically (raises WriteError on a failed write)."""
+    data = Path(src).read_bytes()
+    _atomic(dest, lambda p: p.write_bytes(data))
+
+
+def remove_stale(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Remove what killed writes left in `folder` (temporary files and folders of this module,
+    `.NAME.old` folders of atomic_dir), only those of output `name` when given; returns them.
+    Call it before a folder becomes an output so that no leftover is published inside it."""
+    folder = Path(folder)
+    gone = []
+    for entry in (sorted(folder.iterdir()) if folder.is_dir() else []):
+        m = _TEMP.match(entry.name)
+        old = entry.name.startswith(".") and entry.name.endswith(".old") and entry.is_dir()
+        owner = m.group("name") if m else entry.name[1:-len(".old")] if old else None
+        if owner is not None and name in (None, owner):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+            gone.append(entry)
+    return gone
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -59,19 +134,26 @@ def save_tensors(path: str | os.PathLike, tensors: dict) -> None:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Fill a temporary sibling folder, then swap it in place of `path` in one rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_UMASK)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(path.parent, path.name)  # earlier killed fills of this folder
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_UMASK)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
     try:
         yield tmp
-    except BaseException:
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            # a write inside the folder (np.savez) names its temporary path: name the output
+            raise write_error(getattr(exc, "filename", None) or path, exc) from exc
         raise
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)

@@ -9,6 +9,7 @@ marker or hatch. Every figure is titled and labelled with units.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import matplotlib
 
@@ -18,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from pipeline import palette  # noqa: E402
+from pipeline import io, palette  # noqa: E402
 from pipeline.graph import STATES  # noqa: E402
 
 STATE_COLORS = {s: palette.STATE_COLORS[s] for s in STATES}
@@ -428,8 +429,12 @@ def coverage_maps(used: np.ndarray, levels: np.ndarray, task_of_input: np.ndarra
 
 
 def save(fig, path, dpi: int) -> None:
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    """Write a figure atomically (pipeline.io; the format from path's suffix) and close it.
+    Raises io.WriteError, naming path, when the write fails; the previous file stays."""
+    try:
+        io.write_with(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=Path(path).suffix[1:]))
+    finally:
+        plt.close(fig)
 
 
 def fmt(v, digits: int = 3) -> str:

@@ -150,9 +150,9 @@ def test_default_params_load_and_match_dataclass_defaults():
 
 
 def test_missing_keys_take_defaults_and_values_are_typed():
-    params = config.parse({"train": {"lr": 1}, "model": {"hidden": [8]}})
+    params = config.parse({"train": {"lr": 1}, "model": {"hidden": [30]}})
     assert params.train.lr == 1.0 and isinstance(params.train.lr, float)
-    assert params.model.hidden == (8,)
+    assert params.model.hidden == (30,)
     assert params.prune.iterations == config.PruneConfig().iterations
     with pytest.raises(dataclasses.FrozenInstanceError):
         params.train.lr = 2.0  # type: ignore[misc]

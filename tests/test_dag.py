@@ -19,68 +19,19 @@ import yaml
 from conftest import ROOT, tiny_params, write_params
 
 from pipeline import config
+from pipeline.closure import import_closure as closure_of
+from pipeline.closure import module_file
 
 PIPELINES = (ROOT / "dvc.yaml", ROOT / "studies/dvc.yaml")
 
 
-# ---- import closure -----------------------------------------------------------------------------
+# ---- import closure (pipeline.closure: the same derivation the imp stage's manifest hashes) --
 def _module_file(name: str) -> Path | None:
-    """The source file of module `name` (dotted, under ROOT), or None when it is not ours."""
-    path = ROOT.joinpath(*name.split("."))
-    if path.with_suffix(".py").is_file():
-        return path.with_suffix(".py")
-    if (path / "__init__.py").is_file():
-        return path / "__init__.py"
-    return None
-
-
-def _packages(name: str) -> list[str]:
-    """`a.b.c` → [`a`, `a.b`]: importing a module imports every package above it."""
-    parts = name.split(".")
-    return [".".join(parts[:i]) for i in range(1, len(parts))]
-
-
-def imported_modules(file: Path) -> set[str]:
-    """Dotted names of the `pipeline` modules one source file imports, anywhere in it (module
-    level, inside functions, under `if TYPE_CHECKING:`), including `from pkg import submodule`."""
-    tree = ast.parse(file.read_text(), filename=str(file))
-    rel = file.relative_to(ROOT).with_suffix("")
-    package = list(rel.parts[:-1]) if rel.name != "__init__" else list(rel.parts[:-1])
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[:len(package) - node.level + 1]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            # `from pipeline import io` imports the submodule pipeline.io
-            names = [module] + [f"{module}.{a.name}" for a in node.names]
-        else:
-            continue
-        for name in names:
-            if name.split(".")[0] == "pipeline" and _module_file(name) is not None:
-                found.add(name)
-    return found
+    return module_file(name, ROOT)
 
 
 def import_closure(entry: Path) -> set[str]:
-    """Repository-relative paths of every non-empty `pipeline/` source file that running `entry`
-    may import (the entry itself included), following imports transitively."""
-    start = ".".join(entry.relative_to(ROOT).with_suffix("").parts)
-    todo, seen = [start], set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        file = _module_file(name)
-        todo += [*_packages(name), *imported_modules(file)]
-    # an empty package __init__ has nothing to go stale, and DVC warns about empty deps
-    return {str(_module_file(n).relative_to(ROOT)) for n in seen
-            if _module_file(n).stat().st_size > 0}
+    return closure_of(entry, ROOT)
 
 
 def stages() -> list[tuple[str, dict]]:

@@ -7,14 +7,56 @@ inputs under `root`, write its outputs there, return them; paths from pipeline.p
 """
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Callable
 
 from pipeline.config import ConfigError
+from pipeline.io import WriteError
 
 
 class StageError(Exception):
     """A problem with the stage's inputs (missing file, bad data) shown as one line, exit 2."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM (or SIGINT) received: the stage stops where it is (BaseException, like
+    KeyboardInterrupt, so that no `except Exception` swallows it)."""
+
+
+# What the running stage has finished, for the interruption line: "after level 3".
+PROGRESS = {"done": None}
+_SIGNAL = {"received": None}
+
+
+def report_progress(done: str) -> None:
+    """Record what the stage has finished so far (named if it is interrupted)."""
+    PROGRESS["done"] = done
+
+
+def _raise_interrupted(signum, frame) -> None:
+    _SIGNAL["received"] = signum
+    raise Interrupted(signum)
+
+
+def _interrupt_line(name: str) -> str:
+    done = PROGRESS["done"]
+    return (f"{name}: interrupted{' ' + done if done else ''}; `dvc repro` resumes "
+            "(no output is half-written)")
+
+
+def _quiet_exit_during_import(signum, frame) -> None:
+    """Ctrl+C or SIGTERM while a stage is still importing torch: nothing was written yet."""
+    name = sys.argv[0] if sys.argv and sys.argv[0] != "-m" else "stage"
+    print(f"{os.path.basename(name)}: interrupted before it started; `dvc repro` reruns it",
+          file=sys.stderr)
+    os._exit(128 + signum)
+
+
+if sys.argv[:1] == ["-m"]:  # `python -m pipeline.stages.X` locating X: the import has begun
+    for _sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_sig, _quiet_exit_during_import)
 
 
 def tune_malloc() -> None:
@@ -59,15 +101,40 @@ def cli(main: Callable[[], None]) -> None:
               file=sys.stderr)
         sys.exit(2)
     tune_malloc()
+    spec = getattr(module, "__spec__", None)
+    stage = (spec.name if spec is not None else main.__module__).rsplit(".", 1)[-1]
+    for sig in (signal.SIGINT, signal.SIGTERM):  # both end the stage the same way
+        signal.signal(sig, _raise_interrupted)
     try:
         main()
-    except (ConfigError, StageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    except (ConfigError, StageError, WriteError) as exc:
+        if _SIGNAL["received"] is None:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        _exit_interrupted(stage)
     except FileNotFoundError as exc:
-        print(f"error: {exc.filename or exc} is missing; run the stages before this one first "
-              "(dvc repro)", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        if _SIGNAL["received"] is None:
+            print(f"error: {exc.filename or exc} is missing; run the stages before this one "
+                  "first (dvc repro)", file=sys.stderr)
+            sys.exit(2)
+        _exit_interrupted(stage)
+    except (KeyboardInterrupt, Interrupted):
+        _SIGNAL["received"] = _SIGNAL["received"] or signal.SIGINT
+        _exit_interrupted(stage)
+    except BaseException:
+        if _SIGNAL["received"] is None:  # a bug: the traceback is wanted
+            raise
+        _exit_interrupted(stage)  # e.g. the worker pool broken by the same signal
+
+
+def _exit_interrupted(stage: str) -> None:
+    """One line, exit 128 + signal number (130 for SIGINT, 143 for SIGTERM)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl+C does not print a traceback
+        signal.signal(sig, signal.SIG_IGN)
+    print(_interrupt_line(stage), file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(128 + int(_SIGNAL["received"]))

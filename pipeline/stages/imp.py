@@ -1,12 +1,16 @@
 """Stage `imp`: IMP levels 1…T (+k) → models/imp/level_XX.pt and reports/imp/*.csv.
 
 Finished levels are kept (dvc.yaml declares models/imp `persist: true`) and skipped on a rerun,
-as long as models/imp/manifest.json says they were made from the same params and inputs.
+as long as models/imp/manifest.json says they were made from the same params, inputs, code (the
+stage's import closure) and torch version; otherwise one line says which changed and the stage
+starts over. Seeds are checked one by one: seeds added to (or removed from) model.seeds leave
+the other seeds' finished levels in place, and the files come out byte for byte as a run of all
+the seeds together. Ctrl+C or SIGTERM stops it with one line, exit 130 / 143.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,26 +24,36 @@ from pipeline.engine import load_splits, resolve_device
 from pipeline.imp import (
     PACK_MIN_PARAMS,
     Context,
+    close_pool,
     describe_level,
     fingerprint,
     level_path,
     level_tables,
     load_level,
     make_pool,
+    merge_in_order,
     prepare_folder,
     prune_global,
+    record_level,
+    reusable_rows,
+    rewind_error,
     save_level,
+    seed_hashes,
+    select_seeds,
     train_level_parallel,
+    write_manifest,
 )
 from pipeline.model import Layout
 from pipeline.paths import RunPaths
-from pipeline.stages import StageError, cli
+from pipeline.stages import StageError, cli, report_progress
 
 
 def inputs(paths: RunPaths) -> list[Path]:
-    """The files the levels are made from (their fingerprint guards a resumed run)."""
+    """The files every seed's levels are made from (their fingerprint guards a resumed run).
+    models/init.pt and models/dense.pt are checked seed by seed (imp.seed_hashes) instead, so
+    that adding seeds keeps the finished ones."""
     return [paths.tasks_json, *(paths.data / f"{s}.npz" for s in ("train", "val", "test")),
-            paths.shape_json, paths.init_pt, paths.dense_pt, paths.trajectory_csv]
+            paths.shape_json, paths.trajectory_csv]
 
 
 def write_reports(layout: Layout, prunable: torch.Tensor, tasks, levels: list[int],
@@ -69,7 +83,8 @@ def write_reports(layout: Layout, prunable: torch.Tensor, tasks, levels: list[in
 
 def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     """IMP levels 1…T (+k) of every seed (SCIENCE.md §4) under root: models/imp/level_XX.pt and
-    reports/imp/*.csv. Finished levels with a matching fingerprint are kept (resume)."""
+    reports/imp/*.csv. Finished levels with a matching fingerprint are kept (resume), per seed.
+    Raises StageError (a rewind point past a seed's dense training, inputs of other seeds)."""
     paths = RunPaths(root)
     folder = paths.imp
     torch.set_num_threads(params.train.threads)
@@ -79,9 +94,13 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     layout = Layout(tuple(json.loads(paths.shape_json.read_text())["layers"]))
     levels, counts = trajectory.read_csv(paths.trajectory_csv)
     init = torch.load(paths.init_pt, weights_only=True)
+    dense = torch.load(paths.dense_pt, weights_only=True)
     seeds = init["seeds"].tolist()
     if seeds != list(params.model.seeds):
         raise StageError("models/init.pt was trained for other model.seeds; run dvc repro")
+    refused = rewind_error(params.prune.rewind, seeds, dense["metrics.epochs"].tolist())
+    if refused:
+        raise StageError(refused)
     rewind = "rewind." if params.prune.rewind > 0 else ""
     if rewind and "rewind.layers.0.weight" not in init:
         raise StageError("models/init.pt has no rewind weights; rerun the train stage")
@@ -90,48 +109,93 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
                   rewind_theta=layout.from_state(init, rewind),
                   reinit_control=params.prune.reinit_control,
                   random_mask_control=params.prune.random_mask_control)
-    train_record = section_dict(params.train)
-    del train_record["workers"]  # results do not depend on it: keep finished levels
-    record = {"model": section_dict(params.model), "train": train_record,
-              "prune": section_dict(params.prune)}
-    prepare_folder(folder, lambda m: print(m, file=sys.stderr),
-                   fingerprint(record, inputs(paths), root))
-    if not level_path(folder, 0).exists():
-        if layout.size >= PACK_MIN_PARAMS:  # the dense level, packed like the others
-            save_level(level_path(folder, 0), load_level(paths.dense_pt), layout)
-        else:  # a copy, byte for byte
-            tmp = folder / ".level_00.pt.tmp"
-            shutil.copyfile(paths.dense_pt, tmp)
-            tmp.replace(level_path(folder, 0))
-
+    manifest = prepare_folder(folder, lambda m: print(m, file=sys.stderr),
+                              fingerprint(run_record(params), inputs(paths), root),
+                              seed_hashes(init, dense))
+    del init, dense
+    report_progress("before level 1 was finished")
     start = time.perf_counter()
     pool = make_pool(workers)
-    bar = tqdm(range(1, len(levels)), desc="imp", unit="level", disable=None, leave=False)
-    previous = None
-    for i in bar:
-        path = level_path(folder, i)
-        if path.exists():
-            previous = None  # load lazily: only the last finished level is needed
-            continue
-        if previous is None:
-            previous = load_level(level_path(folder, i - 1))
-        theta = layout.from_state(previous)
-        mask = layout.from_state(previous, masks=True)
-        new_mask = prune_global(theta, mask, ctx.prunable, counts[i])
-        t0 = time.perf_counter()
-        state = train_level_parallel(ctx, new_mask, i, pool, workers, params.train.threads)
-        save_level(path, state, layout)
-        previous = state
-        line = describe_level(state, tasks, counts[i])
-        bar.write(f"imp level {i:2d} (base level {levels[i]:+d}): {line} "
-                  f"[{time.perf_counter() - t0:.1f}s]")
-    bar.close()
-    if pool is not None:
-        pool.shutdown()
+    try:
+        run_levels(ctx, folder, manifest, levels, counts, pool, workers, paths)
+    except BaseException:
+        close_pool(pool, kill=True)  # an interrupt or an error: no worker outlives the stage
+        raise
+    close_pool(pool)
     write_reports(layout, ctx.prunable, tasks, levels, paths)
     print(f"imp: {len(levels) - 1} levels for {len(seeds)} seeds done in "
           f"{time.perf_counter() - start:.1f}s")
     return [folder, paths.imp_levels_csv, paths.imp_curves_csv, paths.imp_controls_csv]
+
+
+def run_record(params: config.Params) -> dict:
+    """The params a level's bytes depend on, for the fingerprint (seeds are checked one by one,
+    train.workers does not change a result)."""
+    train_record = section_dict(params.train)
+    del train_record["workers"]  # results do not depend on it: keep finished levels
+    model_record = section_dict(params.model)
+    del model_record["seeds"]
+    return {"model": model_record, "train": train_record, "prune": section_dict(params.prune)}
+
+
+def run_levels(ctx: Context, folder: Path, manifest: dict, levels: list[int], counts: list[int],
+               pool, workers: int, paths: RunPaths) -> None:
+    """Make every level file that does not hold all of ctx.seeds yet; seeds a file already holds
+    (valid per the manifest) are kept, the others trained from their own previous level."""
+    seeds, layout = ctx.seeds, ctx.layout
+    def complete(level: int) -> bool:
+        # the file holds exactly these seeds' rows, in this order, each made from today's nets
+        held = [int(s) for s in manifest["levels"].get(str(level), {})]
+        return (held == seeds == reusable_rows(manifest, level)
+                and level_path(folder, level).exists())
+
+    if not complete(0):
+        if layout.size >= PACK_MIN_PARAMS:  # the dense level, packed like the others
+            save_level(level_path(folder, 0), load_level(paths.dense_pt), layout)
+        else:  # a copy, byte for byte
+            io.copy_file(paths.dense_pt, level_path(folder, 0))
+        record_level(manifest, 0, seeds)
+        write_manifest(folder, manifest)
+    kept_any, last = False, None  # last: the level just written (no reload for the next)
+    bar = tqdm(range(1, len(levels)), desc="imp", unit="level", disable=None, leave=False)
+    for i in bar:
+        path = level_path(folder, i)
+        if complete(i):
+            report_progress(f"after level {i}")
+            last = None  # load lazily: only the last finished level is needed
+            continue
+        held = [s for s in reusable_rows(manifest, i) if s in seeds] if path.exists() else []
+        missing = [s for s in seeds if s not in held]
+        parts = [select_seeds(load_level(path), held)] if held else []
+        t0 = time.perf_counter()
+        if missing:
+            before = last if last is not None else load_level(level_path(folder, i - 1))
+            previous = select_seeds(before, missing)
+            rows = torch.tensor([seeds.index(s) for s in missing])
+            sub = dataclasses.replace(ctx, seeds=missing,
+                                      rewind_theta=ctx.rewind_theta.index_select(0, rows))
+            new_mask = prune_global(layout.from_state(previous),
+                                    layout.from_state(previous, masks=True), ctx.prunable,
+                                    counts[i])
+            parts.append(train_level_parallel(sub, new_mask, i, pool, workers,
+                                              ctx.train_cfg.threads))
+        state = merge_in_order(parts, seeds)
+        save_level(path, state, layout)
+        report_progress(f"after level {i}")
+        last = state
+        record_level(manifest, i, seeds)
+        write_manifest(folder, manifest)
+        if held and missing and not kept_any:
+            kept_any = True
+            print(f"imp: keeping the finished levels of seeds {', '.join(map(str, held))}; "
+                  f"training seeds {', '.join(map(str, missing))}", file=sys.stderr)
+        if not missing:  # only seeds dropped: nothing trained
+            continue
+        line = describe_level(state, ctx.tasks, counts[i])
+        bar.write(f"imp level {i:2d} (base level {levels[i]:+d}): {line} "
+                  f"[{time.perf_counter() - t0:.1f}s]")
+    bar.close()
+    io.remove_stale(folder)
 
 
 def main() -> None:

@@ -385,6 +385,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
 
     plots.style()
     paths.figures.mkdir(parents=True, exist_ok=True)
+    io.remove_stale(paths.figures)  # what a killed write left is never published with them
     figs = {
         "accuracy.png": plots.accuracy_vs_params(imp, seeds, names,
                                                  params.analysis.degradation_threshold),

@@ -2,7 +2,9 @@
 
 Stops with exit code 2 and one line, writing nothing, when every dense network failed to learn
 (never improved on its start, diverged, or has every task at chance level; pipeline.health): a
-dense net that learned nothing gives IMP nothing to prune. Partial failures are printed here and
+dense net that learned nothing gives IMP nothing to prune; and when prune.rewind is past the
+epochs some seed's dense training ran (it would rewind to its last epoch instead, an unnamed
+protocol; prune.method: finetune continues from trained weights). Partial failures are printed here and
 flagged in metrics.json / report.md by the later stages.
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pipeline.engine import (
     resolve_device,
     train_population,
 )
-from pipeline.imp import Context, describe_level, level_state
+from pipeline.imp import Context, describe_level, level_state, rewind_error
 from pipeline.model import Layout, init_population
 from pipeline.paths import RunPaths
 from pipeline.stages import StageError, cli
@@ -45,11 +47,9 @@ def check_dense(params: config.Params, seeds: list[int], result: TrainResult,
         if hit:
             warn(f"{len(hit)} of {len(seeds)} dense networks: {check.replace('_', ' ')} "
                  f"(seeds {', '.join(map(str, hit))}); {health.ADVICE[check]}")
-    rewind = params.prune.rewind
-    early = [s for s, e in zip(seeds, result.epochs.tolist()) if 0 < rewind and e < rewind]
-    if early:
-        warn(f"prune.rewind is {rewind} but seeds {', '.join(map(str, early))} stopped earlier; "
-             "they rewind to the weights of their last epoch")
+    refused = rewind_error(params.prune.rewind, seeds, result.epochs.tolist())
+    if refused:  # before anything is written: IMP would rewind those seeds elsewhere
+        raise StageError(refused)
 
 
 def run(params: config.Params, root: Path = Path(".")) -> list[Path]:

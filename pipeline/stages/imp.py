@@ -67,6 +67,17 @@ def write_reports(layout: Layout, prunable: torch.Tensor, tasks, levels: list[in
     io.write_csv(paths.imp_controls_csv, ctrl)
 
 
+# Keys added after runs were made, with the value that reproduces those runs: left out of the
+# fingerprint at that value, so finished levels made before the keys existed are kept.
+NEW_DEFAULTS = {("train", "weight_decay"): 0.0, ("prune", "method"): "rewind"}
+
+
+def _drop_new_defaults(record: dict) -> None:
+    for (section, key), default in NEW_DEFAULTS.items():
+        if record[section].get(key) == default:
+            del record[section][key]
+
+
 def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     """IMP levels 1…T (+k) of every seed (SCIENCE.md §4) under root: models/imp/level_XX.pt and
     reports/imp/*.csv. Finished levels with a matching fingerprint are kept (resume)."""
@@ -89,11 +100,13 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
                   prunable=layout.prunable(params.prune.biases),
                   rewind_theta=layout.from_state(init, rewind),
                   reinit_control=params.prune.reinit_control,
-                  random_mask_control=params.prune.random_mask_control)
+                  random_mask_control=params.prune.random_mask_control,
+                  method=params.prune.method)
     train_record = section_dict(params.train)
     del train_record["workers"]  # results do not depend on it: keep finished levels
     record = {"model": section_dict(params.model), "train": train_record,
               "prune": section_dict(params.prune)}
+    _drop_new_defaults(record)
     prepare_folder(folder, lambda m: print(m, file=sys.stderr),
                    fingerprint(record, inputs(paths), root))
     if not level_path(folder, 0).exists():
@@ -119,7 +132,8 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
         mask = layout.from_state(previous, masks=True)
         new_mask = prune_global(theta, mask, ctx.prunable, counts[i])
         t0 = time.perf_counter()
-        state = train_level_parallel(ctx, new_mask, i, pool, workers, params.train.threads)
+        state = train_level_parallel(ctx, new_mask, i, pool, workers, params.train.threads,
+                                     trained=theta if params.prune.method == "finetune" else None)
         save_level(path, state, layout)
         previous = state
         line = describe_level(state, tasks, counts[i])

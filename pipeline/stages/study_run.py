@@ -1,7 +1,8 @@
 """Stage `run@…` of studies/dvc.yaml: one study configuration, all its levels and seeds.
 
     python -m pipeline.stages.study_run --work models/study/NAME --out reports/study/runs/NAME \\
-        --extensions 0 --iterations 20 --tasks moons+circles --hidden 40x40 --init ... --noise 0.1
+        --extensions 0 --iterations 20 --tasks moons+circles --hidden 40x40 --init ... --noise 0.1 \\
+        --method rewind --weight-decay 0
 
 `run_configuration` calls the main pipeline's stage functions (`run(params, root)`) with the
 configuration's work folder as root: no change of directory, so several configurations can run
@@ -51,6 +52,16 @@ def run_remote(raw: dict, combo: dict) -> tuple[dict[str, bytes], float]:
         return files, time.perf_counter() - start
 
 
+def adopt_legacy_work(combo: dict, work: Path) -> None:
+    """A configuration with the default method and weight decay whose work folder still has the
+    name it had before those axes existed (models/study/<configuration_name>) is renamed to
+    `work`, so its finished IMP levels resume (their fingerprint leaves default values out)."""
+    legacy = work.parent / config.configuration_name(combo)
+    if legacy != work and legacy.is_dir() and not work.exists() and all(
+            combo[a] == v for a, v in config.STUDY_AXIS_DEFAULTS.items()):
+        legacy.rename(work)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.stages.study_run")
     parser.add_argument("--work", required=True, type=Path, help="work folder (kept for resume)")
@@ -61,6 +72,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--hidden", required=True)
     parser.add_argument("--init", required=True)
     parser.add_argument("--noise", required=True, type=float)
+    # axes added later: their defaults are the values of the studies made before them
+    parser.add_argument("--method", default=config.STUDY_AXIS_DEFAULTS["method"])
+    parser.add_argument("--weight-decay", dest="weight_decay", type=float,
+                        default=config.STUDY_AXIS_DEFAULTS["weight_decay"])
     return parser.parse_args(argv)
 
 
@@ -72,6 +87,7 @@ def main() -> None:
         raise StageError(f"configuration {config.configuration_name(combo)} is not in the "
                          "study section of params.yaml")
     raw = config.read_yaml("params.yaml")
+    adopt_legacy_work(combo, args.work)
     run_configuration(raw, combo, args.work)
     collect(combo, args.work, args.out)
 

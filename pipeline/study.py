@@ -112,7 +112,7 @@ def task_accuracy(imp_levels, imp_controls) -> pd.DataFrame:
     keys = ["seed", "level", "base_level", "params", "weights"]
 
     def long(frame, name):
-        out = frame.melt(id_vars=keys, value_vars=acc_cols, var_name="task", value_name=name)
+        out = frame[keys + acc_cols].melt(id_vars=keys, var_name="task", value_name=name)
         out["task"] = out["task"].str.slice(len("test_acc_"))
         return out
 
@@ -295,10 +295,31 @@ def study_metrics(summary) -> dict:
 
 
 # ---- presets ------------------------------------------------------------------------------------
+def followed_axes(document: dict) -> dict:
+    """{axis: [value]} for every study axis whose base key the preset document sets and whose
+    axis it does not: the axis follows the base key (a preset's `model.hidden: [8, 8]` studies
+    8x8, not params.yaml's study.hidden), written as the axis writes it."""
+    own = document.get("study") if isinstance(document.get("study"), dict) else {}
+    out = {}
+    for axis, (section, key) in STUDY_AXES.items():
+        values = document.get(section)
+        if isinstance(values, dict) and key in values and axis not in own:
+            value = values[key]
+            if axis == "tasks" and isinstance(value, list):
+                value = "+".join(map(str, value))
+            elif axis == "hidden" and isinstance(value, list):
+                value = "x".join(map(str, value))
+            out[axis] = [value]
+    return out
+
+
 def preset_flags(path: str | os.PathLike) -> list[str]:
-    """A preset file (a partial params.yaml) as `-S key=value` arguments for `dvc exp run`."""
+    """A preset file (a partial params.yaml) as `-S key=value` arguments for `dvc exp run`,
+    with `-S study.<axis>=[…]` for every axis that follows its base key (followed_axes)."""
     raw = config.read_yaml(path) or {}
     flags = []
+    if isinstance(raw, dict) and followed_axes(raw):
+        raw = {**raw, "study": {**(raw.get("study") or {}), **followed_axes(raw)}}
     for section, values in raw.items():
         for key, value in (values or {}).items():  # `train: null` sets nothing
             text = json.dumps(value) if isinstance(value, (list, dict)) else (
@@ -320,6 +341,8 @@ def apply_preset(params_path: Path, preset: Path) -> dict:
     for section, values in document.items():
         config.section_to_update(raw, section, params_path).update(values or {})
     check_axes_agree(document, raw, preset)
+    if followed_axes(document):
+        config.section_to_update(raw, "study", params_path).update(followed_axes(document))
     config.parse(raw, study=True)
     return raw
 
@@ -337,17 +360,17 @@ def _as_axis(axis: str, value):
 
 
 def check_axes_agree(document: dict, raw: dict, preset) -> None:
-    """Refuse a preset that sets a study axis' base key (data.tasks, model.init, …) to a value
-    the axis does not hold: the study runs the axis values (study.tasks, study.init, …), so the
-    base key would be silently ignored (issue 26: a copy of images_thesis.yaml with only
-    data.tasks changed reran Fashion-MNIST twice). The axis may come from the preset or from
-    the params file. Raises ConfigError, one line naming both keys."""
-    study_section = raw.get("study") if isinstance(raw.get("study"), dict) else {}
+    """Refuse a preset that sets both a study axis (study.tasks, study.init, …) and its base key
+    (data.tasks, model.init, …) to a value the axis does not hold: the study runs the axis
+    values, so the base key would be silently ignored (issue 26: a copy of images_thesis.yaml
+    with only data.tasks changed reran Fashion-MNIST twice). An axis the preset leaves unset
+    follows the base key instead (followed_axes). Raises ConfigError, one line naming both."""
+    own = document.get("study") if isinstance(document.get("study"), dict) else {}
     for axis, (section, key) in STUDY_AXES.items():
         values = document.get(section) or {}
-        if key not in values:
+        if key not in values or axis not in own:
             continue
-        axis_values = study_section.get(axis, list(getattr(config.StudyConfig(), axis)))
+        axis_values = own[axis]
         if not isinstance(axis_values, list):
             continue  # a wrong type: parse names it
         base = _as_axis(axis, values[key])

@@ -19,7 +19,8 @@ from pipeline.analysis import wilson
 pytestmark = pytest.mark.e2e
 
 TINY_STUDY = {"extensions": [0, 1], "iterations": [3], "tasks": ["moons+circles"],
-              "hidden": ["6x6"], "init": ["torch_default"], "noise": [0.1]}
+              "hidden": ["6x6"], "init": ["torch_default"], "noise": [0.1],
+              "method": ["rewind"], "weight_decay": [0]}
 OUTPUTS = ("summary.csv", "tidy.csv", "seeds.csv", "metrics.json")
 
 
@@ -60,7 +61,7 @@ def test_matrix_has_one_stage_per_configuration(tmp_path):
     runs = sorted(n for n in names if n.startswith("run@"))
     assert len(runs) == 6 and "aggregate" in names
     combos = config.configurations(config.load(repo / "params.yaml").study)
-    assert runs == sorted(f"run@{c['extensions']}-3-moons+circles-6x6-{c['init']}-0.1"
+    assert runs == sorted(f"run@{c['extensions']}-3-moons+circles-6x6-{c['init']}-0.1-rewind-0"
                           for c in combos)
 
 

@@ -44,6 +44,8 @@ def test_method_and_weight_decay_are_study_axes_of_every_configuration():
     dvc_yaml = yaml.safe_load((ROOT / "studies/dvc.yaml").read_text())["stages"]["run"]
     assert set(dvc_yaml["matrix"]) == set(config.STUDY_AXES)
     assert "--method ${item.method} --weight-decay ${item.weight_decay}" in dvc_yaml["cmd"]
+    # work folders are named by configuration_name: a default configuration's is unchanged
+    assert "--work-root models/study" in dvc_yaml["cmd"]
 
 
 @pytest.mark.parametrize("key,value,allowed", [
@@ -139,20 +141,6 @@ def test_accuracy_table_has_every_task_per_level_with_the_controls():
     assert table.loc[table.level == 0, "random_test_acc"].isna().all()  # level 0: no control
     no_controls = study.task_accuracy(levels, random.iloc[0:0])
     assert "random_test_acc" not in no_controls and len(no_controls) == 8
-
-
-def test_a_work_folder_named_before_the_axes_is_adopted(tmp_path):
-    from pipeline.stages.study_run import adopt_legacy_work
-    combo = {**OLD, "method": "rewind", "weight_decay": 0.0}
-    legacy = tmp_path / config.configuration_name(combo)
-    (legacy / "models/imp").mkdir(parents=True)
-    (legacy / "models/imp/level_01.pt").write_bytes(b"level")
-    work = tmp_path / (config.configuration_name(combo) + "-rewind-wd0")
-    adopt_legacy_work(combo, work)
-    assert not legacy.exists() and (work / "models/imp/level_01.pt").read_bytes() == b"level"
-    other = {**combo, "method": "finetune"}  # its own name: nothing to adopt
-    adopt_legacy_work(other, tmp_path / "x-finetune-wd0")
-    assert not (tmp_path / "x-finetune-wd0").exists()
 
 
 def test_baseline_help_names_the_base_the_study_uses_too():

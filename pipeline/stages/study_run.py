@@ -1,6 +1,6 @@
 """Stage `run@…` of studies/dvc.yaml: one study configuration, all its levels and seeds.
 
-    python -m pipeline.stages.study_run --work models/study/NAME --out reports/study/runs/NAME \\
+    python -m pipeline.stages.study_run --work-root models/study --out reports/study/runs/NAME \\
         --extensions 0 --iterations 20 --tasks moons+circles --hidden 40x40 --init ... --noise 0.1 \\
         --method rewind --weight-decay 0
 
@@ -52,19 +52,15 @@ def run_remote(raw: dict, combo: dict) -> tuple[dict[str, bytes], float]:
         return files, time.perf_counter() - start
 
 
-def adopt_legacy_work(combo: dict, work: Path) -> None:
-    """A configuration with the default method and weight decay whose work folder still has the
-    name it had before those axes existed (models/study/<configuration_name>) is renamed to
-    `work`, so its finished IMP levels resume (their fingerprint leaves default values out)."""
-    legacy = work.parent / config.configuration_name(combo)
-    if legacy != work and legacy.is_dir() and not work.exists() and all(
-            combo[a] == v for a, v in config.STUDY_AXIS_DEFAULTS.items()):
-        legacy.rename(work)
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.stages.study_run")
-    parser.add_argument("--work", required=True, type=Path, help="work folder (kept for resume)")
+    work = parser.add_mutually_exclusive_group(required=True)
+    work.add_argument("--work", type=Path, help="work folder (kept for resume)")
+    # studies/dvc.yaml: the work folder is <root>/<configuration name>, the name it had before
+    # the method / weight-decay axes existed when they have their defaults (DVC's templates
+    # cannot leave a value out of a name), so interrupted configurations resume there
+    work.add_argument("--work-root", type=Path, help="folder of the work folders, each named "
+                                                     "after its configuration")
     parser.add_argument("--out", required=True, type=Path, help="result folder")
     parser.add_argument("--extensions", required=True, type=int)
     parser.add_argument("--iterations", required=True, type=int)
@@ -87,9 +83,10 @@ def main() -> None:
         raise StageError(f"configuration {config.configuration_name(combo)} is not in the "
                          "study section of params.yaml")
     raw = config.read_yaml("params.yaml")
-    adopt_legacy_work(combo, args.work)
-    run_configuration(raw, combo, args.work)
-    collect(combo, args.work, args.out)
+    work = args.work if args.work is not None else \
+        args.work_root / config.configuration_name(combo)
+    run_configuration(raw, combo, work)
+    collect(combo, work, args.out)
 
 
 if __name__ == "__main__":

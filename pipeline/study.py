@@ -26,7 +26,13 @@ from pipeline.config import STUDY_AXES
 if TYPE_CHECKING:
     import pandas as pd
 
-RESULT_FILES = ("config.json", "levels.csv", "seeds.csv", "controls.csv")
+RESULT_FILES = ("config.json", "levels.csv", "seeds.csv", "controls.csv", "accuracy.csv")
+
+
+def axis_value(info: dict, axis: str):
+    """A configuration's value of `axis` (config.json, combo); result files made before an axis
+    existed lack it and mean its default (config.STUDY_AXIS_DEFAULTS)."""
+    return info[axis] if axis in info else config.STUDY_AXIS_DEFAULTS[axis]
 
 
 def configuration_params(raw: dict, combo: dict) -> dict:
@@ -87,11 +93,40 @@ def collect(combo: dict, work: Path, out: Path) -> None:
                    if not c.startswith("test_acc_") or c == "test_acc_at_split"]]
 
     controls = _controls(work, levels)
+    accuracy = task_accuracy(imp_levels, pd.read_csv(work / "reports/imp/controls.csv"))
     with io.atomic_dir(out) as tmp:
         io.write_json(tmp / "config.json", info)
         io.write_csv(tmp / "levels.csv", levels.assign(**cols))
         io.write_csv(tmp / "seeds.csv", seeds.assign(**cols))
         io.write_csv(tmp / "controls.csv", controls.assign(**cols))
+        io.write_csv(tmp / "accuracy.csv", accuracy.assign(**cols))
+
+
+def task_accuracy(imp_levels, imp_controls) -> pd.DataFrame:
+    """accuracy.csv of a configuration: one row per (seed, level, task) with the ticket's test
+    accuracy on that task (test_acc) and, where the controls ran, the random mask's
+    (random_test_acc) and the re-initialised ticket's (reinit_test_acc) at the same level —
+    the table that took three joins over work-folder files (reports/imp/levels.csv and
+    controls.csv)."""
+    acc_cols = [c for c in imp_levels.columns if c.startswith("test_acc_")]
+    keys = ["seed", "level", "base_level", "params", "weights"]
+
+    def long(frame, name):
+        out = frame[keys + acc_cols].melt(id_vars=keys, var_name="task", value_name=name)
+        out["task"] = out["task"].str.slice(len("test_acc_"))
+        return out
+
+    table = long(imp_levels, "test_acc")
+    for control in ("random", "reinit"):
+        part = imp_controls[imp_controls["control"] == control]
+        if len(part):
+            table = table.merge(long(part, f"{control}_test_acc")
+                                .drop(columns=["base_level", "params", "weights"]),
+                                on=["seed", "level", "task"], how="left")
+    order = {name[len("test_acc_"):]: i for i, name in enumerate(acc_cols)}
+    table["_task"] = table["task"].map(order)
+    return (table.sort_values(["seed", "level", "_task"], kind="stable")
+            .drop(columns="_task").reset_index(drop=True))
 
 
 def _nominal_rate(params: config.Params, base_p0: int) -> float:
@@ -130,7 +165,7 @@ def _controls(work: Path, levels) -> pd.DataFrame:
 def read_results(runs: Path, combos: list[dict]) -> list[tuple[dict, Path]]:
     """(config.json, folder) of every configuration of the study, in study order."""
     def key(combo: dict) -> tuple:
-        return tuple(combo[a] for a in STUDY_AXES)
+        return tuple(axis_value(combo, a) for a in STUDY_AXES)
 
     found = {}
     for cfg in sorted(runs.glob("*/config.json")):
@@ -150,12 +185,17 @@ def aggregate(results: list[tuple[dict, Path]], threshold: float):
     for info, folder in results:
         meta = {"config": info["name"], "width": info["width"], "depth": info["depth"],
                 "n_tasks": info["n_tasks"], "rate": info["rate"]}
+        axes = {a: axis_value(info, a) for a in STUDY_AXES}
         levels = pd.read_csv(folder / "levels.csv").assign(**meta)
         seeds = pd.read_csv(folder / "seeds.csv").assign(**meta)
+        for frame in (levels, seeds):  # result files made before an axis existed
+            for a, v in axes.items():
+                if a not in frame:
+                    frame[a] = v
         controls = pd.read_csv(folder / "controls.csv")
         tidy.append(levels)
         seed_rows.append(seeds)
-        rows.append({**{a: info[a] for a in STUDY_AXES}, **meta,
+        rows.append({**axes, **meta,
                      "base_params": info["base_params"], "start_params": info["start_params"],
                      **summary_row(seeds, controls, info["n_tasks"])})
     summary = pd.DataFrame(rows)
@@ -268,10 +308,31 @@ def study_metrics(summary) -> dict:
 
 
 # ---- presets ------------------------------------------------------------------------------------
+def followed_axes(document: dict) -> dict:
+    """{axis: [value]} for every study axis whose base key the preset document sets and whose
+    axis it does not: the axis follows the base key (a preset's `model.hidden: [8, 8]` studies
+    8x8, not params.yaml's study.hidden), written as the axis writes it."""
+    own = document.get("study") if isinstance(document.get("study"), dict) else {}
+    out = {}
+    for axis, (section, key) in STUDY_AXES.items():
+        values = document.get(section)
+        if isinstance(values, dict) and key in values and axis not in own:
+            value = values[key]
+            if axis == "tasks" and isinstance(value, list):
+                value = "+".join(map(str, value))
+            elif axis == "hidden" and isinstance(value, list):
+                value = "x".join(map(str, value))
+            out[axis] = [value]
+    return out
+
+
 def preset_flags(path: str | os.PathLike) -> list[str]:
-    """A preset file (a partial params.yaml) as `-S key=value` arguments for `dvc exp run`."""
+    """A preset file (a partial params.yaml) as `-S key=value` arguments for `dvc exp run`,
+    with `-S study.<axis>=[…]` for every axis that follows its base key (followed_axes)."""
     raw = config.read_yaml(path) or {}
     flags = []
+    if isinstance(raw, dict) and followed_axes(raw):
+        raw = {**raw, "study": {**(raw.get("study") or {}), **followed_axes(raw)}}
     for section, values in raw.items():
         for key, value in (values or {}).items():  # `train: null` sets nothing
             text = json.dumps(value) if isinstance(value, (list, dict)) else (
@@ -292,8 +353,88 @@ def apply_preset(params_path: Path, preset: Path) -> dict:
                                  "mapping of keys to values (as in params.yaml)")
     for section, values in document.items():
         config.section_to_update(raw, section, params_path).update(values or {})
+    check_axes_agree(document, raw, preset)
+    if followed_axes(document):
+        config.section_to_update(raw, "study", params_path).update(followed_axes(document))
     config.parse(raw, study=True)
     return raw
+
+
+def _as_axis(axis: str, value):
+    """A base key's value written as its study axis writes it (lists joined, numbers as floats),
+    for comparison; values of the wrong type are returned as they are (parse names them)."""
+    if axis == "tasks" and isinstance(value, list):
+        return "+".join(map(str, value))
+    if axis == "hidden" and isinstance(value, list):
+        return "x".join(map(str, value))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def check_axes_agree(document: dict, raw: dict, preset) -> None:
+    """Refuse a preset that sets both a study axis (study.tasks, study.init, …) and its base key
+    (data.tasks, model.init, …) to a value the axis does not hold: the study runs the axis
+    values, so the base key would be silently ignored (issue 26: a copy of images_thesis.yaml
+    with only data.tasks changed reran Fashion-MNIST twice). An axis the preset leaves unset
+    follows the base key instead (followed_axes). Raises ConfigError, one line naming both."""
+    own = document.get("study") if isinstance(document.get("study"), dict) else {}
+    for axis, (section, key) in STUDY_AXES.items():
+        values = document.get(section) or {}
+        if key not in values or axis not in own:
+            continue
+        axis_values = own[axis]
+        if not isinstance(axis_values, list):
+            continue  # a wrong type: parse names it
+        base = _as_axis(axis, values[key])
+        if base not in [_as_axis(axis, v) for v in axis_values]:
+            shown = base if not isinstance(base, float) else values[key]
+            raise config.ConfigError(
+                f"{preset}: {section}.{key} {values[key]!r} is not among study.{axis} "
+                f"{axis_values!r}, and a study runs the axis values, not the base key; allowed: "
+                f"study.{axis} holding {shown!r} (set it in the preset), or no {section}.{key}")
+
+
+def workspace_drift(params_path: Path, document: dict) -> list[str]:
+    """`section.key`s where the params file differs from its committed version (git HEAD) and
+    the preset does not set: values that the working file, the base of both `dvc exp run -S`
+    and pipeline.baseline --preset, carries in from an earlier experiment. [] outside git."""
+    import subprocess
+
+    try:
+        shown = subprocess.run(["git", "show", f"HEAD:./{params_path.name}"],
+                               cwd=params_path.resolve().parent, capture_output=True,
+                               text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if shown.returncode != 0:
+        return []
+    try:
+        committed = config.parse_yaml(shown.stdout, "committed params") or {}
+        working = config.read_yaml(params_path) or {}
+    except config.ConfigError:
+        return []
+    if not isinstance(committed, dict) or not isinstance(working, dict):
+        return []
+    out = []
+    for section in sorted(set(committed) | set(working)):
+        old, new = committed.get(section) or {}, working.get(section) or {}
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            continue
+        set_here = document.get(section) or {}
+        out += [f"{section}.{k}" for k in sorted(set(old) | set(new))
+                if old.get(k) != new.get(k) and k not in set_here]
+    return out
+
+
+def drift_note(params_path: Path, document: dict) -> str | None:
+    """One line for stderr naming workspace_drift's keys, or None."""
+    keys = workspace_drift(params_path, document)
+    if not keys:
+        return None
+    return (f"note: {params_path} differs from its committed version in {', '.join(keys)} (not "
+            "set by the preset); the preset is applied to the working file, as dvc exp run "
+            "does: `git checkout params.yaml` to start from the committed one")
 
 
 def main(argv: list[str]) -> int:
@@ -303,12 +444,17 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.study",
                                      description="Study presets (files under studies/).")
     sub = parser.add_subparsers(dest="command", required=True)
-    f = sub.add_parser("flags", help="print a preset as -S arguments for dvc exp run")
+    f = sub.add_parser("flags", help="print a preset as -S arguments for dvc exp run (the "
+                                     "preset is checked against the working params.yaml, the "
+                                     "file dvc exp run applies the flags to)")
     f.add_argument("preset")
     args = parser.parse_args(argv)
     try:
         apply_preset(Path("params.yaml"), Path(args.preset))  # validate before printing
         print(" ".join(shlex.quote(x) for x in preset_flags(args.preset)))
+        note = drift_note(Path("params.yaml"), config.read_yaml(args.preset) or {})
+        if note:
+            print(note, file=sys.stderr)
     except (config.ConfigError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -188,9 +188,11 @@ def test_study_flags_skip_null_sections(tmp_path):
     from pipeline import study
 
     (tmp_path / "p.yaml").write_text("train: null\nmodel:\n  hidden: [8, 8]\n")
-    assert study.preset_flags(tmp_path / "p.yaml") == ["-S", "model.hidden=[8, 8]"]
+    # study.hidden follows the base key the preset sets (issue 26)
+    assert study.preset_flags(tmp_path / "p.yaml") == ["-S", "model.hidden=[8, 8]",
+                                                       "-S", 'study.hidden=["8x8"]']
     raw = study.apply_preset(ROOT / "params.yaml", tmp_path / "p.yaml")
-    assert raw["model"]["hidden"] == [8, 8]
+    assert raw["model"]["hidden"] == [8, 8] and raw["study"]["hidden"] == ["8x8"]
 
 
 def test_cli_damaged_image_file_is_one_line(tmp_path):

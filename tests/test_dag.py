@@ -20,7 +20,7 @@ from conftest import ROOT, tiny_params, write_params
 
 from pipeline import config
 from pipeline.closure import import_closure as closure_of
-from pipeline.closure import module_file
+from pipeline.closure import imported_modules, module_file
 
 PIPELINES = (ROOT / "dvc.yaml", ROOT / "studies/dvc.yaml")
 

@@ -17,8 +17,8 @@ from pipeline.config import TrainConfig
 from pipeline.data import TaskInfo
 from pipeline.engine.device import resolve_device  # noqa: F401  (re-exported)
 from pipeline.engine.loss import TaskLoss
-from pipeline.engine.optim import STOP_REASONS, CurveLog, Stopper
-from pipeline.model import Layout, compaction, forward
+from pipeline.engine.optim import STOP_REASONS, CurveLog, Stopper, decay_only
+from pipeline.model import Layout, compaction, forward, kept_neurons
 
 
 @dataclass
@@ -111,9 +111,49 @@ def train_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor,
         else:
             result = _train_dense(layout, theta0, mask, train, val, loss_fn, cfg, shuffle_seeds,
                                   rewind_epoch)
+        if cfg.weight_decay and cfg.compact:
+            result = _decay_detached(layout, result, theta0, mask, cfg, train.x.shape[0],
+                                     rewind_epoch)
     # inference tensors cannot be changed in place outside inference mode: hand out plain ones
     return TrainResult(*(None if t is None else t.clone()
                          for t in (getattr(result, f.name) for f in dataclasses.fields(result))))
+
+
+def trained_entries(layout: Layout, mask: torch.Tensor) -> torch.Tensor:
+    """Bool [K, P]: the entries both paths train, those of the kept neurons (model.kept_neurons)
+    and the inputs: weights between two kept nodes and kept neurons' biases. Every other entry
+    has an exactly-zero loss gradient; compaction and the live plans leave it out."""
+    nodes = [torch.ones(mask.shape[0], layout.layers[0], dtype=torch.bool),
+             *kept_neurons(layout, mask),
+             torch.ones(mask.shape[0], layout.layers[-1], dtype=torch.bool)]
+    out = torch.zeros_like(mask, dtype=torch.bool)
+    for i, (w, b) in enumerate(layout.views(out)):
+        w.copy_(nodes[i + 1].unsqueeze(2) & nodes[i].unsqueeze(1))
+        b.copy_(nodes[i + 1])
+    return out
+
+
+def _decay_detached(layout, result, theta0, mask, cfg, n_train, rewind_epoch):
+    """With weight decay, the live entries outside the trained ones (trained_entries: neurons
+    with no path to an output, or whose output is exactly 0) still move: their gradient is λ·θ
+    alone. Both paths leave them at their start values while training; here each gets the
+    values of as many decay-only steps (optim.decay_only) as its network took up to the
+    weights it keeps, so the result equals the full loop's (tested against train.compact
+    false)."""
+    detached = mask & ~trained_entries(layout, mask)
+    if not bool(detached.any()):
+        return result
+    per_epoch = 1 if cfg.batch_size is None else -(-n_train // cfg.batch_size)
+    rows = torch.nonzero(detached)[:, 0]
+    start = (theta0 * mask.to(theta0.dtype)).cpu()[detached]
+    theta = result.theta.clone()
+    theta[detached] = decay_only(cfg, start, result.best_epoch[rows] * per_epoch)
+    rewind = result.rewind_theta
+    if rewind is not None:
+        rewind = rewind.clone()
+        steps = torch.clamp(result.epochs[rows], max=rewind_epoch) * per_epoch
+        rewind[detached] = decay_only(cfg, start, steps)
+    return dataclasses.replace(result, theta=theta, rewind_theta=rewind)
 
 
 def _on_device(cfg: TrainConfig, *tensors_and_splits):

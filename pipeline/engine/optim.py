@@ -17,7 +17,12 @@ FLOAT_MIN = float(torch.finfo(torch.float32).tiny)  # the smallest normal float3
 class Optimizer:
     """Adam (β = 0.9, 0.999, ε = 1e-8) or SGD with momentum on the flat [K, P] parameters of a
     population: a handful of tensor ops per step for all networks. Pruned entries get zero
-    gradient, so their moments stay zero and their value stays exactly zero."""
+    gradient, so their moments stay zero and their value stays exactly zero.
+
+    train.weight_decay λ > 0 adds λ·θ to the gradient before the update, as torch.optim.Adam
+    and SGD do with `weight_decay` (L2, not AdamW's decoupled decay; SCIENCE.md §4). A pruned
+    entry is exactly 0, so λ·θ adds exactly 0 there: it stays 0 in weights, gradients and
+    moments. λ = 0 runs exactly the ops (and bits) of the optimizer without weight decay."""
 
     def __init__(self, cfg: TrainConfig, theta: torch.Tensor):
         self.cfg = cfg
@@ -30,6 +35,8 @@ class Optimizer:
     def step(self, theta: torch.Tensor, grad: torch.Tensor) -> None:
         self.t += 1
         lr = self.cfg.lr
+        if self.cfg.weight_decay:
+            grad.add_(theta, alpha=self.cfg.weight_decay)
         if self.adam:
             b1, b2 = ADAM_BETAS
             self.m.mul_(b1).add_(grad, alpha=1 - b1)
@@ -53,6 +60,26 @@ class Optimizer:
         if self.adam:
             self.v = fn(self.v)
             self.denom = torch.empty_like(self.v)
+
+
+def decay_only(cfg: TrainConfig, start: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """Values [D] that entries starting at `start` [D] reach after `steps` [D] (int) optimizer
+    steps in which their loss gradient is exactly 0: weight decay alone moves them (SCIENCE.md
+    §4: it pulls weights that get no gradient toward 0). Every entry runs the elementwise ops of
+    Optimizer.step, so it ends with the bits it would have in the full loop. Without weight
+    decay such entries never move: `start` is returned."""
+    out = start.clone()
+    if not cfg.weight_decay or not len(start) or int(steps.max()) == 0:
+        return out
+    theta = start.clone()
+    opt = Optimizer(cfg, theta)
+    zero = torch.zeros_like(theta)
+    for t in range(1, int(steps.max()) + 1):
+        opt.step(theta, zero.zero_())
+        done = steps == t
+        if bool(done.any()):
+            out[done] = theta[done]
+    return out
 
 
 def keep_best(best: torch.Tensor | None, theta: torch.Tensor, improved: np.ndarray) -> None:

@@ -81,6 +81,17 @@ def write_reports(layout: Layout, prunable: torch.Tensor, tasks, levels: list[in
     io.write_csv(paths.imp_controls_csv, ctrl)
 
 
+# Keys added after runs were made, with the value that reproduces those runs: left out of the
+# fingerprint at that value, so finished levels made before the keys existed are kept.
+NEW_DEFAULTS = {("train", "weight_decay"): 0.0, ("prune", "method"): "rewind"}
+
+
+def _drop_new_defaults(record: dict) -> None:
+    for (section, key), default in NEW_DEFAULTS.items():
+        if record[section].get(key) == default:
+            del record[section][key]
+
+
 def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     """IMP levels 1…T (+k) of every seed (SCIENCE.md §4) under root: models/imp/level_XX.pt and
     reports/imp/*.csv. Finished levels with a matching fingerprint are kept (resume), per seed.
@@ -108,7 +119,8 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
                   prunable=layout.prunable(params.prune.biases),
                   rewind_theta=layout.from_state(init, rewind),
                   reinit_control=params.prune.reinit_control,
-                  random_mask_control=params.prune.random_mask_control)
+                  random_mask_control=params.prune.random_mask_control,
+                  method=params.prune.method)
     manifest = prepare_folder(folder, lambda m: print(m, file=sys.stderr),
                               fingerprint(run_record(params), inputs(paths), root),
                               seed_hashes(init, dense))
@@ -135,7 +147,9 @@ def run_record(params: config.Params) -> dict:
     del train_record["workers"]  # results do not depend on it: keep finished levels
     model_record = section_dict(params.model)
     del model_record["seeds"]
-    return {"model": model_record, "train": train_record, "prune": section_dict(params.prune)}
+    record = {"model": model_record, "train": train_record, "prune": section_dict(params.prune)}
+    _drop_new_defaults(record)
+    return record
 
 
 def run_levels(ctx: Context, folder: Path, manifest: dict, levels: list[int], counts: list[int],
@@ -174,11 +188,12 @@ def run_levels(ctx: Context, folder: Path, manifest: dict, levels: list[int], co
             rows = torch.tensor([seeds.index(s) for s in missing])
             sub = dataclasses.replace(ctx, seeds=missing,
                                       rewind_theta=ctx.rewind_theta.index_select(0, rows))
-            new_mask = prune_global(layout.from_state(previous),
-                                    layout.from_state(previous, masks=True), ctx.prunable,
-                                    counts[i])
-            parts.append(train_level_parallel(sub, new_mask, i, pool, workers,
-                                              ctx.train_cfg.threads))
+            theta = layout.from_state(previous)
+            new_mask = prune_global(theta, layout.from_state(previous, masks=True),
+                                    ctx.prunable, counts[i])
+            parts.append(train_level_parallel(
+                sub, new_mask, i, pool, workers, ctx.train_cfg.threads,
+                trained=theta if ctx.method == "finetune" else None))
         state = merge_in_order(parts, seeds)
         save_level(path, state, layout)
         report_progress(f"after level {i}")

@@ -1,7 +1,8 @@
 """Stage `run@…` of studies/dvc.yaml: one study configuration, all its levels and seeds.
 
-    python -m pipeline.stages.study_run --work models/study/NAME --out reports/study/runs/NAME \\
-        --extensions 0 --iterations 20 --tasks moons+circles --hidden 40x40 --init ... --noise 0.1
+    python -m pipeline.stages.study_run --work-root models/study --out reports/study/runs/NAME \\
+        --extensions 0 --iterations 20 --tasks moons+circles --hidden 40x40 --init ... --noise 0.1 \\
+        --method rewind --weight-decay 0
 
 `run_configuration` calls the main pipeline's stage functions (`run(params, root)`) with the
 configuration's work folder as root: no change of directory, so several configurations can run
@@ -63,7 +64,13 @@ def run_remote(raw: dict, combo: dict) -> tuple[dict[str, bytes], float]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.stages.study_run")
-    parser.add_argument("--work", required=True, type=Path, help="work folder (kept for resume)")
+    work = parser.add_mutually_exclusive_group(required=True)
+    work.add_argument("--work", type=Path, help="work folder (kept for resume)")
+    # studies/dvc.yaml: the work folder is <root>/<configuration name>, the name it had before
+    # the method / weight-decay axes existed when they have their defaults (DVC's templates
+    # cannot leave a value out of a name), so interrupted configurations resume there
+    work.add_argument("--work-root", type=Path, help="folder of the work folders, each named "
+                                                     "after its configuration")
     parser.add_argument("--out", required=True, type=Path, help="result folder")
     parser.add_argument("--extensions", required=True, type=int)
     parser.add_argument("--iterations", required=True, type=int)
@@ -71,6 +78,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--hidden", required=True)
     parser.add_argument("--init", required=True)
     parser.add_argument("--noise", required=True, type=float)
+    # axes added later: their defaults are the values of the studies made before them
+    parser.add_argument("--method", default=config.STUDY_AXIS_DEFAULTS["method"])
+    parser.add_argument("--weight-decay", dest="weight_decay", type=float,
+                        default=config.STUDY_AXIS_DEFAULTS["weight_decay"])
     return parser.parse_args(argv)
 
 
@@ -82,8 +93,10 @@ def main() -> None:
         raise StageError(f"configuration {config.configuration_name(combo)} is not in the "
                          "study section of params.yaml")
     raw = config.read_yaml("params.yaml")
-    run_configuration(raw, combo, args.work)
-    collect(combo, args.work, args.out)
+    work = args.work if args.work is not None else \
+        args.work_root / config.configuration_name(combo)
+    run_configuration(raw, combo, work)
+    collect(combo, work, args.out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,166 @@
+"""Study axes method / weight_decay, presets that contradict their own axes, the per-task
+accuracy table and the baseline's base (issue 26 items 2 and 5); no dvc runs."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, tiny_params, write_params
+
+from pipeline import config, study
+
+OLD = {"extensions": 0, "iterations": 20, "tasks": "moons+circles", "hidden": "40x40",
+       "init": "torch_default", "noise": 0.1}
+
+
+def test_configuration_names_stay_the_same_at_the_default_method_and_weight_decay():
+    old_name = "ext0-it20-moons+circles-40x40-torch_default-noise0.1"
+    assert config.configuration_name(OLD) == old_name  # a result file made before the axes
+    assert config.configuration_name({**OLD, "method": "rewind", "weight_decay": 0.0}) == old_name
+    assert config.configuration_name({**OLD, "method": "finetune", "weight_decay": 0.0}) == \
+        old_name + "-finetune"
+    assert config.configuration_name({**OLD, "method": "rewind", "weight_decay": 1e-4}) == \
+        old_name + "-wd0.0001"
+    assert config.configuration_name({**OLD, "method": "finetune", "weight_decay": 1e-4}) == \
+        old_name + "-finetune-wd0.0001"
+
+
+def test_method_and_weight_decay_are_study_axes_of_every_configuration():
+    raw = tiny_params()
+    raw["study"].update(method=["rewind", "finetune"], weight_decay=[0, 1e-4])
+    p = config.parse(raw, study=True)
+    combos = config.configurations(p.study)
+    assert len(combos) == 4
+    assert {(c["method"], c["weight_decay"]) for c in combos} == \
+        {("rewind", 0.0), ("rewind", 1e-4), ("finetune", 0.0), ("finetune", 1e-4)}
+    q = config.with_configuration(p, combos[-1])
+    assert (q.prune.method, q.train.weight_decay) == ("finetune", 1e-4)
+    document = study.configuration_params(raw, combos[-1])
+    assert document["prune"]["method"] == "finetune" and document["train"]["weight_decay"] == 1e-4
+    dvc_yaml = yaml.safe_load((ROOT / "studies/dvc.yaml").read_text())["stages"]["run"]
+    assert set(dvc_yaml["matrix"]) == set(config.STUDY_AXES)
+    assert "--method ${item.method} --weight-decay ${item.weight_decay}" in dvc_yaml["cmd"]
+    # work folders are named by configuration_name: a default configuration's is unchanged
+    assert "--work-root models/study" in dvc_yaml["cmd"]
+
+
+@pytest.mark.parametrize("key,value,allowed", [
+    ("method", ["lottery"], "prune.method"), ("weight_decay", [-1.0], "train.weight_decay"),
+    ("method", ["rewind", "rewind"], "distinct values")])
+def test_bad_axis_values_are_one_line_naming_the_key(key, value, allowed):
+    raw = tiny_params()
+    raw["study"][key] = value
+    with pytest.raises(config.ConfigError, match=allowed):
+        config.parse(raw, study=True)
+
+
+def test_result_files_made_before_the_axes_are_read_with_their_defaults(tmp_path):
+    """docs/runs/ holds result folders written before method / weight_decay existed."""
+    runs = ROOT / "docs/runs"
+    if not runs.is_dir():
+        pytest.skip("no committed docs/runs")
+    infos = [yaml.safe_load((f / "config.json").read_text()) for f in sorted(runs.iterdir())
+             if (f / "config.json").exists()]
+    assert infos and all("method" not in i for i in infos)
+    combos = [{**{a: i[a] for a in OLD}, "method": "rewind", "weight_decay": 0.0} for i in infos]
+    results = study.read_results(runs, combos)
+    tidy, seeds, summary = study.aggregate(results, 0.05)
+    assert summary["method"].tolist() == ["rewind"] * len(infos)
+    assert set(tidy["weight_decay"]) == {0.0} and set(seeds["method"]) == {"rewind"}
+    assert summary["config"].tolist() == [config.configuration_name(c) for c in combos]
+
+
+def preset_file(tmp_path, document) -> str:
+    path = tmp_path / "preset.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.mark.parametrize("document,named", [
+    # issue 26: a copy of images_thesis.yaml with only data.tasks changed reran Fashion twice
+    ({"data": {"tasks": ["digits", "moons"]}, "study": {"tasks": ["moons+circles"]}},
+     "data.tasks ['digits', 'moons'] is not among study.tasks ['moons+circles']"),
+    ({"model": {"init": "normal"}, "study": {"init": ["kaiming_normal"]}}, "model.init"),
+    ({"model": {"hidden": [8, 8]}, "study": {"hidden": ["6x6", "10x10"]}}, "model.hidden"),
+    ({"prune": {"method": "finetune"}, "study": {"method": ["rewind"]}},
+     "prune.method 'finetune' is not among study.method"),
+    ({"train": {"weight_decay": 1e-4}, "study": {"weight_decay": [0]}}, "train.weight_decay"),
+])
+def test_a_preset_whose_base_key_contradicts_its_own_axis_is_refused(tmp_path, document, named):
+    write_params(tmp_path, tiny_params())
+    with pytest.raises(config.ConfigError) as err:
+        study.apply_preset(tmp_path / "params.yaml", preset_file(tmp_path, document))
+    assert named in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("document", [
+    {"data": {"tasks": ["digits", "moons"]}, "study": {"tasks": ["digits+moons"]}},
+    {"model": {"hidden": [6, 6]}, "study": {"hidden": ["6x6", "10x10"]}},
+    {"train": {"weight_decay": 0.0001}, "study": {"weight_decay": [0, 1e-4]}},
+    {"data": {"noise": 0.1}}, {"prune": {"iterations": 3}, "study": {"iterations": [3]}}])
+def test_a_preset_whose_base_keys_are_among_its_axes_is_accepted(tmp_path, document):
+    write_params(tmp_path, tiny_params())
+    study.apply_preset(tmp_path / "params.yaml", preset_file(tmp_path, document))
+
+
+def test_an_axis_the_preset_leaves_unset_follows_its_base_key(tmp_path):
+    """params.yaml's study.tasks is moons+circles; a preset that sets only data.tasks studies
+    its own tasks (apply_preset, and the flags that dvc exp run gets, alike)."""
+    write_params(tmp_path, tiny_params())
+    path = preset_file(tmp_path, {"data": {"tasks": ["digits", "moons"]},
+                                  "model": {"hidden": [8, 4]}, "prune": {"method": "finetune"}})
+    raw = study.apply_preset(tmp_path / "params.yaml", path)
+    assert raw["study"]["tasks"] == ["digits+moons"] and raw["study"]["hidden"] == ["8x4"]
+    assert raw["study"]["method"] == ["finetune"]
+    assert raw["study"]["init"] == tiny_params()["study"]["init"]  # not set: params.yaml's
+    flags = study.preset_flags(path)
+    assert "study.tasks=[\"digits+moons\"]" in flags and "study.hidden=[\"8x4\"]" in flags
+    combo, = config.configurations(config.parse(raw, study=True).study)
+    assert (combo["tasks"], combo["hidden"], combo["method"]) == ("digits+moons", "8x4",
+                                                                  "finetune")
+
+
+def test_accuracy_table_has_every_task_per_level_with_the_controls():
+    keys = {"seed": [0, 0, 1, 1], "level": [0, 1, 0, 1], "base_level": [0, 1, 0, 1],
+            "params": [10, 5, 10, 5], "weights": [8, 4, 8, 4]}
+    levels = pd.DataFrame({**keys, "test_acc": [0.9, 0.8, 0.7, 0.6],
+                           "test_acc_moons_0": [1.0, 0.9, 0.8, 0.7],
+                           "test_acc_circles_1": [0.8, 0.7, 0.6, 0.5]})
+    random = pd.DataFrame({"control": "random", **{k: v[1::2] for k, v in keys.items()},
+                           "test_acc_moons_0": [0.55, 0.45], "test_acc_circles_1": [0.5, 0.4]})
+    table = study.task_accuracy(levels, random)
+    assert table.columns.tolist() == ["seed", "level", "base_level", "params", "weights", "task",
+                                      "test_acc", "random_test_acc"]
+    assert table["task"].tolist() == ["moons_0", "circles_1"] * 4
+    row = table[(table.seed == 1) & (table.level == 1) & (table.task == "circles_1")].iloc[0]
+    assert (row.test_acc, row.random_test_acc) == (0.5, 0.4)
+    assert table.loc[table.level == 0, "random_test_acc"].isna().all()  # level 0: no control
+    no_controls = study.task_accuracy(levels, random.iloc[0:0])
+    assert "random_test_acc" not in no_controls and len(no_controls) == 8
+
+
+def test_baseline_help_names_the_base_the_study_uses_too():
+    proc = subprocess.run([sys.executable, "-m", "pipeline.baseline", "--help"], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True)
+    text = " ".join(proc.stdout.split())
+    assert proc.returncode == 0
+    assert "working tree" in text and "dvc exp run" in text and "pipeline.sweep" in text
+
+
+def test_drift_from_the_committed_params_is_named(tmp_path):
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t.invalid"}
+    write_params(tmp_path, tiny_params())
+    for args in (["init", "-q"], ["add", "params.yaml"], ["commit", "-qm", "base"]):
+        subprocess.run(["git", *args], cwd=tmp_path, env=env, check=True)
+    assert study.workspace_drift(tmp_path / "params.yaml", {}) == []
+    changed = tiny_params(**{"train.monitor": "per_task", "data.noise": 0.2})
+    write_params(tmp_path, changed)
+    assert study.workspace_drift(tmp_path / "params.yaml", {"data": {"noise": 0.3}}) == \
+        ["train.monitor"]
+    assert "train.monitor" in study.drift_note(tmp_path / "params.yaml", {})

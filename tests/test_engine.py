@@ -544,3 +544,25 @@ def test_per_task_monitor_trains_a_slow_task_longer(problem):
     per_task = run(problem, theta0, mask, patience=4, max_epochs=300, monitor="per_task")
     assert (per_task.epochs >= total.epochs).all() and (per_task.epochs > total.epochs).any()
     assert (per_task.best_epoch == per_task.epochs - 4)[per_task.epochs < 300].all()
+
+
+@pytest.mark.parametrize("width", [2, 16, 40])
+def test_the_bias_gradient_of_a_network_is_the_same_alone_and_in_a_batch(width):
+    """The bias gradient (a reduction over the N rows of dz) must not depend on how many
+    networks share the bmm: with a ones *vector*, MKL's batched gemv split the reduction
+    across threads for K = 1 only, so a network alone got other bits than inside a batch."""
+    from pipeline.engine.kernels import backward, forward_acts
+    layout = Layout((4, width, 2))
+    g = torch.Generator().manual_seed(3)
+    k, n = 8, 300
+    theta = torch.randn(k, layout.size, generator=g)
+    x = torch.randn(n, 4, generator=g)
+    dz = torch.randn(k, n, 2, generator=g)
+    acts = forward_acts(layout, theta, x)
+    together = torch.empty_like(theta)
+    backward(layout, theta, acts, dz, together)
+    for r in range(k):
+        alone = torch.empty(1, layout.size)
+        backward(layout, theta[r:r + 1].clone(), forward_acts(layout, theta[r:r + 1].clone(), x),
+                 dz[r:r + 1].clone(), alone)
+        assert torch.equal(alone, together[r:r + 1])

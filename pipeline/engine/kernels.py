@@ -39,7 +39,10 @@ def backward(layout: Layout, theta: torch.Tensor, acts: list[torch.Tensor], dz: 
     k, n = dz.shape[:2]
     views = step_views(layout, theta) if views is None else views
     grads = layout.views(grad) if grads is None else grads
-    ones = dz.new_ones(k, 1, n)
+    # two columns of ones, not one: with one, bmm is a batched gemv, which this MKL runs
+    # differently for K = 1 (the reduction split across threads) than for K > 1, so a
+    # network's bias gradient changed with the batch size; a two-column gemm does not
+    ones = dz.new_ones(k, n, 2)
     for i in range(len(views) - 1, -1, -1):
         gw, gb = grads[i]
         a = acts[i][:, :n]
@@ -51,7 +54,7 @@ def backward(layout: Layout, theta: torch.Tensor, acts: list[torch.Tensor], dz: 
         # the bias gradient as a matmul with ones, not torch.sum over the rows: the sum's
         # reduction order depends on the layer's width, the matmul's does not (a network then
         # rounds alike in its own canonical width and padded in a wider batch)
-        gb.copy_(torch.bmm(ones, dz).squeeze(1))
+        gb.copy_(torch.bmm(dz.transpose(1, 2), ones)[..., 0])
         if i > 0:
             # ReLU'(z) = 1 where the output was > 0: one fused op, no bool mask materialised
             dz = torch.ops.aten.threshold_backward(torch.bmm(dz, views[i][0]), a, 0.0)

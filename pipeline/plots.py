@@ -453,6 +453,8 @@ STUDY_AXIS_LABELS = {
     "hidden": "hidden layers",
     "init": "weight initialisation",
     "noise": "data noise",
+    "method": "pruning method (prune.method)",
+    "weight_decay": "weight decay (train.weight_decay)",
 }
 
 
@@ -474,7 +476,8 @@ def _axis_positions(summary: pd.DataFrame, axis: str) -> tuple[pd.Series, list, 
         first = {t: i for i, t in enumerate(order)}
         order = sorted(order, key=lambda t: (t.count("+"), first[t]))
     pos = {v: i for i, v in enumerate(order)}
-    return summary[axis].map(pos).astype(float), list(range(len(order))), order
+    labels = [f"{v:g}" for v in order] if axis == "weight_decay" else order
+    return summary[axis].map(pos).astype(float), list(range(len(order))), labels
 
 
 def study_axis_figure(summary: pd.DataFrame, seeds: pd.DataFrame, axis: str, varied: list[str]):
@@ -571,7 +574,7 @@ def _study_axes(fig, axes, summary: pd.DataFrame, axis: str, ticks: list, labels
         axes[1].text(0.5, 0.5, "no seed split in any configuration", ha="center",
                      va="center", transform=axes[1].transAxes, fontsize=10, color="0.3")
     axes[2].set(ylabel="mean test accuracy over tasks", title="Accuracy: dense vs at split")
-    categorical = axis in ("tasks", "hidden", "init")
+    categorical = axis in ("tasks", "hidden", "init", "method", "weight_decay")
     for ax in axes:
         if axis == "extensions":
             ax.set_xscale("log")

@@ -278,9 +278,10 @@ def test_study_figures_for_every_axis(tmp_path):
     from pipeline.config import STUDY_AXES
     values = {"extensions": [0, 2], "iterations": [5, 10], "tasks": ["moons+circles+moons",
                                                                   "moons+circles"],
-              "hidden": ["40", "40x40"], "init": ["normal", "torch_default"], "noise": [0.1, 0.2]}
+              "hidden": ["40", "40x40"], "init": ["normal", "torch_default"], "noise": [0.1, 0.2],
+              "method": ["rewind", "finetune"], "weight_decay": [0.0, 0.0001]}
     base = {"extensions": 0, "iterations": 5, "tasks": "moons+circles", "hidden": "40x40",
-            "init": "torch_default", "noise": 0.1}
+            "init": "torch_default", "noise": 0.1, "method": "rewind", "weight_decay": 0.0}
     rows, seeds = [], []
     for axis in STUDY_AXES:
         for i, v in enumerate(values[axis]):

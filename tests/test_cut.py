@@ -10,6 +10,7 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
+from random_nets import plain_accuracy, random_tasks
 
 from pipeline.analysis import frozen_inputs, level_frames
 from pipeline.cut import min_cut, seed_cut, split_distance
@@ -68,17 +69,6 @@ def cut_edges(layout, flat_cut):
         for v, u in zip(*np.nonzero(cw[0].numpy())):
             out.add(((i, u), (i + 1, v)))
     return out
-
-
-def random_tasks(rng, n_tasks, max_in=4, max_out=3):
-    infos, col, out = [], 0, 0
-    for i in range(n_tasks):
-        n_in, n_out = int(rng.integers(1, max_in)), int(rng.integers(1, max_out))
-        infos.append(TaskInfo(f"t{i}", "moons", list(range(col, col + n_in)),
-                              list(range(out, out + n_out)), 2 if n_out == 1 else n_out,
-                              "bce" if n_out == 1 else "ce"))
-        col, out = col + n_in, out + n_out
-    return infos, col, out
 
 
 def random_net(rng, layers, k, density):
@@ -336,19 +326,11 @@ def test_frozen_inputs_are_the_constant_zero_training_columns():
     assert frozen.tolist() == [True, False, False, False]
 
 
-def plain_accuracy(layout, theta_k, x, y, tasks):
+def cut_accuracy(layout, theta_k, x, y, tasks):
+    """Per task accuracy of one network [P] by a plain forward (random_nets.plain_accuracy)."""
     views = layout.views(theta_k.unsqueeze(0))
-    h = x
-    for i, (w, b) in enumerate(views):
-        h = h @ w[0].T + b[0]
-        if i < len(views) - 1:
-            h = torch.relu(h)
-    out = []
-    for j, t in enumerate(tasks):
-        cols = h[:, t.outputs]
-        pred = (cols[:, 0] > 0).long() if len(t.outputs) == 1 else cols.argmax(dim=1)
-        out.append((pred == y[:, j]).double().mean().item())
-    return out
+    return plain_accuracy(layout.layers, [w[0] for w, _ in views], [b[0] for _, b in views],
+                          x, y, tasks)
 
 
 @pytest.mark.parametrize("case", range(8))
@@ -365,9 +347,9 @@ def test_cut_accuracy_equals_a_plain_forward_with_the_cut_zeroed(case):
     g = functional_split(layout, mask, theta, res.cross, dist.cut_w, tasks, x, y, tol)
     assert torch.equal(f.split, g.split) and torch.equal(f.live_cut, g.live_cut)
     for k in range(3):
-        before = plain_accuracy(layout, theta[k], x, y, tasks)
-        after = plain_accuracy(layout, theta[k] * ~dist.cut_w[k], x, y, tasks)
-        crossed = plain_accuracy(layout, theta[k] * ~res.cross[k], x, y, tasks)
+        before = cut_accuracy(layout, theta[k], x, y, tasks)
+        after = cut_accuracy(layout, theta[k] * ~dist.cut_w[k], x, y, tasks)
+        crossed = cut_accuracy(layout, theta[k] * ~res.cross[k], x, y, tasks)
         np.testing.assert_allclose(f.acc[k].numpy(), before, atol=1e-12)
         np.testing.assert_allclose(f.acc_cut[k].numpy(), after, atol=1e-12)
         np.testing.assert_allclose(f.acc_zeroed[k].numpy(), crossed, atol=1e-12)

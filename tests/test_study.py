@@ -94,6 +94,17 @@ def test_aggregate_equals_direct_computation(study_repo):
         assert (mine["alive"].to_numpy() == analysis["alive"].to_numpy()).all()
         # at the level where the extended net reaches the base's parameter count
         assert (mine.loc[mine["base_level"] == 0, "params"] == row["base_params"]).all()
+        # the random masks' structure per (seed, level) is in the result files, and the
+        # summary's random_split_distance_last is the median of their last level's d
+        runs = repo / "reports/study/runs"
+        random = pd.read_csv(next(f for f in runs.glob("*/random_levels.csv")
+                                  if json.loads((f.parent / "config.json").read_text())["name"]
+                                  == row["config"]))
+        expected = pd.read_csv(work / "reports/analysis/random_masks.csv")
+        assert len(random) == len(expected) > 0
+        assert (random["split_distance"].to_numpy() == expected["split_distance"].to_numpy()).all()
+        last = expected[expected["level"] == expected["level"].max()]["split_distance"]
+        assert row["random_split_distance_last"] == pytest.approx(float(last.median()))
     assert (repo / "reports/study/figures/overview.png").stat().st_size > 10_000
     assert (repo / "reports/study/figures/by_extensions.png").stat().st_size > 10_000
 

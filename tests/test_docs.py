@@ -53,8 +53,11 @@ def lookup(data: dict, key: str):
 
 def github_slug(heading: str) -> str:
     """GitHub's heading anchor: markup dropped, lower case, punctuation and symbols removed
-    (letters, digits, '_', '-' and spaces kept), each space a '-'."""
-    text = re.sub(r"[*_`]", "", heading).strip().lower()
+    (letters, digits, '_', '-' and spaces kept), each space a '-'. An underscore inside a word
+    or a code span is text (`mnist_pair`, snake_case), not emphasis, so it stays."""
+    spans = re.split(r"(`[^`]*`)", heading)  # code spans keep every character
+    text = "".join(s.strip("`") if s.startswith("`") else
+                   re.sub(r"\*|(?<!\w)_+|_+(?!\w)", "", s) for s in spans).strip().lower()
     kept = "".join(c for c in text if c in " -_" or unicodedata.category(c)[0] in "LNM")
     return kept.replace(" ", "-")
 
@@ -99,6 +102,12 @@ def test_github_slug_matches_known_anchors():
     assert github_slug("(a′) Size in the thesis' protocol") == "a-size-in-the-thesis-protocol"
     assert github_slug("Multi-task stopping (`train.monitor`)") == \
         "multi-task-stopping-trainmonitor"
+    # underscores: in a code span and inside a word they are kept, as emphasis they go
+    assert github_slug("(f″) MNIST beside MNIST (`studies/mnist_pair.yaml`)") == \
+        "f-mnist-beside-mnist-studiesmnist_pairyaml"
+    assert github_slug("The check_learned stage") == "the-check_learned-stage"
+    assert github_slug("An _emphasised_ word and **bold**") == "an-emphasised-word-and-bold"
+    assert github_slug("`__init__` files") == "__init__-files"
 
 
 def expected_texts(m: dict, keys: list[str]) -> tuple[list[str], list[str]]:

@@ -41,7 +41,7 @@ def test_every_result_folder_has_the_files_the_tables_read():
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
 def test_quoted_fractions_are_the_result_files(folder):
     tables = load("tables")
-    printed = tables.configuration(folder)
+    printed = tables.configuration(tables.load(folder))
     text = section("## (f) Real MNIST")
     rows = {m.group(1): m.group(2) for m in
             re.finditer(r"^\| (effective|complete|output|functional)[^|]* \| (\d+/\d+)", printed,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +29,31 @@ LEVELS = (0, 5, 10, 13, 14, 16, 18, 19, 20)
 
 def flag(col: pd.Series) -> pd.Series:
     return col.map(lambda v: v is True or v == 1 or v == "True")
+
+
+@dataclass
+class Result:
+    """One configuration's result files (docs/running.md, "Studies"), read once."""
+    name: str
+    levels: pd.DataFrame
+    seeds: pd.DataFrame
+    controls: pd.DataFrame
+    accuracy: pd.DataFrame
+    random: pd.DataFrame  # random_levels.csv; empty where the control did not run
+
+
+def load(folder: Path) -> Result:
+    random_path = folder / "random_levels.csv"
+    return Result(json.loads((folder / "config.json").read_text())["name"],
+                  *(pd.read_csv(folder / f"{n}.csv")
+                    for n in ("levels", "seeds", "controls", "accuracy")),
+                  pd.read_csv(random_path) if random_path.exists() else pd.DataFrame())
+
+
+def split_counts(seeds: pd.DataFrame, criterion: str) -> tuple[int, int]:
+    """(seeds split at some level, seeds split before degradation) by one criterion."""
+    return (int(seeds[f"first_split_level_{criterion}"].notna().sum()),
+            int(flag(seeds[f"split_before_degradation_{criterion}"]).sum()))
 
 
 def iqr(values: pd.Series) -> str:
@@ -46,8 +72,7 @@ def criteria_table(seeds: pd.DataFrame, controls: pd.DataFrame, random: pd.DataF
             "| weights there (median) |", "|---|---|---|---|---|"]
     for c in CRITERIA:
         first = seeds[f"first_split_level_{c}"]
-        k = int(first.notna().sum())
-        before = int(flag(seeds[f"split_before_degradation_{c}"]).sum())
+        k, before = split_counts(seeds, c)
         where = (f"{first.median():g} ({first.min():g}–{first.max():g})" if k else "–")
         weights = (f"{seeds[f'params_at_split_{c}'].median():,.0f}" if k else "–")
         name = "functional (cut C_w zeroed)" if c == "functional" else c
@@ -109,94 +134,80 @@ def functional_table(levels: pd.DataFrame, seeds: pd.DataFrame, tasks: list[str]
     return "; ".join(parts) + "."
 
 
-def fisher_table(folders: list[Path]) -> str:
-    seeds = {f.name: pd.read_csv(f / "seeds.csv") for f in folders}
+def fisher_table(results: list[Result]) -> str:
     rows = ["| configurations | " + " | ".join(CRITERIA) + " | functional before degradation |",
             "|---|" + "---|" * (len(CRITERIA) + 1)]
-    for a, b in itertools.combinations(seeds, 2):
-        cells = []
-        for col in [f"first_split_level_{c}" for c in CRITERIA] + [
-                "split_before_degradation_functional"]:
-            ka = int(seeds[a][col].notna().sum() if col.startswith("first")
-                     else flag(seeds[a][col]).sum())
-            kb = int(seeds[b][col].notna().sum() if col.startswith("first")
-                     else flag(seeds[b][col]).sum())
-            cells.append(f"{ka}/{len(seeds[a])} vs {kb}/{len(seeds[b])}: p = "
-                         f"{fisher_p(ka, len(seeds[a]), kb, len(seeds[b])):.3g}")
-        rows.append(f"| {a} vs {b} | " + " | ".join(cells) + " |")
+    for a, b in itertools.combinations(results, 2):
+        na, nb = len(a.seeds), len(b.seeds)
+        counts = [(split_counts(a.seeds, c)[0], split_counts(b.seeds, c)[0]) for c in CRITERIA]
+        counts.append((split_counts(a.seeds, "functional")[1],
+                       split_counts(b.seeds, "functional")[1]))
+        cells = [f"{ka}/{na} vs {kb}/{nb}: p = {fisher_p(ka, na, kb, nb):.3g}"
+                 for ka, kb in counts]
+        rows.append(f"| {a.name} vs {b.name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
-def summary_table(folders: list[Path]) -> str:
+def last_level(frame: pd.DataFrame, last: int) -> pd.DataFrame:
+    return frame[frame["level"] == last] if len(frame) else frame
+
+
+def summary_table(results: list[Result]) -> str:
     """One row per configuration: the split fractions (any level / before degradation), the
     split distance, λ and accuracy at the last level, the first functional split level."""
     rows = ["| configuration | effective | output (before degr.) | functional (before degr.) "
             "| d at the last level | d, random masks | λ there | accuracy there | first functional "
             "level |", "|---|---|---|---|---|---|---|---|---|"]
-    for folder in folders:
-        info = json.loads((folder / "config.json").read_text())
-        levels, seeds = pd.read_csv(folder / "levels.csv"), pd.read_csv(folder / "seeds.csv")
-        accuracy = pd.read_csv(folder / "accuracy.csv")
-        random_path = folder / "random_levels.csv"
-        random = pd.read_csv(random_path) if random_path.exists() else pd.DataFrame()
-        n, last = len(seeds), levels["level"].max()
-        k = {c: int(seeds[f"first_split_level_{c}"].notna().sum()) for c in CRITERIA}
-        b = {c: int(flag(seeds[f"split_before_degradation_{c}"]).sum()) for c in CRITERIA}
-        here = levels[levels["level"] == last]
-        acc = accuracy[accuracy["level"] == last].groupby("task", sort=False)["test_acc"].median()
-        first = seeds["first_split_level_functional"]
+    for r in results:
+        n, last = len(r.seeds), r.levels["level"].max()
+        k = {c: split_counts(r.seeds, c) for c in CRITERIA}
+        here, random = last_level(r.levels, last), last_level(r.random, last)
+        acc = last_level(r.accuracy, last).groupby("task", sort=False)["test_acc"].median()
+        first = r.seeds["first_split_level_functional"]
         rows.append(
-            f"| {info['name']} | {k['effective']}/{n} | {k['output']}/{n} ({b['output']}/{n}) "
-            f"| {k['functional']}/{n} ({b['functional']}/{n}) | {iqr(here['split_distance'])} "
-            f"| {iqr(random[random['level'] == last]['split_distance']) if len(random) else '–'} "
+            f"| {r.name} | {k['effective'][0]}/{n} | {k['output'][0]}/{n} ({k['output'][1]}/{n}) "
+            f"| {k['functional'][0]}/{n} ({k['functional'][1]}/{n}) "
+            f"| {iqr(here['split_distance'])} "
+            f"| {iqr(random['split_distance']) if len(random) else '–'} "
             f"| {here['leakage'].median():.3f} | " + " / ".join(f"{a:.3f}" for a in acc)
             + f" | {first.median():g} ({first.min():g}–{first.max():g}) |")
     return "\n".join(rows)
 
 
-def distance_test(folders: list[Path]) -> str:
+def distance_test(results: list[Result]) -> str:
     """Mann–Whitney U between every pair of configurations on d at the last level (per seed):
     a distribution, not a fraction, so not Fisher's test."""
     from scipy.stats import mannwhitneyu
 
-    last = {}
-    for f in folders:
-        levels = pd.read_csv(f / "levels.csv")
-        last[f.name] = levels[levels["level"] == levels["level"].max()]["split_distance"]
+    last = {r.name: last_level(r.levels, r.levels["level"].max())["split_distance"]
+            for r in results}
     return "\n".join(f"- d at the last level, {a} vs {b}: Mann–Whitney p = "
                      f"{mannwhitneyu(last[a], last[b]).pvalue:.2g}"
                      for a, b in itertools.combinations(last, 2))
 
 
-def configuration(folder: Path) -> str:
-    info = json.loads((folder / "config.json").read_text())
-    levels = pd.read_csv(folder / "levels.csv")
-    seeds = pd.read_csv(folder / "seeds.csv")
-    controls = pd.read_csv(folder / "controls.csv")
-    accuracy = pd.read_csv(folder / "accuracy.csv")
-    random_path = folder / "random_levels.csv"
-    random = pd.read_csv(random_path) if random_path.exists() else pd.DataFrame()
-    tasks = list(dict.fromkeys(accuracy["task"]))
-    dense = accuracy[accuracy["level"] == 0].groupby("task")["test_acc"].mean()
+def configuration(r: Result) -> str:
+    tasks = list(dict.fromkeys(r.accuracy["task"]))
+    dense = r.accuracy[r.accuracy["level"] == 0].groupby("task")["test_acc"].mean()
     return "\n\n".join([
-        f"### {info['name']}",
+        f"### {r.name}",
         "dense test accuracy (mean over seeds): "
         + ", ".join(f"{t} {dense[t]:.3f}" for t in tasks),
-        criteria_table(seeds, controls, random),
-        level_table(levels, random, accuracy, tasks),
-        functional_table(levels, seeds, tasks)])
+        criteria_table(r.seeds, r.controls, r.random),
+        level_table(r.levels, r.random, r.accuracy, tasks),
+        functional_table(r.levels, r.seeds, tasks)])
 
 
 def main(argv: list[str]) -> int:
-    folders = [Path(a) for a in argv]
-    print("\n\n".join(configuration(f) for f in folders))
-    if len(folders) > 1:
+    results = [load(Path(a)) for a in argv]
+    print("\n\n".join(configuration(r) for r in results))
+    if len(results) > 1:
         print("\n### Configurations side by side\n")
-        print(summary_table(folders))
+        print(summary_table(results))
         print("\n### Fisher's exact test between configurations\n")
-        print(fisher_table(folders))
+        print(fisher_table(results))
         print()
-        print(distance_test(folders))
+        print(distance_test(results))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 
 import pandas as pd
 import pytest
@@ -17,6 +18,7 @@ FOLDERS = sorted(p for p in RUNS.iterdir() if (p / "config.json").is_file())
 def load(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "docs/runs" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as an import does: dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from pipeline.config import TrainConfig
-from pipeline.graph import ALIVE, Analysis
+from pipeline.graph import ALIVE, PRUNED, Analysis
 from pipeline.model import Layout
 
 FOLD_TOLERANCE = 1e-5   # max |Δ| of the outputs, folded against unfolded net
@@ -65,14 +65,15 @@ def frozen_params(state: dict[str, torch.Tensor], prefix: str, start: torch.Tens
     values when already read from `state`."""
     from pipeline.model import layers_from_state
 
-    layout = Layout(layers_from_state(state))
-    mask = layout.from_state(state, prefix, masks=True) if mask is None else mask
+    if mask is None or theta is None:
+        layout = Layout(layers_from_state(state))
+        mask = layout.from_state(state, prefix, masks=True) if mask is None else mask
+        theta = layout.from_state(state, prefix) if theta is None else theta
     record = state.get(f"{prefix}metrics.frozen")
     if record is not None:
         return record.to(torch.bool) & mask
     if weight_decay:
         return None
-    theta = layout.from_state(state, prefix) if theta is None else theta
     same = theta.contiguous().view(torch.int32) == start.to(theta.dtype).contiguous().view(torch.int32)
     return mask & same
 
@@ -96,8 +97,25 @@ def pruning_budget(prev_mask: torch.Tensor, prev_state: torch.Tensor, mask: torc
     return gone.sum(dim=1).numpy(), (gone & (prev_state != ALIVE)).sum(dim=1).numpy()
 
 
-def fold(layout: Layout, res: Analysis, theta: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-    """The ticket's true size (SCIENCE.md §8): (folded θ [K, P], added [K]).
+@dataclass
+class Folded:
+    """A level's networks with the constant neurons folded (fold)."""
+
+    alive: torch.Tensor          # [K, P] bool: the parameters the folded nets keep (+ biases)
+    biases: list[torch.Tensor]   # per layer [K, n] float64: b' (0 off the kept neurons)
+    added: np.ndarray            # [K] biases not alive and nonzero after folding
+    changed: torch.Tensor        # [K] bool: folding changed some value of the network
+
+    def network(self, layout: Layout, theta: torch.Tensor, net: int) -> torch.Tensor:
+        """The folded network `net` [P] float64: its alive values of theta, and b'."""
+        out = torch.where(self.alive[net], theta[net], torch.zeros_like(theta[net])).double()
+        for (_, b, e), bias in zip(layout.offsets, self.biases):
+            out[b:e] = bias[net]
+        return out
+
+
+def fold(layout: Layout, res: Analysis, theta: torch.Tensor) -> Folded:
+    """The ticket's true size (SCIENCE.md §8), in float64.
 
     Layer by layer, a neuron no input reaches (not I: zombies and the audience behind them)
     outputs a constant c = ReLU(b + Σ w·c_src) (at an output neuron, no ReLU); its contribution
@@ -107,21 +125,25 @@ def fold(layout: Layout, res: Analysis, theta: torch.Tensor) -> tuple[torch.Tens
     other entry is 0. `added` counts the biases that were not alive (pruned, or of an output
     no input reaches) and are nonzero after folding: folded_params = alive + added."""
     alive = res.state == ALIVE
-    out = torch.where(alive, theta, torch.zeros_like(theta))
+    changed = (~alive & (res.state != PRUNED)).any(dim=1)   # an unpruned entry is dropped
     k, depth = theta.shape[0], layout.depth
-    const = torch.zeros(k, layout.layers[0], 1, dtype=theta.dtype)   # inputs: reached, 0
+    const = torch.zeros(k, layout.layers[0], dtype=torch.float64)   # inputs: reached, none
     added = torch.zeros(k, dtype=torch.long)
-    for i, ((w, b), (_, b_out)) in enumerate(zip(layout.views(theta), layout.views(out))):
-        z = b + torch.bmm(w, const).squeeze(2)
+    biases = []
+    for i, ((w, b), (_, b0, e0)) in enumerate(zip(layout.views(theta), layout.offsets)):
+        z = b.double()
+        cols = const.ne(0).any(dim=0).nonzero().squeeze(1)  # sources with a nonzero constant
+        if len(cols):
+            z = z + torch.bmm(w[:, :, cols].double(), const[:, cols].unsqueeze(2)).squeeze(2)
         last = i == depth - 1
         reached = res.reach_in[i + 1]
         kept = torch.ones_like(reached) if last else reached & res.reach_out[i + 1]
-        b_out.copy_(torch.where(kept, z, torch.zeros_like(z)))
-        bias_alive = alive[:, layout.offsets[i][1]:layout.offsets[i][2]]
-        added += (kept & ~bias_alive & (z != 0)).sum(dim=1)
+        biases.append(torch.where(kept, z, torch.zeros_like(z)))
+        added += (kept & ~alive[:, b0:e0] & (z != 0)).sum(dim=1)
+        changed |= (biases[-1] != b.double()).any(dim=1)
         c = z if last else torch.relu(z)
-        const = torch.where(reached, torch.zeros_like(c), c).unsqueeze(2)
-    return out, added.numpy()
+        const = torch.where(reached, torch.zeros_like(c), c)
+    return Folded(alive, biases, added.numpy(), changed)
 
 
 # Layouts below this many parameters run the fold check with one dense product per layer and
@@ -142,25 +164,31 @@ def _dense_logits(layout: Layout, theta: torch.Tensor, x: torch.Tensor) -> torch
     return h
 
 
-def fold_difference(layout: Layout, theta: torch.Tensor, folded: torch.Tensor,
+def fold_difference(layout: Layout, theta: torch.Tensor, folded: Folded,
                     x: torch.Tensor) -> np.ndarray:
-    """[K] max |Δ| over the rows x [N, n_in] and the outputs between the logits of theta and of
-    folded [K, P], one network at a time. Computed in float64 from the float32 values: folding
-    reorders sums, and in float32 logits of 40–65 (the default run's) round by 4–8e-6 per ulp,
-    so a float32 comparison would fail FOLD_TOLERANCE on rounding alone; in float64 a correct
-    fold differs by ~1e-14 and a wrong state by the contribution it drops."""
+    """[K] max |Δ| over the rows x [N, n_in] and the outputs between the logits of theta [K, P]
+    and of the folded networks, one network at a time; 0 without a forward pass where folding
+    changed no value (every unpruned parameter alive, nothing folded). Computed in float64 from
+    the float32 values: folding reorders sums, and in float32 logits of 40–65 (the default
+    run's) round by 4–8e-6 per ulp, so a float32 comparison would fail FOLD_TOLERANCE on
+    rounding alone; in float64 a correct fold differs by ~1e-14 and a wrong state by the
+    contribution it drops."""
     from pipeline.functional import network_logits
 
-    theta, folded, x = theta.double(), folded.double(), x.double()
-    if not len(x):
-        return np.zeros(theta.shape[0])
+    out = np.zeros(theta.shape[0])
+    changed = folded.changed.nonzero().squeeze(1).tolist()
+    if not len(x) or not changed:
+        return out
+    x = x.double()
     if layout.size < DENSE_BELOW:
         logits = lambda th: _dense_logits(layout, th, x)  # noqa: E731
     else:
         x_t = x.T.contiguous()
         logits = lambda th: network_logits(layout, th, x_t)  # noqa: E731
-    return np.array([float((logits(theta[net]) - logits(folded[net])).abs().max())
-                     for net in range(theta.shape[0])])
+    for net in changed:
+        a = logits(theta[net].double())
+        out[net] = float((a - logits(folded.network(layout, theta, net))).abs().max())
+    return out
 
 
 def cut_columns(cut_w: torch.Tensor | None, frozen: torch.Tensor | None, theta: torch.Tensor,
@@ -177,14 +205,25 @@ def cut_columns(cut_w: torch.Tensor | None, frozen: torch.Tensor | None, theta: 
     if frozen is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.where(size > 0, (frozen & cut_w).sum(dim=1).numpy() / size, np.nan)
-    net, param = cut_w.nonzero(as_tuple=True)          # sorted by network
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (theta[net, param].abs().to(torch.float64)
-             / theta0[net, param].abs().to(torch.float64)).numpy()
-    for j, part in zip(np.flatnonzero(size), [p for p in np.split(r, np.cumsum(size)[:-1]) if len(p)]):
-        part = part[~np.isnan(part)]
-        ratio[j] = float(np.median(part)) if len(part) else np.nan
+    cut, now, init = cut_w.numpy(), theta.numpy(), theta0.numpy()
+    for net in np.flatnonzero(size):
+        idx = np.flatnonzero(cut[net])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.abs(now[net, idx].astype(np.float64)) / np.abs(init[net, idx].astype(np.float64))
+        r = r[~np.isnan(r)]
+        ratio[net] = float(np.median(r)) if len(r) else np.nan
     return share, ratio
+
+
+def frozen_counts(layout: Layout, frozen: torch.Tensor | None, k: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(frozen weights, frozen biases) [K] float (NaN where not measured), over contiguous slices
+    of the flat layout (no copies)."""
+    if frozen is None:
+        return np.full(k, np.nan), np.full(k, np.nan)
+    w = sum(frozen[:, a:b].sum(dim=1) for a, b, _ in layout.offsets)
+    b = sum(frozen[:, b:e].sum(dim=1) for _, b, e in layout.offsets)
+    return w.numpy().astype(np.float64), b.numpy().astype(np.float64)
 
 
 # ---- the run: what the analyze stage hands over, level by level ---------------------------------
@@ -287,16 +326,16 @@ class Tracker:
                             pruning_budget(prev_mask, prev_state, mask, run.prunable))
         unpruned = mask.sum(dim=1).numpy()
         alive = (res.state == ALIVE).sum(dim=1).numpy()
-        folded, added = fold(run.layout, res, theta.double())
+        folded = fold(run.layout, res, theta)
         share, ratio = cut_columns(cut_w, frozen, theta, run.theta0)
-        count = (lambda sel: nan if frozen is None else frozen[:, sel].sum(dim=1).numpy())  # noqa: E731
+        frozen_w, frozen_b = frozen_counts(run.layout, frozen, k)
         with np.errstate(invalid="ignore", divide="ignore"):
             return {"prune_threshold": tau, "newly_pruned": pruned, "pruned_dead": dead,
                     "pruned_dead_share": np.where(pruned > 0, dead / pruned, np.nan),
                     "alive_share": np.where(unpruned > 0, alive / unpruned, np.nan),
-                    "frozen_params": count(slice(None)), "frozen_w": count(~self.is_bias),
-                    "frozen_b": count(self.is_bias), "cut_frozen_share": share,
-                    "cut_init_ratio": ratio, "folded_params": alive + added,
+                    "frozen_params": frozen_w + frozen_b, "frozen_w": frozen_w,
+                    "frozen_b": frozen_b, "cut_frozen_share": share, "cut_init_ratio": ratio,
+                    "folded_params": alive + folded.added,
                     "fold_max_abs_diff": fold_difference(run.layout, theta, folded, run.x_test)}
 
     def _record(self, level, state, mask, theta, res, frozen, tau) -> None:
@@ -598,7 +637,7 @@ def write_csv_gz(path, frame: pd.DataFrame) -> None:
 
     text = frame.to_csv(index=False, float_format="%.6g", lineterminator="\n").encode()
     buffer = _io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=6) as f:
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=1) as f:
         f.write(text)
     Path(path).write_bytes(buffer.getvalue())
 

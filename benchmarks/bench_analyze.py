@@ -124,6 +124,37 @@ def dying_run_wide(tracker: dying.Tracker, levels, seeds: list[int]) -> None:
           f"parameters followed, {int(without.sum())} zombies without bias")
 
 
+class Stopwatch:
+    """Wall and CPU seconds per bucket. CPU = this process + its finished children (the cut
+    workers of a level's pool are joined before the level ends), so a machine shared with other
+    jobs inflates the wall times but not the CPU times."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._last = self._now()
+
+    @staticmethod
+    def _now() -> tuple[float, float]:
+        t = os.times()
+        return time.perf_counter(), t.user + t.system + t.children_user + t.children_system
+
+    def skip(self) -> None:
+        """Start the next bucket here (what ran since the last lap is not counted)."""
+        self._last = self._now()
+
+    def lap(self, bucket: str) -> float:
+        now = self._now()
+        wall = now[0] - self._last[0]
+        self.wall[bucket] = self.wall.get(bucket, 0.0) + wall
+        self.cpu[bucket] = self.cpu.get(bucket, 0.0) + now[1] - self._last[1]
+        self._last = now
+        return wall
+
+    def report(self) -> str:
+        return ", ".join(f"{k} {self.wall[k]:.1f}s ({self.cpu[k]:.1f}s CPU)" for k in self.wall)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nets", type=int, default=16)
@@ -133,6 +164,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2, help="processes for the minimum cuts "
                     "(train.workers in the stage)")
+    ap.add_argument("--no-dying", action="store_true", help="leave out what dies during IMP "
+                    "(pipeline.dying): the stage's work before issue 32")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tasks = [TaskInfo("mnist_0", "mnist", list(range(784)), list(range(10)), 10, "ce"),
@@ -146,33 +179,29 @@ def main() -> None:
     y = torch.from_numpy(rng.integers(0, 10, size=(args.rows, 2)))
     prunable = layout.prunable(False)
     seeds = list(range(args.nets))
-    totals = {"analyze": 0.0, "distance": 0.0, "tables": 0.0, "functional": 0.0, "dying": 0.0}
     states, frames = [], []
     border = border_weights(layout)
     tracker = dying.Tracker(dying.RunInfo(layout, prunable, theta, theta, "rewind", TrainConfig(),
                                           6000, x, seeds))
-    start = time.perf_counter()
+    watch = Stopwatch()
     for level, mask in enumerate(masks):
         th = trained_values(theta, mask, border, level)
-        a = time.perf_counter()
+        watch.skip()
         res = analyze(layout, mask, th, tasks)
-        b0 = time.perf_counter()
+        t_analyze = watch.lap("analyze")
         dist = split_distance(layout, res.state, th, tasks, args.workers)
-        b = time.perf_counter()
+        t_distance = watch.lap("distance")
         func = functional_split(layout, mask, th, res.cross, dist.cut_w, tasks, x, y, 0.01,
                                 res.live)
-        c = time.perf_counter()
+        t_functional = watch.lap("functional")
         frame = level_frames(layout, res, mask, th, prunable, tasks, seeds, level,
                              functional=func, distance=dist)["levels"]
-        d = time.perf_counter()
-        frames.append(frame.assign(**tracker.level(level, "", {}, mask, th, res, dist.cut_w)))
-        e = time.perf_counter()
+        t_tables = watch.lap("tables")
+        if not args.no_dying:
+            frame = frame.assign(**tracker.level(level, "", {}, mask, th, res, dist.cut_w))
+        frames.append(frame)
+        t_dying = watch.lap("dying")
         states.append(res.state)
-        totals["analyze"] += b0 - a
-        totals["distance"] += b - b0
-        totals["functional"] += c - b
-        totals["tables"] += d - c
-        totals["dying"] += e - d
         print(f"level {level:2d}: {int(mask[:, ~layout.is_bias()].sum(1)[0]):8d} weights, "
               f"E_× in {int(res.cross.any(1).sum())}/{args.nets} nets, "
               f"split complete {int(res.split_complete.sum())} effective "
@@ -180,25 +209,22 @@ def main() -> None:
               f"coverage {float(res.coverage.mean()):.2f}, "
               f"λ {float(res.leakage.nanmedian()):.3g}, d median {float(dist.d.median()):.0f} "
               f"(d_w share {float(dist.share_w.median()):.3f}), "
-              f"analyze {b0 - a:.2f}s distance {b - b0:.2f}s functional {c - b:.2f}s "
-              f"tables {d - c:.2f}s dying {e - d:.2f}s")
-    a = time.perf_counter()
+              f"analyze {t_analyze:.2f}s distance {t_distance:.2f}s functional {t_functional:.2f}s "
+              f"tables {t_tables:.2f}s dying {t_dying:.2f}s")
+    watch.skip()
     check_monotone(states, masks)
     life = lifetimes(states)
     lifetime_summary(life, layout, seeds)
     with tempfile.TemporaryDirectory() as tmp:
         np.savez_compressed(Path(tmp) / "lifetimes.npz", lifetimes=life.numpy())
-    totals["run-wide steps"] = time.perf_counter() - a
-    a = time.perf_counter()
-    dying_run_wide(tracker, frames, seeds)
-    totals["dying run-wide"] = time.perf_counter() - a
-    total = time.perf_counter() - start
-    cpu = time.process_time()
-    children = os.times().children_user + os.times().children_system
-    print(f"CPU time of the process {cpu:.1f}s (+ {children:.1f}s in cut workers); "
-          f"load average {os.getloadavg()}")
-    print(f"total {total:.1f}s for {len(masks)} levels × {args.nets} nets ({args.threads} threads): "
-          + ", ".join(f"{k} {v:.1f}s" for k, v in totals.items()))
+    watch.lap("run-wide steps")
+    if not args.no_dying:
+        dying_run_wide(tracker, frames, seeds)
+    watch.lap("dying run-wide")
+    wall, cpu = sum(watch.wall.values()), sum(watch.cpu.values())
+    print(f"load average {os.getloadavg()}")
+    print(f"total {wall:.1f}s ({cpu:.1f}s CPU) for {len(masks)} levels × {args.nets} nets "
+          f"({args.threads} threads{', without dying' if args.no_dying else ''}): {watch.report()}")
 
 
 if __name__ == "__main__":

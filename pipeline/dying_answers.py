@@ -106,6 +106,19 @@ def seed_draws(n_seeds: int, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_S
     return np.random.default_rng(seed).integers(0, n_seeds, size=(resamples, n_seeds))
 
 
+def row_spearman(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Spearman's ρ of x [L] against every row of ys [S, L] (what spearmanr gives row by row:
+    Pearson's r of the average ranks); NaN where a row is constant."""
+    from scipy.stats import rankdata
+
+    rx = rankdata(x) - (len(x) + 1) / 2
+    ry = rankdata(ys, axis=1)
+    ry = ry - ry.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (ry @ rx) / np.sqrt((ry * ry).sum(axis=1) * (rx * rx).sum())
+    return np.where((ry != 0).any(axis=1), rho, np.nan)
+
+
 def _resample_ranks(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Average ranks [R, n] of n values in R resamples that hold row i counts[r, i] times
     (ties share their mean rank, as scipy.stats.rankdata)."""
@@ -135,12 +148,13 @@ def resampled_spearman(x: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.n
 
 
 def seed_bootstrap(x, y, row_seeds, seeds: list[int], resamples: int = RESAMPLES,
-                   seed: int = BOOTSTRAP_SEED, chunk: int = 200) -> dict:
+                   seed: int = BOOTSTRAP_SEED) -> dict:
     """95 % percentile interval of Spearman's ρ(x, y) over a bootstrap of seeds: each resample
     draws len(seeds) seeds with replacement (seed_draws) and pools the rows (x, y of
     row_seeds) of the drawn seeds, with multiplicity. {low, high, defined: resamples with a
-    defined ρ}. Resamples are computed `chunk` at a time (memory: chunk × rows)."""
+    defined ρ}. Resamples are computed in chunks of at most 2 M (resample, row) cells."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    chunk = max(1, min(resamples, 2_000_000 // max(len(x), 1)))
     position = {s: i for i, s in enumerate(seeds)}
     row_seed = np.array([position[s] for s in np.asarray(row_seeds).tolist()], dtype=np.int64)
     draws = seed_draws(len(seeds), resamples, seed)
@@ -266,9 +280,9 @@ def h4_zombies_at_high_sparsity(levels: pd.DataFrame, random: pd.DataFrame | Non
     random masks per level (Wilcoxon signed-rank over seeds)."""
     if not (levels["zombie_neurons"] > 0).any():
         return not_testable("no zombie neuron at any level")
-    rhos = [spearman(g["level"], g["zombie_neurons"])[0]
-            for _, g in levels.groupby("seed", sort=True)]
-    defined = [r for r in rhos if r is not None]
+    counts = levels.pivot(index="seed", columns="level", values="zombie_neurons")
+    rhos = row_spearman(counts.columns.to_numpy(dtype=float), counts.to_numpy(dtype=float))
+    defined = [float(r) for r in rhos if np.isfinite(r)]
     return {"testable": True, "reason": None,
             "seeds_rho_positive": proportion(sum(r > 0 for r in defined), len(defined)),
             "constant_seeds": len(rhos) - len(defined), "rho": quartiles(defined),

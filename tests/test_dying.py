@@ -510,6 +510,12 @@ def test_statistics_match_scipy_on_fixed_inputs():
     d = rng.normal(size=20)
     assert da.wilcoxon_p(d) == pytest.approx(stats.wilcoxon(d).pvalue)
     assert da.wilcoxon_p(np.zeros(5)) is None
+    ys = rng.integers(0, 4, size=(6, 9)).astype(float)
+    ys[2] = 1.0
+    rows = da.row_spearman(np.arange(9.0), ys)
+    for r, row in zip(rows, ys):
+        ref = stats.spearmanr(np.arange(9.0), row).statistic if len(set(row)) > 1 else math.nan
+        assert (math.isnan(r) and math.isnan(ref)) or r == pytest.approx(ref)
     groups = [rng.normal(size=10), rng.normal(size=12) + 1, rng.normal(size=8)]
     assert da.kruskal_p(groups) == pytest.approx(stats.kruskal(*groups).pvalue)
     assert da.kruskal_p([[1.0, 1.0], [1.0]]) is None

@@ -415,9 +415,10 @@ def pack_level(state: dict[str, torch.Tensor], layout: Layout) -> dict[str, torc
     network; which entries survive, as a bitmap `live.bits` uint8 [K, ⌈P/8⌉] (numpy.packbits of
     the flat mask, big-endian bit order) or, when fewer than 1 in 32 survive, as their flat
     positions `live.index` int32 [Σ count] (network after network, ascending); and their values
-    `live.values` float32 [Σ count] in the same order. Entries off the mask are exactly 0 in
-    every level the engine writes (ValueError otherwise), so nothing else is lost. Layouts
-    smaller than PACK_MIN_PARAMS are returned unchanged.
+    `live.values` float32 [Σ count] in the same order; the frozen record `metrics.frozen`, one
+    bit per survivor in that order (`live.frozen_bits`). Entries off the mask are exactly 0 and
+    not frozen in every level the engine writes (ValueError otherwise), so nothing else is lost.
+    Layouts smaller than PACK_MIN_PARAMS are returned unchanged.
     """
     if layout.size < PACK_MIN_PARAMS:
         return state

@@ -99,6 +99,40 @@ def test_block_and_loop_networks_side_by_side_compute_what_they_compute_alone(pr
         assert torch.equal(mixed.epochs[j], ref.epochs[j]), j
 
 
+@pytest.mark.parametrize("batch_size", [64, None])
+def test_micro_batches_sum_to_the_step_and_keep_a_network_independent_of_its_block(
+        problem, monkeypatch, batch_size):
+    """With inputs too wide for the cache budget a step runs in micro-batches (blockdiag.
+    micro_rows): the same training within float tolerance, networks of different micro-batch
+    sizes in blocks of their own, and still the same bits alone as in any block."""
+    monkeypatch.setattr(blockdiag, "MICRO_BYTES", 2 ** 12)
+    monkeypatch.setattr(blockdiag, "MICRO_MIN", 16)
+    _, _, splits, layout, _, mask = problem
+    rows = splits["train"].x.shape[0] if batch_size is None else batch_size
+    micro = {blockdiag.micro_rows(len(live.plan_network(layout, mask[j]).layers[0].cols), rows)
+             for j in range(8)}
+    assert len(micro) > 1 and min(micro) < rows  # micro-batches, of more than one size
+    loop = train(problem, list(range(8)), 0, batch_size=batch_size, patience=1000, max_epochs=3)
+    block = train(problem, list(range(8)), None, batch_size=batch_size, patience=1000,
+                  max_epochs=3)
+    torch.testing.assert_close(block.theta, loop.theta, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(block.train_curve, loop.train_curve, rtol=1e-5, atol=1e-6)
+    together = train(problem, list(range(8)), None, batch_size=batch_size)
+    for part_rows in ([6], [1, 5], [7, 0, 3]):
+        part = train(problem, part_rows, None, batch_size=batch_size)
+        assert torch.equal(part.theta, together.theta[part_rows])
+        assert torch.equal(part.epochs, together.epochs[part_rows])
+
+
+@pytest.mark.parametrize("cols,rows,expected", [
+    (20, 512, 512), (205, 512, 512), (400, 512, 256), (1250, 512, 64), (1568, 512, 64),
+    (1568, 3000, 64), (20, 440, 440), (205, 3000, 512), (100000, 512, 32), (1568, 20, 20)])
+def test_micro_batch_sizes_follow_the_cache_budget(cols, rows, expected):
+    """All rows when a step's inputs fit in MICRO_BYTES (512 KB), else the largest power of two
+    of rows that fits, at least MICRO_MIN (32), never more than the step."""
+    assert blockdiag.micro_rows(cols, rows) == expected
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_pruned_entries_stay_exactly_zero_in_the_block(problem, optimizer):
     params, loss_fn, splits, layout, theta0, mask = problem

@@ -37,6 +37,14 @@ from pipeline.engine.optim import Optimizer
 from pipeline.model import Layout
 
 ALIGN = 16  # floats: every segment of the flat vector starts on a 64-byte boundary
+# Micro-batches (micro_rows): a step's inputs of one network are gathered and read by the sparse
+# products in pieces of at most MICRO_BYTES (a share of the 1 MB per-core L2 cache of this
+# project's machines), at least MICRO_MIN rows. Measured on the thesis' level-13 masks (16
+# networks, ~1260 input columns each, benchmarks/README.md): the first layer's product over a
+# whole step of 512 rows read its 41 MB of inputs from memory (1.8 GFLOP/s); in micro-batches of
+# 64 rows ~10× faster.
+MICRO_BYTES = 2 ** 19
+MICRO_MIN = 32
 
 
 def _aligned(n: int) -> int:
@@ -156,12 +164,29 @@ def _remap(old: Block, new: Block, keep: torch.Tensor):
     return fn
 
 
+def micro_rows(cols: int, rows: int) -> int:
+    """The micro-batch of a network whose first layer reads `cols` inputs, in steps of `rows`
+    rows: all of them when their inputs fit in MICRO_BYTES, else the most rows, a power of two
+    from MICRO_MIN up, that fit — so that the inputs of a step stay in the core's cache while the
+    sparse products read them, entry after entry. A property of the network's own plan and of
+    the batch size: the networks of one block share it."""
+    if cols * rows * 4 <= MICRO_BYTES:
+        return rows
+    m = MICRO_MIN
+    while 2 * m <= rows and 2 * m * cols * 4 <= MICRO_BYTES:
+        m *= 2
+    return min(m, rows)
+
+
 class BlockPopulation:
     """Networks of `layout` computed together as one block (see the module docstring), for
-    engine.loop's epoch loop (the interface of engine.dense.DensePopulation)."""
+    engine.loop's epoch loop (the interface of engine.dense.DensePopulation). Every step is
+    computed in micro-batches of `micro` rows (micro_rows of the networks' first layers), the
+    gradients summed over them."""
 
     def __init__(self, layout: Layout, theta0: torch.Tensor, mask: torch.Tensor, train, val,
-                 loss_fn: TaskLoss, cfg: TrainConfig, shuffle_seeds: list[int] | None, plans):
+                 loss_fn: TaskLoss, cfg: TrainConfig, shuffle_seeds: list[int] | None, plans,
+                 micro: int | None = None):
         self.layout, self.loss_fn, self.cfg = layout, loss_fn, cfg
         self.device = theta0.device
         self.mask, self.plans = mask, list(plans)
@@ -175,17 +200,32 @@ class BlockPopulation:
         self.best = self.theta.clone() if cfg.restore_best else None
         self.per_task = cfg.monitor == "per_task"
         self.n_train = train.x.shape[0]
-        # every network's inputs without its dead columns, transposed ([columns, rows]): made
-        # once per level; the validation rows of the whole block stacked once
-        cols = [p.layers[0].cols.to(self.device) for p in self.plans]
-        self.x_train = [train.x.index_select(1, c).T.contiguous() for c in cols]
-        self.x_val_all = [val.x.index_select(1, c).T for c in cols]
-        self.x_val = torch.cat(self.x_val_all) if self.plans else val.x.new_zeros(0, val.x.shape[0])
+        self.bs = cfg.batch_size or self.n_train
+        self.micro = micro or self.bs
+        self.train_x, self.val_x = train.x, val.x  # sample-major, shared by every network
         self.train_y, self.val_t = train.y, loss_fn.prepare(val.y)
+        self._columns()
         seeds = shuffle_seeds if shuffle_seeds is not None else list(range(len(self.plans)))
         self.gens = None if cfg.batch_size is None else \
             [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.val_monitor0 = self.validate()[1]
+
+    def _columns(self) -> None:
+        """Every network's training inputs restricted to the columns its first layer reads
+        (sample-major [N, cols], made once per level: a step gathers whole rows of them), and
+        the block's stacked validation inputs [Σ cols, m] per micro-batch of validation rows."""
+        cols = [p.layers[0].cols.to(self.device) for p in self.plans]
+        self.x_cols = [self.train_x.index_select(1, c) for c in cols]
+        self.x_val = []
+        for j in range(0, self.val_x.shape[0], self.micro):
+            part = self.val_x[j:j + self.micro].T
+            self.x_val.append(torch.cat([part.index_select(0, c) for c in cols]) if cols
+                              else part[:0].contiguous())
+
+    def _inputs(self, rows: torch.Tensor) -> torch.Tensor:
+        """The block's stacked first-layer inputs [Σ cols, m] for the sample rows [n, m] of
+        every network: each network's rows of its own columns, transposed into its place."""
+        return torch.cat([x.index_select(0, r).T for x, r in zip(self.x_cols, rows)])
 
     def _gather(self, full: torch.Tensor) -> torch.Tensor:
         """The flat vector of a full-layout [n, P] tensor (0 on padding, pruned entries as
@@ -201,7 +241,7 @@ class BlockPopulation:
         return len(self.plans)
 
     def _forward(self, x0: torch.Tensor) -> list[torch.Tensor]:
-        """Inputs [Σ cols, N] and every layer's output [Σ rows, N] of the block."""
+        """Inputs [Σ cols, m] and every layer's output [Σ rows, m] of the block."""
         acts, last = [x0], len(self.block.layers) - 1
         for i, bl in enumerate(self.block.layers):
             z = torch.sparse.mm(bl.weight(self.theta), acts[-1]).add_(bl.bias(self.theta).unsqueeze(1))
@@ -209,57 +249,76 @@ class BlockPopulation:
         return acts
 
     def _logits(self, z: torch.Tensor) -> torch.Tensor:
-        """[n, N, O] as a transposed view of the stacked output rows [n·O, N]."""
+        """[n, m, O] as a transposed view of the stacked output rows [n·O, m] (a contiguous
+        copy would make the loss's log_softmax round a network by its place in the block)."""
         return z.view(self.n, -1, z.shape[1]).transpose(1, 2)
 
-    def _backward(self, acts: list[torch.Tensor], dz: torch.Tensor) -> None:
-        """The gradient of the flat vector into self.grad, given the logits' gradient
-        dz [n, N, O]."""
+    def _backward(self, acts: list[torch.Tensor], dz: torch.Tensor, first: bool) -> None:
+        """The gradient of the flat vector, given the logits' gradient dz [n, m, O]: written
+        into self.grad (`first` micro-batch of a step) or added to it."""
         grad, theta = self.grad, self.theta
         dz_t = dz.transpose(1, 2).reshape(-1, dz.shape[1])
         for i in range(len(self.block.layers) - 1, -1, -1):
             bl, a = self.block.layers[i], acts[i]
             w = bl.weight(theta)
-            grad[bl.w_off:bl.w_off + bl.nnz] = torch.sparse.sampled_addmm(w, dz_t, a.T, beta=0.0).values()
-            grad[bl.b_off:bl.b_off + bl.rows] = dz_t.sum(dim=1)
+            gw = torch.sparse.sampled_addmm(w, dz_t, a.T, beta=0.0).values()
+            gb = dz_t.sum(dim=1)
+            if first:
+                grad[bl.w_off:bl.w_off + bl.nnz] = gw
+                grad[bl.b_off:bl.b_off + bl.rows] = gb
+            else:
+                grad[bl.w_off:bl.w_off + bl.nnz] += gw
+                grad[bl.b_off:bl.b_off + bl.rows] += gb
             if i > 0:
                 da = torch.sparse.mm(bl.weight_t(theta), dz_t)
                 dz_t = torch.ops.aten.threshold_backward(da, a, 0.0)
 
-    def _step(self, x0: torch.Tensor, labels) -> tuple[torch.Tensor, torch.Tensor | None]:
-        acts = self._forward(x0)
-        out = self.loss_fn.value_and_grad(self._logits(acts[-1]), labels, per_task=self.per_task)
-        self._backward(acts, out[1])
+    def _step(self, rows: torch.Tensor, labels, start: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One optimizer step on the sample rows [n, b] (labels of the epoch, from `start`):
+        micro-batches of self.micro rows, each loss and gradient weighted by its share of b."""
+        b = rows.shape[1]
+        loss = tasks = None
+        for j in range(0, b, self.micro):
+            part = rows[:, j:j + self.micro]
+            acts = self._forward(self._inputs(part))
+            out = self.loss_fn.value_and_grad(self._logits(acts[-1]),
+                                              labels.rows(start + j, start + j + part.shape[1]),
+                                              per_task=self.per_task)
+            share = part.shape[1] / b
+            dz = out[1] if share == 1 else out[1].mul_(share)
+            self._backward(acts, dz, first=j == 0)
+            loss = out[0] * share if loss is None else loss + out[0] * share
+            if self.per_task:
+                tasks = out[2] * share if tasks is None else tasks + out[2] * share
         self.grad.mul_(self.livef)
         self.touched |= self.grad != 0
         self.opt.step(self.theta, self.grad)
-        return out[0], out[2] if self.per_task else None
+        return loss, tasks
 
     def train_epoch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One epoch of updates → (training loss [n], monitored training loss [n] or [n, T])."""
         n_rows, k = self.n_train, self.n
         if self.gens is None:  # full batch: every network's rows in the data's order
-            perm, bs = torch.arange(n_rows, device=self.device).expand(k, n_rows), n_rows
-            x_epoch = self.x_train
+            perm = torch.arange(n_rows, device=self.device).expand(k, n_rows)
         else:
             perm = torch.stack([torch.randperm(n_rows, generator=g) for g in self.gens]).to(self.device)
-            bs = self.cfg.batch_size
-            x_epoch = [x[:, p] for x, p in zip(self.x_train, perm)]
         labels = self.loss_fn.prepare(self.train_y[perm])
         epoch_loss = self.theta.new_zeros(k)
         train_mon = self.theta.new_zeros(k, self.loss_fn.n_tasks) if self.per_task else epoch_loss
-        for i in range(0, n_rows, bs):
-            x0 = torch.cat([x[:, i:i + bs] for x in x_epoch])
-            loss, tasks = self._step(x0, labels.rows(i, i + bs))
-            share = x0.shape[1] / n_rows
+        for i in range(0, n_rows, self.bs):
+            rows = perm[:, i:i + self.bs]
+            loss, tasks = self._step(rows, labels, i)
+            share = rows.shape[1] / n_rows
             epoch_loss += loss * share
             if self.per_task:
                 train_mon += tasks * share
         return epoch_loss, train_mon
 
     def validate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(validation loss [n], monitored validation loss) of the current weights."""
-        logits = self._logits(self._forward(self.x_val)[-1])
+        """(validation loss [n], monitored validation loss) of the current weights, the
+        validation rows taken in micro-batches too."""
+        parts = [self._logits(self._forward(x0)[-1]) for x0 in self.x_val]
+        logits = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         out = self.loss_fn.value_and_grad(logits, self.val_t, need_grad=False, per_task=self.per_task)
         return out[0], out[2] if self.per_task else out[0]
 
@@ -318,8 +377,6 @@ class BlockPopulation:
         self.theta, self.grad, self.touched = fn(self.theta), fn(self.grad), fn(self.touched)
         self.best = None if self.best is None else fn(self.best)
         self.opt.map(fn)
-        self.x_train = [self.x_train[j] for j in chosen]
-        self.x_val_all = [self.x_val_all[j] for j in chosen]
-        self.x_val = torch.cat(self.x_val_all) if chosen else self.x_val[:0]
+        self._columns()
         if self.gens is not None:
             self.gens = [self.gens[j] for j in chosen]

@@ -59,7 +59,7 @@ ALIGN = 16  # floats: every packed segment starts on a 64-byte boundary
 # A network joins the block of small networks computed together (engine.blockdiag: one sparse
 # product per layer for all of them) when it has at most BLOCK_MAX_LIVE live parameters; wider
 # ones keep the per-network loop, where their own matmuls dominate the per-call overhead.
-BLOCK_MAX_LIVE = 2 ** 15
+BLOCK_MAX_LIVE = 2 ** 11
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
@@ -226,7 +226,7 @@ def live_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor, tr
     (in_block; on a GPU all of them) computed together in one BlockPopulation, the others one
     by one in a LivePopulation; engine.groups.Groups makes them one population for the epoch
     loop."""
-    from pipeline.engine.blockdiag import BlockPopulation
+    from pipeline.engine.blockdiag import BlockPopulation, micro_rows
     from pipeline.engine.groups import Groups
 
     k = theta0.shape[0]
@@ -235,14 +235,18 @@ def live_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor, tr
     seeds = shuffle_seeds if shuffle_seeds is not None else list(range(k))
     # on a GPU every network goes into the block: the loop exists for the CPU's per-call costs
     small = np.array([in_block(p) or theta0.device.type != "cpu" for p in plans], dtype=bool)
+    step = cfg.batch_size or train.x.shape[0]
+    # a block per micro-batch size (blockdiag.micro_rows of the network's own first layer)
+    micro = np.array([micro_rows(len(p.layers[0].cols), step) if s else 0
+                      for p, s in zip(plans, small)])
     members, pops = [], []
-    for chosen, kind in ((~small, LivePopulation), (small, BlockPopulation)):
-        rows = np.flatnonzero(chosen)
-        if len(rows):
-            at = torch.from_numpy(rows).to(theta0.device)
-            pops.append(kind(layout, theta0[at], mask[at], train, val, loss_fn, cfg,
-                             [seeds[j] for j in rows], [plans[j] for j in rows]))
-            members.append(rows)
+    for m in sorted(set(micro.tolist())):
+        rows = np.flatnonzero(micro == m)
+        at = torch.from_numpy(rows).to(theta0.device)
+        args = (layout, theta0[at], mask[at], train, val, loss_fn, cfg, [seeds[j] for j in rows],
+                [plans[j] for j in rows])
+        pops.append(BlockPopulation(*args, micro=m) if m else LivePopulation(*args))
+        members.append(rows)
     return Groups(members, pops)
 
 
@@ -299,7 +303,9 @@ class LivePopulation:
         self.val_monitor0 = self.validate()[1]
 
     def _logits(self, acts: list[list[torch.Tensor]]) -> torch.Tensor:
-        """[K, N, O] as a transposed view of [K, O, N], the dense path's layout of the logits."""
+        """[K, N, O] as a transposed view of [K, O, N], the dense path's layout of the logits.
+        (Not made contiguous: the loss's log_softmax would then round a network by its place
+        in the batch.)"""
         return torch.stack([a[-1] for a in acts]).transpose(1, 2)
 
     def train_epoch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -315,7 +321,8 @@ class LivePopulation:
         train_mon = self.theta.new_zeros(k, self.loss_fn.n_tasks) if self.per_task else epoch_loss
         for i in range(0, n, bs):
             rows = perm[:, i:i + bs]
-            acts = [forward_net(p.layers, self.theta[j], self.x_train[j][rows[j]].T.contiguous())
+            acts = [forward_net(p.layers, self.theta[j],
+                                self.x_train[j].index_select(0, rows[j]).T.contiguous())
                     for j, p in enumerate(self.plans)]
             out = self.loss_fn.value_and_grad(self._logits(acts), labels.rows(i, i + bs),
                                               per_task=self.per_task)

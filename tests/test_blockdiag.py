@@ -52,6 +52,20 @@ def train(problem, rows, block_max, **overrides):
         live.BLOCK_MAX_LIVE = old
 
 
+@pytest.fixture(scope="module")
+def binary_problem():
+    """moons beside circles (two single-logit tasks) on [4, 24, 20, 2] at 35 % density."""
+    params = config.parse({"data": {"n_samples": 150, "tasks": ["moons", "circles"]},
+                           "model": {"hidden": [24, 20], "seeds": list(range(8))}})
+    arrays, _ = build(params.data)
+    splits = {s: Split(torch.from_numpy(a["x"]), torch.from_numpy(a["y"]))
+              for s, a in arrays.items()}
+    layout = Layout(tuple(params.base_layers))
+    theta0 = init_population(layout, params.model, params.model.seeds)
+    mask = torch.rand(theta0.shape, generator=torch.Generator().manual_seed(3)) < 0.35
+    return params, TaskLoss(task_infos(params.data.tasks)), splits, layout, theta0, mask
+
+
 @pytest.fixture(autouse=True)
 def small_sparse_blocks(monkeypatch):
     """Let the per-network loop take its sparse kernels on these small layers too."""
@@ -75,7 +89,8 @@ def test_a_network_computes_the_same_bits_alone_in_any_block_and_on_reruns(probl
     assert len(set(together.epochs.tolist())) > 1  # networks leave the block at other epochs
     again = train(problem, list(range(8)), None, batch_size=batch_size)
     assert torch.equal(again.theta, together.theta)
-    for rows in ([4], [5, 1], [3, 0, 7], [2, 6, 4, 3]):
+    # every network alone (a block of one network is laid out as no other), and in company
+    for rows in [[j] for j in range(8)] + [[5, 1], [3, 0, 7], [2, 6, 4, 3]]:
         part = train(problem, rows, None, batch_size=batch_size)
         assert torch.equal(part.theta, together.theta[rows])
         assert torch.equal(part.epochs, together.epochs[rows])
@@ -83,6 +98,37 @@ def test_a_network_computes_the_same_bits_alone_in_any_block_and_on_reruns(probl
         e = part.val_curve.shape[1]
         assert torch.equal(part.val_curve.nan_to_num(-1),
                            together.val_curve[rows, :e].nan_to_num(-1))
+
+
+@pytest.mark.parametrize("which", ["problem", "binary_problem"])
+@pytest.mark.parametrize("rows", [13, 26, 32, 90])
+def test_one_steps_gradient_is_the_same_bits_alone_and_in_any_block(request, which, rows):
+    """The direct check of the block's promise, on the step itself: from random weights, a
+    network's loss gradient (every layer, weights and biases) is bit-identical alone, first,
+    last and in the middle of a block — whatever its company and the number of rows (a block
+    of one network lays its output gradient out as no other block does)."""
+    params, loss_fn, splits, layout, theta0, mask = request.getfixturevalue(which)
+    theta = theta0 + 0.3 * torch.randn(theta0.shape, generator=torch.Generator().manual_seed(5))
+    perm = torch.stack([torch.randperm(splits["train"].x.shape[0],
+                                       generator=torch.Generator().manual_seed(7 + j))
+                        for j in range(8)])[:, :rows]
+
+    def grads(nets):
+        plans = [live.plan_network(layout, mask[j]) for j in nets]
+        with torch.inference_mode():
+            pop = blockdiag.BlockPopulation(layout, theta[nets], mask[nets], splits["train"],
+                                            splits["val"], loss_fn, params.train, nets, plans)
+            acts = pop._forward(pop._inputs(perm[nets]))
+            labels = loss_fn.prepare(splits["train"].y[perm[nets]])
+            out = loss_fn.value_and_grad(pop._logits(acts[-1]), labels)
+            pop._backward(acts, out[1], first=True)
+            return pop._scatter(pop.grad, torch.zeros(len(nets), layout.size), None)
+
+    together = grads(list(range(8)))
+    for nets in [[j] for j in range(8)] + [[3, 0], [7, 2, 5], [1, 6, 4, 0, 2]]:
+        part = grads(nets)
+        for i, j in enumerate(nets):
+            assert torch.equal(part[i], together[j]), (nets, j)
 
 
 def test_block_and_loop_networks_side_by_side_compute_what_they_compute_alone(problem):

@@ -257,7 +257,10 @@ class BlockPopulation:
         """The gradient of the flat vector, given the logits' gradient dz [n, m, O]: written
         into self.grad (`first` micro-batch of a step) or added to it."""
         grad, theta = self.grad, self.theta
-        dz_t = dz.transpose(1, 2).reshape(-1, dz.shape[1])
+        # contiguous always: for a block of one network the reshape would be a column-major
+        # view, whose row sums round otherwise than a copy's (a network's bits would depend on
+        # having company)
+        dz_t = dz.transpose(1, 2).reshape(-1, dz.shape[1]).contiguous()
         for i in range(len(self.block.layers) - 1, -1, -1):
             bl, a = self.block.layers[i], acts[i]
             w = bl.weight(theta)

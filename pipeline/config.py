@@ -155,15 +155,17 @@ class StudyConfig:
     noise: tuple[float, ...] = (0.1,)                # data.noise
     method: tuple[str, ...] = ("rewind",)            # prune.method
     weight_decay: tuple[float, ...] = (0.0,)         # train.weight_decay
+    bias_init: tuple[str, ...] = ("default",)        # model.bias_init
 
 
 STUDY_AXES = {"extensions": ("prune", "extensions"), "iterations": ("prune", "iterations"),
               "tasks": ("data", "tasks"), "hidden": ("model", "hidden"),
               "init": ("model", "init"), "noise": ("data", "noise"),
-              "method": ("prune", "method"), "weight_decay": ("train", "weight_decay")}
+              "method": ("prune", "method"), "weight_decay": ("train", "weight_decay"),
+              "bias_init": ("model", "bias_init")}
 # Axes added later name a configuration only when they differ from these values, so the
 # configurations of older studies keep their names (and their result folders, metrics keys).
-STUDY_AXIS_DEFAULTS = {"method": "rewind", "weight_decay": 0.0}
+STUDY_AXIS_DEFAULTS = {"method": "rewind", "weight_decay": 0.0, "bias_init": "default"}
 
 
 @dataclass(frozen=True)
@@ -512,15 +514,18 @@ def configurations(study: StudyConfig) -> list[dict]:
 
 def configuration_name(combo: dict) -> str:
     """Name of a configuration, e.g. ext0-it20-moons+circles-40x40-torch_default-noise0.1, with
-    -finetune and -wd<λ> appended only when prune.method / train.weight_decay differ from their
-    defaults (rewind, 0), so configurations of studies made before these axes keep their names.
-    A combo without those axes (an older result file) means the defaults."""
+    -finetune, -wd<λ> and -bias<init> appended only when prune.method / train.weight_decay /
+    model.bias_init differ from their defaults (rewind, 0, default), so configurations of
+    studies made before these axes keep their names. A combo without those axes (an older
+    result file) means the defaults."""
     name = (f"ext{combo['extensions']}-it{combo['iterations']}-{combo['tasks']}-"
             f"{combo['hidden']}-{combo['init']}-noise{_number(combo['noise'])}")
-    if combo.get("method", "rewind") != "rewind":
+    if combo.get("method", STUDY_AXIS_DEFAULTS["method"]) != STUDY_AXIS_DEFAULTS["method"]:
         name += f"-{combo['method']}"
     if float(combo.get("weight_decay", 0.0)) != 0.0:
         name += f"-wd{_number(combo['weight_decay'])}"
+    if combo.get("bias_init", STUDY_AXIS_DEFAULTS["bias_init"]) != STUDY_AXIS_DEFAULTS["bias_init"]:
+        name += f"-bias{combo['bias_init']}"
     return name
 
 

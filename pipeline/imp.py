@@ -105,7 +105,7 @@ def level_state(ctx: Context, theta: torch.Tensor, mask: torch.Tensor, result: T
     loss_fn = TaskLoss(ctx.tasks)
     state = ctx.layout.to_state(theta, mask, prefix)
     for split in ("train", "val", "test"):
-        ev = evaluate(ctx.layout, theta, ctx.splits[split], loss_fn)
+        ev = evaluate(ctx.layout, theta, ctx.splits[split], loss_fn, ctx.train_cfg)
         state[f"{prefix}metrics.{split}_loss"] = ev.loss
         state[f"{prefix}metrics.{split}_acc_tasks"] = ev.accuracy
     if result is not None:
@@ -114,6 +114,8 @@ def level_state(ctx: Context, theta: torch.Tensor, mask: torch.Tensor, result: T
         state[f"{prefix}metrics.stop_code"] = result.stop_code
         state[f"{prefix}curves.train_loss"] = result.train_curve
         state[f"{prefix}curves.val_loss"] = result.val_curve
+        if result.frozen is not None:  # SCIENCE.md §8: no loss gradient in this training
+            state[f"{prefix}metrics.frozen"] = result.frozen
     return state
 
 
@@ -169,7 +171,8 @@ def train_level(ctx: Context, mask: torch.Tensor, level: int,
                           best_epoch=result.best_epoch[part].clone(),
                           stop_code=result.stop_code[part].clone(),
                           train_curve=result.train_curve[part].clone(),
-                          val_curve=result.val_curve[part].clone(), rewind_theta=None)
+                          val_curve=result.val_curve[part].clone(), rewind_theta=None,
+                          frozen=result.frozen[part].clone())
         state.update(level_state(ctx, sub.theta, masks[j], sub, prefix))
     return state
 
@@ -412,9 +415,10 @@ def pack_level(state: dict[str, torch.Tensor], layout: Layout) -> dict[str, torc
     network; which entries survive, as a bitmap `live.bits` uint8 [K, ⌈P/8⌉] (numpy.packbits of
     the flat mask, big-endian bit order) or, when fewer than 1 in 32 survive, as their flat
     positions `live.index` int32 [Σ count] (network after network, ascending); and their values
-    `live.values` float32 [Σ count] in the same order. Entries off the mask are exactly 0 in
-    every level the engine writes (ValueError otherwise), so nothing else is lost. Layouts
-    smaller than PACK_MIN_PARAMS are returned unchanged.
+    `live.values` float32 [Σ count] in the same order; the frozen record `metrics.frozen`, one
+    bit per survivor in that order (`live.frozen_bits`). Entries off the mask are exactly 0 and
+    not frozen in every level the engine writes (ValueError otherwise), so nothing else is lost.
+    Layouts smaller than PACK_MIN_PARAMS are returned unchanged.
     """
     if layout.size < PACK_MIN_PARAMS:
         return state
@@ -436,7 +440,13 @@ def pack_level(state: dict[str, torch.Tensor], layout: Layout) -> dict[str, torc
                 out[f"{prefix}live.bits"] = torch.from_numpy(
                     np.packbits(mask.numpy(), axis=1))
             out[f"{prefix}live.values"] = theta[mask].contiguous()
-        elif not any(key == f"{p}{w}" for w in weight_keys
+            frozen = state.get(f"{prefix}metrics.frozen")
+            if frozen is not None:  # one bit per survivor, in the order of live.values
+                if bool((frozen & ~mask).any()):
+                    raise ValueError(f"{prefix}metrics.frozen: frozen entries off the mask")
+                out[f"{prefix}live.frozen_bits"] = torch.from_numpy(
+                    np.packbits(frozen[mask].numpy()))
+        elif not any(key == f"{p}{w}" for w in (*weight_keys, "metrics.frozen")
                      for p in ("", *(f"{c}." for c in CONTROLS))):
             out[key] = value
     return out
@@ -465,6 +475,11 @@ def unpack_level(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             theta = torch.zeros(k, layout.size, dtype=state[f"{prefix}live.values"].dtype)
             theta[mask] = state[f"{prefix}live.values"]
             out.update(layout.to_state(theta, mask, prefix))
+            if f"{prefix}live.frozen_bits" in state:
+                frozen = torch.zeros_like(mask)
+                frozen[mask] = torch.from_numpy(np.unpackbits(
+                    state[f"{prefix}live.frozen_bits"].numpy(), count=int(mask.sum())).astype(bool))
+                out[f"{prefix}metrics.frozen"] = frozen
         else:
             out[key] = value
     return out

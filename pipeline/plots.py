@@ -455,6 +455,7 @@ STUDY_AXIS_LABELS = {
     "noise": "data noise",
     "method": "pruning method (prune.method)",
     "weight_decay": "weight decay (train.weight_decay)",
+    "bias_init": "bias initialisation (model.bias_init)",
 }
 
 
@@ -574,7 +575,7 @@ def _study_axes(fig, axes, summary: pd.DataFrame, axis: str, ticks: list, labels
         axes[1].text(0.5, 0.5, "no seed split in any configuration", ha="center",
                      va="center", transform=axes[1].transAxes, fontsize=10, color="0.3")
     axes[2].set(ylabel="mean test accuracy over tasks", title="Accuracy: dense vs at split")
-    categorical = axis in ("tasks", "hidden", "init", "method", "weight_decay")
+    categorical = axis in ("tasks", "hidden", "init", "method", "weight_decay", "bias_init")
     for ax in axes:
         if axis == "extensions":
             ax.set_xscale("log")

@@ -31,9 +31,15 @@ RESULT_FILES = ("config.json", "levels.csv", "seeds.csv", "controls.csv", "accur
 
 
 def axis_value(info: dict, axis: str):
-    """A configuration's value of `axis` (config.json, combo); result files made before an axis
-    existed lack it and mean its default (config.STUDY_AXIS_DEFAULTS)."""
-    return info[axis] if axis in info else config.STUDY_AXIS_DEFAULTS[axis]
+    """A configuration's value of `axis` (config.json, combo). Result files made before an axis
+    existed lack it: they mean the value their params record (config.json's `params`: e.g.
+    model.bias_init, a key long before it was an axis, is `zero` in the MNIST presets' result
+    files), else the axis' default (config.STUDY_AXIS_DEFAULTS: a key that did not exist yet)."""
+    if axis in info:
+        return info[axis]
+    section, key = STUDY_AXES[axis]
+    recorded = (info.get("params") or {}).get(section) or {}
+    return recorded[key] if key in recorded else config.STUDY_AXIS_DEFAULTS[axis]
 
 
 def configuration_params(raw: dict, combo: dict) -> dict:

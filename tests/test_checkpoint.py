@@ -20,6 +20,7 @@ def dense_state(layout: Layout, density: float, k: int = 3, controls: bool = Tru
         theta[0, :5] = 0.0
         state.update(layout.to_state(theta, mask, prefix))
         state[f"{prefix}metrics.test_loss"] = torch.rand(k, generator=g)
+        state[f"{prefix}metrics.frozen"] = mask & (torch.rand(k, layout.size, generator=g) < 0.3)
         state[f"{prefix}curves.val_loss"] = torch.rand(k, 7, generator=g)
     return state
 
@@ -52,6 +53,16 @@ def test_packed_files_follow_the_live_weights(tmp_path):
     assert sizes[0.2][0] < sizes[0.2][1] / 4
     assert sizes[0.02][0] < sizes[0.02][1] / 30
     assert sizes[0.0004][0] < 20_000                # 600 survivors: indices + values
+
+
+def test_a_frozen_entry_off_the_mask_is_refused():
+    """The frozen record is stored at the survivors only: a frozen pruned entry would be lost."""
+    layout = Layout((1568, 48, 20))
+    state = dense_state(layout, 0.2)
+    mask = layout.from_state(state, masks=True)
+    state["metrics.frozen"] = state["metrics.frozen"] | ~mask
+    with pytest.raises(ValueError, match="frozen"):
+        imp.pack_level(state, layout)
 
 
 def test_small_layouts_keep_the_dense_format_byte_for_byte(tmp_path):

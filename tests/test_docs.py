@@ -1,8 +1,9 @@
 """The README and docs/ say what the project does: the README stays a short newcomer's page with
-the two commands CI runs, every link and anchor resolves, every default number quoted is the
-committed reports/metrics.json, every params key is documented, and every preset's `Run:` line
-works as written (run with `dvc` replaced by a recorder; its arguments parsed by DVC's own
-command-line parser and its -S values validated as the study pipeline validates them)."""
+the two commands CI runs, every link and anchor resolves, nothing links or points outside the
+repository (a clone stands on its own), every default number quoted is the committed
+reports/metrics.json, every params key is documented, and every preset's `Run:` line works as
+written (run with `dvc` replaced by a recorder; its arguments parsed by DVC's own command-line
+parser and its -S values validated as the study pipeline validates them)."""
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ from pipeline import config
 from pipeline.study import apply_preset
 
 README = ROOT / "README.md"
-PAGES = ("params", "running", "criteria", "engine")  # docs/ pages this repository owns
+PAGES = ("params", "running", "criteria", "engine", "science")  # docs/ pages this repository owns
 DOCS = [README, *(ROOT / "docs" / f"{p}.md" for p in PAGES)]
 QUOTING = [*DOCS, ROOT / "docs/results.md"]  # pages whose marked default numbers are checked
 MARKER = re.compile(r"<!--\s*default:\s*([^>]*?)\s*-->")
@@ -82,18 +83,109 @@ def test_readme_is_short_and_has_the_two_commands_ci_runs():
 
 
 def test_every_link_and_anchor_resolves():
-    for page in DOCS:
-        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    """Every link of the README and the docs names a file of the clone, and every anchor a
+    heading of it. Links leaving the repository are test_nothing_links_or_points_outside_…'s
+    to refuse; reports/report.md is left out: it links figures that `dvc repro` makes."""
+    for page in [*QUOTING, ROOT / "benchmarks/README.md"]:
+        text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
-            if target.startswith(("http://", "https://")):
+            if outside_target(ROOT, page, target):
                 continue
             path, _, anchor = target.partition("#")
             file = (page.parent / path).resolve() if path else page
-            if not file.is_relative_to(ROOT):  # ../shared/SCIENCE.md: beside the repository
-                continue
-            assert file.exists(), f"{page.name}: link to missing {target}"
+            assert file.exists(), f"{page.relative_to(ROOT)}: link to missing {target}"
             if anchor and file.suffix == ".md":
-                assert anchor in anchors(file), f"{page.name}: no heading #{anchor} in {path}"
+                assert anchor in anchors(file), \
+                    f"{page.relative_to(ROOT)}: no heading #{anchor} in {path}"
+
+
+# ---- nothing links or points outside the repository ------------------------------------------
+# The repository stands on its own: its docs define everything in its own words, and no file
+# links or points to anything a clone does not hold (a folder beside the checkout, a web page).
+# The patterns below are written so that this file's own source never matches them.
+SCANNED = (".md", ".py", ".yaml", ".yml", ".toml")  # docs, code, presets and params, config
+MD_LINKS = (re.compile(r"\]\(\s*<?([^)\s>]+)"),                          # [text](target), images
+            re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?([^\s>]+)", re.M),         # [label]: target
+            re.compile(r"\b(?:href|src)\s*=\s*[\"']([^\"']+)[\"']"))       # <a href>, <img src>
+CLIMBING = re.compile(r"(?<![\w.])(?:\.\.[/\\])+[\w.\-/]*")  # a relative path going up: two dots, /
+SIBLING = re.compile(r"(?<![\w./-])shared[/]")  # the folder beside the checkout that held the spec
+SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # https:, file:, mailto:, C: …
+
+
+def repository_files(root: Path) -> list[Path]:
+    """The repository's files of the SCANNED kinds: tracked, and new ones git does not ignore."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=root, capture_output=True, check=True).stdout.decode()
+    files = {root / name for name in listed.split("\0") if name}
+    return sorted(f for f in files if f.suffix in SCANNED and f.is_file())
+
+
+def outside_target(root: Path, page: Path, target: str) -> bool:
+    """A Markdown link target a clone cannot follow: a web or other URL, an absolute path, or a
+    relative path resolving outside the repository. In-page anchors (#…) stay inside."""
+    if SCHEME.match(target) or target.startswith(("/", "\\", "~")):
+        return True
+    path = target.partition("#")[0]
+    return bool(path) and not (page.parent / path).resolve().is_relative_to(root.resolve())
+
+
+def outside_pointers(root: Path, file: Path) -> list[str]:
+    """What in `file` links or points outside the repository at root: Markdown links (inline,
+    reference and HTML) that leave the clone, any relative path climbing out of it — resolved
+    from the file's folder, and for Python also from the root (where the stages run) — and any
+    path into the folder beside the checkout."""
+    text = file.read_text(encoding="utf-8")
+    found = []
+    if file.suffix == ".md":
+        found += [t for pattern in MD_LINKS for t in pattern.findall(text)
+                  if outside_target(root, file, t)]
+    bases = [file.parent, root] if file.suffix == ".py" else [file.parent]
+    found += [p for p in CLIMBING.findall(text)
+              if any(not (b / p.replace("\\", "/")).resolve().is_relative_to(root.resolve())
+                     for b in bases)]
+    found += [m.group(0) for m in SIBLING.finditer(text)]
+    return found
+
+
+def test_nothing_links_or_points_outside_the_repository():
+    """No Markdown file, preset, params file or Python file links or points outside the clone:
+    the README once linked the spec in the folder beside the checkout, which a clone lacks."""
+    files = repository_files(ROOT)
+    assert {ROOT / "README.md", ROOT / "docs/science.md", ROOT / "tests/test_docs.py"} <= set(files)
+    assert any(f.parent.name == "studies" and f.suffix == ".yaml" for f in files)
+    bad = {str(f.relative_to(ROOT)): hits for f in files if (hits := outside_pointers(ROOT, f))}
+    assert not bad, bad
+
+
+def test_outside_pointers_catch_every_form(tmp_path):
+    """The check finds the README's old link to the spec beside the checkout, and every other
+    way out, in a throwaway repository; links inside the clone pass."""
+    up = "." * 2 + "/"                      # built, so that this file never holds the pattern
+    beside = "shared" + "/SCIENCE.md"
+    repo = tmp_path / "repo"
+    (repo / "docs").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / "docs/a.md").write_text("# A\n")
+    cases = {
+        f"[`{up}{beside}`]({up}{beside})": True,      # the README before docs/science.md
+        f"[spec]({up}{up}elsewhere.md)": True,
+        "[site](https://example.org)": True,
+        "[file](file:///etc/passwd)": True,
+        "[abs](/etc/hosts)": True,
+        f"[ref]: {up}notes.md": True,
+        f'<img src="{up}figure.png">': True,
+        f"see `{beside}` for the definitions": True,
+        "[a](docs/a.md#a), [b](#a), [c](docs/)": False,
+    }
+    for text, outside in cases.items():
+        (repo / "README.md").write_text(text + "\n")
+        assert bool(outside_pointers(repo, repo / "README.md")) == outside, text
+    (repo / "docs/b.md").write_text(f"[up]({up}README.md), [out]({up}{up}x.md)\n")
+    assert outside_pointers(repo, repo / "docs/b.md") == [f"{up}{up}x.md", f"{up}{up}x.md"]
+    (repo / "tool.py").write_text(f"SPEC = '{up}{beside}'\n")  # read from the root: outside
+    assert outside_pointers(repo, repo / "tool.py")
+    assert repository_files(repo) == sorted([repo / "README.md", repo / "docs/a.md",
+                                             repo / "docs/b.md", repo / "tool.py"])
 
 
 def test_github_slug_matches_known_anchors():

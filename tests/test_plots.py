@@ -279,9 +279,11 @@ def test_study_figures_for_every_axis(tmp_path):
     values = {"extensions": [0, 2], "iterations": [5, 10], "tasks": ["moons+circles+moons",
                                                                   "moons+circles"],
               "hidden": ["40", "40x40"], "init": ["normal", "torch_default"], "noise": [0.1, 0.2],
-              "method": ["rewind", "finetune"], "weight_decay": [0.0, 0.0001]}
+              "method": ["rewind", "finetune"], "weight_decay": [0.0, 0.0001],
+              "bias_init": ["default", "zero"]}
     base = {"extensions": 0, "iterations": 5, "tasks": "moons+circles", "hidden": "40x40",
-            "init": "torch_default", "noise": 0.1, "method": "rewind", "weight_decay": 0.0}
+            "init": "torch_default", "noise": 0.1, "method": "rewind", "weight_decay": 0.0,
+            "bias_init": "default"}
     rows, seeds = [], []
     for axis in STUDY_AXES:
         for i, v in enumerate(values[axis]):
@@ -302,6 +304,29 @@ def test_study_figures_for_every_axis(tmp_path):
             plots.save(fig, tmp_path / f"{name}.png", 60)
         assert names == ["overview", f"by_{axis}"]
         assert (tmp_path / f"by_{axis}.png").stat().st_size > 5_000
+
+
+def test_bias_init_is_drawn_as_a_categorical_axis():
+    """Issue 32's bias_init axis: its values as tick labels, its params key in the x label, and
+    no line joining the two unordered categories (as for method and weight decay)."""
+    import pandas as pd
+
+    rows = []
+    for i, bias in enumerate(["default", "zero"]):
+        row = {"bias_init": bias, "config": f"c{i}", "width": 40, "rate": 0.2, "seeds": 4,
+               "params_at_split": 50.0 + i, "alive_weights_at_split": 40.0,
+               "dense_test_acc": 0.99, "test_acc_at_split": 0.97}
+        for name in ("split", "split_before_degradation", "split_at_base_params"):
+            row.update({f"p_{name}": 0.5, f"p_{name}_low": 0.2, f"p_{name}_high": 0.8})
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    seeds = pd.DataFrame({"config": ["c0", "c1"], "params_at_split": [50.0, 51.0]})
+    fig = plots.study_axis_figure(summary, seeds, "bias_init", ["bias_init"])
+    for ax in fig.axes:
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["default", "zero"]
+        assert ax.get_xlabel() == "bias initialisation (model.bias_init)"
+        assert ax.lines and all(line.get_linestyle() == "None" for line in ax.lines)
+    plots.plt.close(fig)
 
 
 # ---- per-run figures: median/IQR bands, integer level ticks, layout, one task ------------------

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 TINY_STUDY = {"extensions": [0, 1], "iterations": [3], "tasks": ["moons+circles"],
               "hidden": ["6x6"], "init": ["torch_default"], "noise": [0.1],
-              "method": ["rewind"], "weight_decay": [0]}
+              "method": ["rewind"], "weight_decay": [0], "bias_init": ["default"]}
 OUTPUTS = ("summary.csv", "tidy.csv", "seeds.csv", "metrics.json")
 
 
@@ -61,8 +61,9 @@ def test_matrix_has_one_stage_per_configuration(tmp_path):
     runs = sorted(n for n in names if n.startswith("run@"))
     assert len(runs) == 6 and "aggregate" in names
     combos = config.configurations(config.load(repo / "params.yaml").study)
-    assert runs == sorted(f"run@{c['extensions']}-3-moons+circles-6x6-{c['init']}-0.1-rewind-0"
-                          for c in combos)
+    assert runs == sorted(
+        f"run@{c['extensions']}-3-moons+circles-6x6-{c['init']}-0.1-rewind-0-default"
+        for c in combos)
 
 
 def test_aggregate_equals_direct_computation(study_repo):

@@ -1,5 +1,6 @@
-"""Study axes method / weight_decay, presets that contradict their own axes, the per-task
-accuracy table and the baseline's base (issue 26 items 2 and 5); no dvc runs."""
+"""Study axes method / weight_decay (issue 26 items 2 and 5) and bias_init (issue 32 item 4),
+presets that contradict their own axes, the per-task accuracy table and the baseline's base;
+no dvc runs."""
 from __future__ import annotations
 
 import os
@@ -29,6 +30,20 @@ def test_configuration_names_stay_the_same_at_the_default_method_and_weight_deca
         old_name + "-finetune-wd0.0001"
 
 
+def test_configuration_names_name_bias_init_only_when_it_is_not_the_default():
+    """Issue 32: model.bias_init became an axis; every configuration run before (bias_init
+    default) keeps its name, result folder and work folder."""
+    old_name = "ext0-it20-moons+circles-40x40-torch_default-noise0.1"
+    defaults = {**OLD, "method": "rewind", "weight_decay": 0.0}
+    assert config.configuration_name({**defaults, "bias_init": "default"}) == old_name
+    assert config.configuration_name({**defaults, "bias_init": "zero"}) == old_name + "-biaszero"
+    assert config.configuration_name({**OLD, "method": "finetune", "weight_decay": 1e-4,
+                                      "bias_init": "normal"}) == \
+        old_name + "-finetune-wd0.0001-biasnormal"
+    names = {config.configuration_name({**defaults, "bias_init": b}) for b in config.BIAS_INITS}
+    assert len(names) == len(config.BIAS_INITS)  # distinct work folders
+
+
 def test_method_and_weight_decay_are_study_axes_of_every_configuration():
     raw = tiny_params()
     raw["study"].update(method=["rewind", "finetune"], weight_decay=[0, 1e-4])
@@ -48,9 +63,39 @@ def test_method_and_weight_decay_are_study_axes_of_every_configuration():
     assert "--work-root models/study" in dvc_yaml["cmd"]
 
 
+def test_bias_init_is_a_study_axis_of_every_configuration():
+    raw = tiny_params()
+    raw["study"].update(bias_init=["default", "zero"], hidden=["6x6", "8x8"])
+    p = config.parse(raw, study=True)
+    combos = config.configurations(p.study)
+    assert {(c["hidden"], c["bias_init"]) for c in combos} == \
+        {(h, b) for h in ("6x6", "8x8") for b in ("default", "zero")}
+    zero = next(c for c in combos if c["bias_init"] == "zero")
+    assert config.with_configuration(p, zero).model.bias_init == "zero"
+    assert study.configuration_params(raw, zero)["model"]["bias_init"] == "zero"
+    assert config.with_configuration(p, combos[0]).model.bias_init == "default"
+    # the DVC matrix, the stage's arguments and the result folder carry the axis
+    dvc_yaml = yaml.safe_load((ROOT / "studies/dvc.yaml").read_text())["stages"]["run"]
+    assert dvc_yaml["matrix"]["bias_init"] == "${study.bias_init}"
+    assert "--bias-init ${item.bias_init}" in dvc_yaml["cmd"]
+    out, = dvc_yaml["outs"][0]
+    assert out.endswith("-wd${item.weight_decay}-bias${item.bias_init}")
+    assert f"--out {out}" in dvc_yaml["cmd"]
+
+
+def test_study_run_takes_the_bias_init_axis_and_defaults_to_the_old_configurations():
+    from pipeline.stages.study_run import parse_args
+    base = ["--work-root", "w", "--out", "o", "--extensions", "0", "--iterations", "20",
+            "--tasks", "moons+circles", "--hidden", "40x40", "--init", "torch_default",
+            "--noise", "0.1"]
+    assert parse_args(base).bias_init == "default"  # a command line written before the axis
+    assert parse_args([*base, "--bias-init", "zero"]).bias_init == "zero"
+
+
 @pytest.mark.parametrize("key,value,allowed", [
     ("method", ["lottery"], "prune.method"), ("weight_decay", [-1.0], "train.weight_decay"),
-    ("method", ["rewind", "rewind"], "distinct values")])
+    ("method", ["rewind", "rewind"], "distinct values"), ("bias_init", ["ones"], "model.bias_init"),
+    ("bias_init", "zero", "study.bias_init")])
 def test_bad_axis_values_are_one_line_naming_the_key(key, value, allowed):
     raw = tiny_params()
     raw["study"][key] = value
@@ -74,6 +119,32 @@ def test_result_files_made_before_the_axes_are_read_with_their_defaults(tmp_path
     assert summary["config"].tolist() == [config.configuration_name(c) for c in combos]
 
 
+def test_result_files_made_before_the_bias_init_axis_are_read_with_the_bias_they_ran_with():
+    """model.bias_init was a key long before it was an axis: result files written before the
+    axis mean the value their params record (zero in the real-MNIST thesis cells), not the
+    axis' default, and keep their names."""
+    runs = ROOT / "docs/runs/real-mnist"
+    folders = sorted(f for f in runs.iterdir() if (f / "config.json").exists()) \
+        if runs.is_dir() else []
+    if not folders:
+        pytest.skip("no committed docs/runs/real-mnist")
+    infos = [yaml.safe_load((f / "config.json").read_text()) for f in folders]
+    assert all("bias_init" not in i for i in infos)
+    ran = [i["params"]["model"]["bias_init"] for i in infos]
+    assert set(ran) == {"default", "zero"}  # both kinds are among them
+    assert [study.axis_value(i, "bias_init") for i in infos] == ran
+    combos = [{a: study.axis_value(i, a) for a in config.STUDY_AXES} for i in infos]
+    results = study.read_results(runs, combos)
+    _, seeds, summary = study.aggregate(results, 0.05)
+    assert summary["bias_init"].tolist() == ran
+    assert summary["config"].tolist() == [i["name"] for i in infos]  # names as they were
+    assert seeds.groupby("config")["bias_init"].first().to_dict() == \
+        {i["name"]: b for i, b in zip(infos, ran)}
+    # an axis whose key did not exist yet still means its default
+    assert study.axis_value({"params": {"model": {}}}, "bias_init") == "default"
+    assert study.axis_value({}, "bias_init") == "default"
+
+
 def preset_file(tmp_path, document) -> str:
     path = tmp_path / "preset.yaml"
     path.write_text(yaml.safe_dump(document))
@@ -89,6 +160,8 @@ def preset_file(tmp_path, document) -> str:
     ({"prune": {"method": "finetune"}, "study": {"method": ["rewind"]}},
      "prune.method 'finetune' is not among study.method"),
     ({"train": {"weight_decay": 1e-4}, "study": {"weight_decay": [0]}}, "train.weight_decay"),
+    ({"model": {"bias_init": "zero"}, "study": {"bias_init": ["default"]}},
+     "model.bias_init 'zero' is not among study.bias_init ['default']"),
 ])
 def test_a_preset_whose_base_key_contradicts_its_own_axis_is_refused(tmp_path, document, named):
     write_params(tmp_path, tiny_params())
@@ -101,6 +174,7 @@ def test_a_preset_whose_base_key_contradicts_its_own_axis_is_refused(tmp_path, d
     {"data": {"tasks": ["digits", "moons"]}, "study": {"tasks": ["digits+moons"]}},
     {"model": {"hidden": [6, 6]}, "study": {"hidden": ["6x6", "10x10"]}},
     {"train": {"weight_decay": 0.0001}, "study": {"weight_decay": [0, 1e-4]}},
+    {"model": {"bias_init": "zero"}, "study": {"bias_init": ["default", "zero"]}},
     {"data": {"noise": 0.1}}, {"prune": {"iterations": 3}, "study": {"iterations": [3]}}])
 def test_a_preset_whose_base_keys_are_among_its_axes_is_accepted(tmp_path, document):
     write_params(tmp_path, tiny_params())
@@ -112,16 +186,41 @@ def test_an_axis_the_preset_leaves_unset_follows_its_base_key(tmp_path):
     its own tasks (apply_preset, and the flags that dvc exp run gets, alike)."""
     write_params(tmp_path, tiny_params())
     path = preset_file(tmp_path, {"data": {"tasks": ["digits", "moons"]},
-                                  "model": {"hidden": [8, 4]}, "prune": {"method": "finetune"}})
+                                  "model": {"hidden": [8, 4], "bias_init": "zero"},
+                                  "prune": {"method": "finetune"}})
     raw = study.apply_preset(tmp_path / "params.yaml", path)
     assert raw["study"]["tasks"] == ["digits+moons"] and raw["study"]["hidden"] == ["8x4"]
-    assert raw["study"]["method"] == ["finetune"]
+    assert raw["study"]["method"] == ["finetune"] and raw["study"]["bias_init"] == ["zero"]
     assert raw["study"]["init"] == tiny_params()["study"]["init"]  # not set: params.yaml's
     flags = study.preset_flags(path)
     assert "study.tasks=[\"digits+moons\"]" in flags and "study.hidden=[\"8x4\"]" in flags
+    assert "study.bias_init=[\"zero\"]" in flags
     combo, = config.configurations(config.parse(raw, study=True).study)
-    assert (combo["tasks"], combo["hidden"], combo["method"]) == ("digits+moons", "8x4",
-                                                                  "finetune")
+    assert (combo["tasks"], combo["hidden"], combo["method"], combo["bias_init"]) == \
+        ("digits+moons", "8x4", "finetune", "zero")
+
+
+def test_study_flags_command_handles_the_bias_init_axis(tmp_path):
+    """`python -m pipeline.study flags`: a preset's bias_init axis is printed as -S study.bias_init,
+    one that only sets model.bias_init gets the axis it follows, and one whose model.bias_init
+    contradicts its axis is one line, exit 2."""
+    write_params(tmp_path, tiny_params())
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def flags(document):
+        preset_file(tmp_path, document)
+        return subprocess.run([sys.executable, "-m", "pipeline.study", "flags", "preset.yaml"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    both = flags({"study": {"bias_init": ["default", "zero"]}})
+    assert both.returncode == 0 and "-S 'study.bias_init=[\"default\", \"zero\"]'" in both.stdout
+    followed = flags({"model": {"bias_init": "zero"}})
+    assert followed.returncode == 0
+    assert "-S model.bias_init=zero" in followed.stdout
+    assert "-S 'study.bias_init=[\"zero\"]'" in followed.stdout
+    refused = flags({"model": {"bias_init": "zero"}, "study": {"bias_init": ["default"]}})
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "model.bias_init 'zero'" in refused.stderr
 
 
 def test_accuracy_table_has_every_task_per_level_with_the_controls():

@@ -2,6 +2,9 @@
 byte for byte the files of the unsharded sweep."""
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import pytest
 
 from pipeline.sweep import main, merge_shards, shard_seeds
@@ -41,8 +44,10 @@ def test_sharded_sweep_equals_unsharded_byte_for_byte(tmp_path):
 
     raw = tiny_params(**{"model.seeds": [0, 1, 2, 3, 4]})
     raw["prune"].update(reinit_control=True, random_mask_control=True)
+    # a later axis at a value other than its default (bias_init): named, run and merged alike
     raw["study"] = {"extensions": [0], "iterations": [3], "tasks": ["moons+circles"],
-                    "hidden": ["6x6"], "init": ["torch_default"], "noise": [0.1]}
+                    "hidden": ["6x6"], "init": ["torch_default"], "noise": [0.1],
+                    "bias_init": ["zero"]}
     runs = {}
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
@@ -52,6 +57,10 @@ def test_sharded_sweep_equals_unsharded_byte_for_byte(tmp_path):
             seconds = sweep(raw, client, runs[shards], log=lambda *_: None, shards=shards)
             assert len(seconds) == 1
     (folder,) = sorted(runs[1].iterdir())
+    assert folder.name == "ext0-it3-moons+circles-6x6-torch_default-noise0.1-biaszero"
+    assert json.loads((folder / "config.json").read_text())["params"]["model"]["bias_init"] == \
+        "zero"
+    assert set(pd.read_csv(folder / "levels.csv")["bias_init"]) == {"zero"}
     files = sorted(p.name for p in folder.iterdir())
     assert files == ["accuracy.csv", "config.json", "controls.csv", "levels.csv",
                      "random_levels.csv", "seeds.csv"]

@@ -38,6 +38,7 @@ class DensePopulation:
         self.theta = (theta0 * maskf).clone()
         self.grad = torch.empty_like(self.theta)
         self.maskf = maskf.clone()
+        self.touched = torch.zeros_like(mask, dtype=torch.bool)  # a nonzero loss gradient
         self.opt = Optimizer(cfg, self.theta)
         self.best = self.theta.clone() if cfg.restore_best else None
         self.n_train = train.x.shape[0]
@@ -69,6 +70,7 @@ class DensePopulation:
                                               per_task=self.per_task)
             backward(layout, theta, self.acts, out[1], grad, views, grads)
             grad.mul_(self.maskf)
+            self.touched |= grad != 0
             self.opt.step(theta, grad)
             return out[0], out[2] if self.per_task else out[0]
         n, bs = self.n_train, self.cfg.batch_size
@@ -87,6 +89,7 @@ class DensePopulation:
             if self.per_task:
                 train_mon += out[2] * (xb.shape[-2] / n)
             grad.mul_(self.maskf)
+            self.touched |= grad != 0
             self.opt.step(theta, grad)
         return epoch_loss, train_mon
 
@@ -109,6 +112,14 @@ class DensePopulation:
             theta = theta[torch.from_numpy(rows).to(self.device)]
         return resize(self.layout, self.home, theta)
 
+    def frozen(self, rows: np.ndarray | None = None) -> torch.Tensor:
+        """Bool [n, P_home]: the unpruned entries of the networks `rows` (all: None) whose loss
+        gradient was exactly 0 at every step so far."""
+        frozen = (self.maskf != 0) & ~self.touched
+        if rows is not None:
+            frozen = frozen[torch.from_numpy(rows).to(self.device)]
+        return resize(self.layout, self.home, frozen)
+
     def keep(self, keep: np.ndarray) -> None:
         """Go on with the networks `keep` (bool [K]) only, in narrower layers when they fit."""
         keep_t = torch.from_numpy(keep).to(self.device)
@@ -121,6 +132,7 @@ class DensePopulation:
         fit = (lambda t: t[keep_t]) if narrow == layout else \
             (lambda t: resize(layout, narrow, t[keep_t]))  # noqa: E731
         self.theta, self.grad, self.maskf = fit(self.theta), fit(self.grad), fit(self.maskf)
+        self.touched = fit(self.touched)
         self.best = None if self.best is None else fit(self.best)
         self.opt.map(fit)
         if self.full_batch:

@@ -56,6 +56,10 @@ LIVE_MIN_WEIGHTS = 2 ** 18
 SPARSE_MAX_DENSITY = 0.2
 SPARSE_MIN_BLOCK = 16384
 ALIGN = 16  # floats: every packed segment starts on a 64-byte boundary
+# A network joins the block of small networks computed together (engine.blockdiag: one sparse
+# product per layer for all of them) when it has at most BLOCK_MAX_LIVE live parameters; wider
+# ones keep the per-network loop, where their own matmuls dominate the per-call overhead.
+BLOCK_MAX_LIVE = 2 ** 11
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
@@ -210,6 +214,56 @@ def backward_net(plans: list[LayerPlan], theta_k: torch.Tensor, acts: list[torch
             dz_t = torch.ops.aten.threshold_backward(da, a, 0.0)
 
 
+def in_block(plan: NetPlan) -> bool:
+    """Whether a network trains in the block of small networks (BLOCK_MAX_LIVE): a property
+    of its own plan, so of its own mask, never of the networks beside it."""
+    return int(plan.live.sum()) <= BLOCK_MAX_LIVE
+
+
+def live_population(layout: Layout, theta0: torch.Tensor, mask: torch.Tensor, train, val,
+                    loss_fn: TaskLoss, cfg: TrainConfig, shuffle_seeds: list[int] | None):
+    """The population of the live path: every network planned (plan_network), the small ones
+    (in_block; on a GPU all of them) computed together in one BlockPopulation, the others one
+    by one in a LivePopulation; engine.groups.Groups makes them one population for the epoch
+    loop."""
+    from pipeline.engine.blockdiag import BlockPopulation, micro_rows
+    from pipeline.engine.groups import Groups
+
+    k = theta0.shape[0]
+    mask_cpu = mask.cpu()
+    plans = [plan_network(layout, mask_cpu[j]) for j in range(k)]
+    seeds = shuffle_seeds if shuffle_seeds is not None else list(range(k))
+    # on a GPU every network goes into the block: the loop exists for the CPU's per-call costs
+    small = np.array([in_block(p) or theta0.device.type != "cpu" for p in plans], dtype=bool)
+    step = cfg.batch_size or train.x.shape[0]
+    # a block per micro-batch size (blockdiag.micro_rows of the network's own first layer)
+    micro = np.array([micro_rows(len(p.layers[0].cols), step) if s else 0
+                      for p, s in zip(plans, small)])
+    members, pops = [], []
+    for m in sorted(set(micro.tolist())):
+        rows = np.flatnonzero(micro == m)
+        at = torch.from_numpy(rows).to(theta0.device)
+        args = (layout, theta0[at], mask[at], train, val, loss_fn, cfg, [seeds[j] for j in rows],
+                [plans[j] for j in rows])
+        pops.append(BlockPopulation(*args, micro=m) if m else LivePopulation(*args))
+        members.append(rows)
+    return Groups(members, pops)
+
+
+def live_logits(layout: Layout, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Logits [K, N, n_out] of K networks (theta [K, P]) for the inputs x [N, n_in], each
+    network computed on its nonzero weights only, with the live path's kernels (a zero weight
+    adds nothing, so this is the forward of the full network up to rounding): the evaluation of
+    every level at a wide layout costs what its live weights cost, not the dense shape."""
+    out = []
+    for j in range(theta.shape[0]):
+        plan = plan_network(layout, theta[j] != 0)
+        packed = theta[j][plan.index] * plan.real  # padding slots point at entry 0: zero them
+        x_t = _columns(x, plan.layers[0].cols).T.contiguous()
+        out.append(forward_net(plan.layers, packed, x_t)[-1].T)
+    return torch.stack(out)
+
+
 def _columns(x: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """x [N, n_in] restricted to the columns `cols` (x itself when that is all of them)."""
     return x if len(cols) == x.shape[1] else x.index_select(1, cols)
@@ -219,11 +273,13 @@ class LivePopulation:
     """K networks of `layout` on the live path (see the module docstring), for engine.loop."""
 
     def __init__(self, layout: Layout, theta0: torch.Tensor, mask: torch.Tensor, train, val,
-                 loss_fn: TaskLoss, cfg: TrainConfig, shuffle_seeds: list[int] | None):
+                 loss_fn: TaskLoss, cfg: TrainConfig, shuffle_seeds: list[int] | None,
+                 plans: list[NetPlan] | None = None):
         self.layout, self.loss_fn, self.cfg = layout, loss_fn, cfg
         k = theta0.shape[0]
+        self.mask = mask
         self.start = theta0 * mask.to(theta0.dtype)  # what the entries outside the plans keep
-        self.plans = [plan_network(layout, mask[j]) for j in range(k)]
+        self.plans = plans if plans is not None else [plan_network(layout, mask[j]) for j in range(k)]
         width = max(len(p.index) for p in self.plans)
         pad = lambda t, v: torch.cat([t, t.new_full((width - len(t),), v)])  # noqa: E731
         self.index = torch.stack([pad(p.index, 0) for p in self.plans])
@@ -231,6 +287,7 @@ class LivePopulation:
         self.livef = torch.stack([pad(p.live, False) for p in self.plans]).to(theta0.dtype)
         self.theta = self.start.gather(1, self.index) * self.livef
         self.grad = torch.zeros_like(self.theta)  # padding entries are never written: stay 0
+        self.touched = torch.zeros_like(self.theta, dtype=torch.bool)  # a nonzero loss gradient
         self.opt = Optimizer(cfg, self.theta)
         self.best = self.theta.clone() if cfg.restore_best else None
         self.per_task = cfg.monitor == "per_task"
@@ -246,7 +303,9 @@ class LivePopulation:
         self.val_monitor0 = self.validate()[1]
 
     def _logits(self, acts: list[list[torch.Tensor]]) -> torch.Tensor:
-        """[K, N, O] as a transposed view of [K, O, N], the dense path's layout of the logits."""
+        """[K, N, O] as a transposed view of [K, O, N], the dense path's layout of the logits.
+        (Not made contiguous: the loss's log_softmax would then round a network by its place
+        in the batch.)"""
         return torch.stack([a[-1] for a in acts]).transpose(1, 2)
 
     def train_epoch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -262,7 +321,8 @@ class LivePopulation:
         train_mon = self.theta.new_zeros(k, self.loss_fn.n_tasks) if self.per_task else epoch_loss
         for i in range(0, n, bs):
             rows = perm[:, i:i + bs]
-            acts = [forward_net(p.layers, self.theta[j], self.x_train[j][rows[j]].T.contiguous())
+            acts = [forward_net(p.layers, self.theta[j],
+                                self.x_train[j].index_select(0, rows[j]).T.contiguous())
                     for j, p in enumerate(self.plans)]
             out = self.loss_fn.value_and_grad(self._logits(acts), labels.rows(i, i + bs),
                                               per_task=self.per_task)
@@ -274,6 +334,7 @@ class LivePopulation:
             if self.per_task:
                 train_mon += out[2] * share
             self.grad.mul_(self.livef)
+            self.touched |= self.grad != 0
             self.opt.step(self.theta, self.grad)
         return epoch_loss, train_mon
 
@@ -293,11 +354,21 @@ class LivePopulation:
         """The current (or kept best) weights of the networks `rows` (bool [K]; all: None) in
         the full layout: the start values with the packed entries written over them."""
         packed = self.best if best and self.best is not None else self.theta
+        return self._scatter(packed, self.start, rows)
+
+    def _scatter(self, packed: torch.Tensor, full: torch.Tensor,
+                 rows: np.ndarray | None) -> torch.Tensor:
         sel = slice(None) if rows is None else torch.from_numpy(rows)
-        out, index, real = self.start[sel].clone(), self.index[sel], self.real[sel]
+        out, index, real = full[sel].clone(), self.index[sel], self.real[sel]
         net = torch.arange(out.shape[0]).unsqueeze(1).expand_as(index)
         out[net[real], index[real]] = packed[sel][real]
         return out
+
+    def frozen(self, rows: np.ndarray | None = None) -> torch.Tensor:
+        """Bool [n, P]: the unpruned entries of the networks `rows` (all: None) whose loss
+        gradient was exactly 0 at every step so far (entries outside the plans never get one)."""
+        mask = self.mask if rows is None else self.mask[torch.from_numpy(rows)]
+        return mask & ~self._scatter(self.touched, torch.zeros_like(self.mask), rows)
 
     def keep(self, keep: np.ndarray) -> None:
         """Go on with the networks `keep` (bool [K]) only."""
@@ -305,6 +376,7 @@ class LivePopulation:
         fit = lambda t: t[keep_t]  # noqa: E731
         self.theta, self.grad, self.livef = fit(self.theta), fit(self.grad), fit(self.livef)
         self.index, self.real, self.start = fit(self.index), fit(self.real), fit(self.start)
+        self.touched, self.mask = fit(self.touched), fit(self.mask)
         self.best = None if self.best is None else fit(self.best)
         self.opt.map(fit)
         chosen = np.flatnonzero(keep).tolist()

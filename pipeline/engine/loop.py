@@ -43,8 +43,17 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(layout: Layout, theta: torch.Tensor, split: Split, loss_fn: TaskLoss) -> Evaluation:
-    logits = forward(layout, theta, split.x)
+def evaluate(layout: Layout, theta: torch.Tensor, split: Split, loss_fn: TaskLoss,
+             cfg: TrainConfig | None = None) -> Evaluation:
+    """Loss [K] and per-task accuracy [K, T] of K networks on a split. With `cfg` whose
+    training takes the live path (engine.live.uses_live), each network is evaluated on its
+    live weights only (engine.live.live_logits) instead of the dense shape."""
+    from pipeline.engine.live import live_logits, uses_live
+
+    if cfg is not None and uses_live(layout, cfg) and theta.device.type == "cpu":
+        logits = live_logits(layout, theta, split.x)
+    else:
+        logits = forward(layout, theta, split.x)
     return Evaluation(loss_fn(logits, split.y), loss_fn.accuracy(logits, split.y))
 
 
@@ -57,6 +66,9 @@ class TrainResult:
     train_curve: torch.Tensor    # [K, E] training loss per epoch (NaN after stopping)
     val_curve: torch.Tensor      # [K, E] validation loss per epoch
     rewind_theta: torch.Tensor | None  # [K, P] weights after `rewind_epoch` epochs
+    # [K, P] bool: unpruned entries whose loss gradient was exactly 0 at every step (frozen,
+    # SCIENCE.md §8); weight decay is not part of the loss gradient
+    frozen: torch.Tensor | None = None
 
     @property
     def stop_reasons(self) -> list[str]:
@@ -183,14 +195,15 @@ def _train_dense(layout, theta0, mask, train, val, loss_fn, cfg, shuffle_seeds, 
     return dataclasses.replace(
         part, theta=plan.scatter(part.theta, start),
         rewind_theta=None if part.rewind_theta is None
-        else plan.scatter(part.rewind_theta, start))
+        else plan.scatter(part.rewind_theta, start),
+        frozen=plan.scatter(part.frozen, mask))  # dropped entries get no gradient: frozen
 
 
 def _train_live(layout, theta0, mask, train, val, loss_fn, cfg, shuffle_seeds, rewind_epoch):
-    from pipeline.engine.live import LivePopulation
+    from pipeline.engine.live import live_population
 
     theta0, mask, train, val = _on_device(cfg, theta0, mask, train, val)
-    pop = LivePopulation(layout, theta0, mask, train, val, loss_fn, cfg, shuffle_seeds)
+    pop = live_population(layout, theta0, mask, train, val, loss_fn, cfg, shuffle_seeds)
     return epoch_loop(pop, theta0, mask, cfg, rewind_epoch)
 
 
@@ -204,6 +217,7 @@ def epoch_loop(pop, theta0: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig,
     curves = CurveLog(k_total, min(cfg.max_epochs, 1024))
     active = np.arange(k_total)
     out_theta = torch.zeros_like(theta0)
+    out_frozen = torch.zeros_like(mask)
     out_epochs, out_best_epoch, out_stop = (np.zeros(k_total, dtype=np.int64) for _ in range(3))
     rewind_theta = theta0.clone() * maskf if rewind_epoch > 0 else None
     at = lambda rows: torch.from_numpy(rows).to(device)  # noqa: E731
@@ -221,6 +235,7 @@ def epoch_loop(pop, theta0: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig,
         stop = code >= 0
         done = active[stop]
         out_theta[at(done)] = pop.weights(stop, best=True)
+        out_frozen[at(done)] = pop.frozen(stop)
         out_epochs[done] = epoch
         out_best_epoch[done] = stopper.best_epoch[stop] if cfg.restore_best else epoch
         out_stop[done] = code[stop]
@@ -238,4 +253,5 @@ def epoch_loop(pop, theta0: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig,
                        best_epoch=torch.from_numpy(out_best_epoch),
                        stop_code=torch.from_numpy(out_stop),
                        train_curve=train_curve, val_curve=val_curve,
-                       rewind_theta=None if rewind_theta is None else rewind_theta.cpu())
+                       rewind_theta=None if rewind_theta is None else rewind_theta.cpu(),
+                       frozen=out_frozen.cpu())

@@ -2,7 +2,7 @@
 
     python -m pipeline.stages.study_run --work-root models/study --out reports/study/runs/NAME \\
         --extensions 0 --iterations 20 --tasks moons+circles --hidden 40x40 --init ... --noise 0.1 \\
-        --method rewind --weight-decay 0
+        --method rewind --weight-decay 0 --bias-init default
 
 `run_configuration` calls the main pipeline's stage functions (`run(params, root)`) with the
 configuration's work folder as root: no change of directory, so several configurations can run
@@ -67,8 +67,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     work = parser.add_mutually_exclusive_group(required=True)
     work.add_argument("--work", type=Path, help="work folder (kept for resume)")
     # studies/dvc.yaml: the work folder is <root>/<configuration name>, the name it had before
-    # the method / weight-decay axes existed when they have their defaults (DVC's templates
-    # cannot leave a value out of a name), so interrupted configurations resume there
+    # the method / weight-decay / bias-init axes existed when they have their defaults (DVC's
+    # templates cannot leave a value out of a name), so interrupted configurations resume there
     work.add_argument("--work-root", type=Path, help="folder of the work folders, each named "
                                                      "after its configuration")
     parser.add_argument("--out", required=True, type=Path, help="result folder")
@@ -82,6 +82,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--method", default=config.STUDY_AXIS_DEFAULTS["method"])
     parser.add_argument("--weight-decay", dest="weight_decay", type=float,
                         default=config.STUDY_AXIS_DEFAULTS["weight_decay"])
+    parser.add_argument("--bias-init", dest="bias_init",
+                        default=config.STUDY_AXIS_DEFAULTS["bias_init"])
     return parser.parse_args(argv)
 
 

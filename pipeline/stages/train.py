@@ -67,7 +67,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     result = train_population(layout, theta0, mask, splits["train"], splits["val"],
                               TaskLoss(tasks), params.train, shuffle_seeds=seeds,
                               rewind_epoch=params.prune.rewind)
-    test_acc = evaluate(layout, result.theta, splits["test"], TaskLoss(tasks)).accuracy
+    test_acc = evaluate(layout, result.theta, splits["test"], TaskLoss(tasks), params.train).accuracy
     check_dense(params, seeds, result, test_acc, tasks, splits["test"].y.numpy())
     ctx = Context(layout, tasks, splits, params.train, params.model, seeds,
                   prunable=layout.prunable(params.prune.biases), rewind_theta=theta0)

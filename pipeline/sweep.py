@@ -59,12 +59,18 @@ def merge_shards(parts: list[dict[str, bytes]], seeds: list[int]) -> dict[str, b
     independence; tests/test_sweep_shard.py checks the whole files), and every CSV row belongs
     to one seed and is formatted on its own, so the unsharded file holds exactly the shards'
     rows. Their order is the shards' own: by seed (in model.seeds order), or by level and then
-    seed — detected from the first shard, ValueError when it is neither. config.json is the
-    shards' (identical apart from their seeds) with every seed.
+    seed — detected from the first shard, ValueError when it is neither — or the one
+    study_dying.SHARD_ROW_ORDER gives (episodes.csv). config.json is the shards' (identical
+    apart from their seeds) with every seed. dying.json holds answers over every seed: it is
+    recomputed from the merged files (study_dying.merged_block).
     """
+    from pipeline import study_dying
+
     pos = {s: i for i, s in enumerate(seeds)}
     out = {}
     for name in parts[0]:
+        if name == "dying.json":  # answers over every seed: recomputed below
+            continue
         if name.endswith(".json"):
             infos = [json.loads(p[name]) for p in parts]
             for info in infos:
@@ -81,6 +87,10 @@ def merge_shards(parts: list[dict[str, bytes]], seeds: list[int]) -> dict[str, b
             if header is not None and head != header:
                 raise ValueError(f"{name}: the shards' columns differ")
             header = head
+            if name in study_dying.SHARD_ROW_ORDER:  # rows in another order than by seed
+                lines += rows
+                keys += [study_dying.SHARD_ROW_ORDER[name](r, pos) for r in parsed]
+                continue
             seed_major = [(pos[int(r["seed"])], int(r.get("level") or 0)) for r in parsed]
             level_major = [(b, a) for a, b in seed_major]
             if orders is None:  # which order the files are written in: from the first shard
@@ -92,6 +102,8 @@ def merge_shards(parts: list[dict[str, bytes]], seeds: list[int]) -> dict[str, b
             keys += level_major if orders[0] == "level" else seed_major
         order = sorted(range(len(lines)), key=keys.__getitem__)  # stable: ties keep shard order
         out[name] = "\n".join([header, *(lines[i] for i in order), ""]).encode()
+    if "dying.json" in parts[0]:
+        out["dying.json"] = study_dying.merged_block(out, [p["dying.json"] for p in parts])
     return out
 
 

@@ -70,7 +70,7 @@ def test_dvc_repro_contract_and_caching(tiny_repo):
     assert (an["fold_max_abs_diff"] <= 1e-5).all() and (an["folded_params"] >= an["alive"]).all()
     assert an.loc[an["level"] == 0, "prune_threshold"].isna().all()
     assert an.loc[an["level"] > 0, "prune_threshold"].notna().all()
-    for name in ("episodes.csv", "bias_survival.csv", "frozen_deaths.csv.gz"):
+    for name in ("episodes.csv", "bias_survival.csv", "frozen_deaths.csv.gz", "dying.json"):
         assert (repo / "reports/analysis" / name).exists(), name
     dying = metrics["dying"]
     for key in ("h1_zombie_lifetime_vs_bias", "h2_negative_biases_pruned_early", "h3_comatose_peak",

@@ -7,8 +7,14 @@ IMP-like masks: one random weight matrix per network, pixels scaled by an inform
 pipeline.graph.analyze (states, task matrix, complete/effective/output split, coverage, λ, λ_w,
 E_×), pipeline.cut.split_distance (minimum cuts d and d_w, issue 27), pipeline.analysis.level_frames
 and pipeline.functional.functional_split (C_w and E_× zeroed) on `--rows` test rows;
-then the run-wide steps of the stage: check_monotone, lifetimes (+ summary, + the compressed
-lifetimes.npz), comatose_events. Level files are not read (loading is I/O, not analysis).
+and what dies during IMP (pipeline.dying.Tracker.level: τ_k, the budget on the dead, frozen
+parameters, the cut's composition, the fold and its check on the same rows; the trained values
+are θ · mask with 1 % noise per level except for the weights reading the border pixels, which
+stay at θ₀: frozen, as constant-zero inputs are); then the run-wide steps of the stage:
+check_monotone, lifetimes (+ summary, + the compressed lifetimes.npz), and the dying tables
+(episodes, bias survival, frozen deaths, events.csv, written compressed as the stage does) with
+their answers (H1–H5, the death prediction). Level files are not read (loading is I/O, not
+analysis).
 
 Run by hand (not a test):  python benchmarks/bench_analyze.py [--threads 2] [--nets 16]
 Record results in benchmarks/README.md.
@@ -24,7 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.analysis import check_monotone, comatose_events, level_frames, lifetime_summary, lifetimes
+from pipeline import dying, dying_answers
+from pipeline.analysis import check_monotone, level_frames, lifetime_summary, lifetimes
+from pipeline.config import TrainConfig
 from pipeline.cut import split_distance
 from pipeline.data import TaskInfo
 from pipeline.functional import functional_split
@@ -73,6 +81,80 @@ def synthetic_run(k: int, levels: int, target: int, seed: int = 0):
     return layout, theta, masks
 
 
+def trained_values(theta: torch.Tensor, mask: torch.Tensor, frozen: torch.Tensor, level: int
+                   ) -> torch.Tensor:
+    """θ · mask with 1 % multiplicative noise (drawn per level), except the `frozen` [P] entries,
+    which keep θ bit for bit (a frozen parameter keeps its start value, θ₀ when rewinding)."""
+    g = torch.Generator().manual_seed(1000 + level)
+    noise = 1 + 0.01 * torch.randn(theta.shape, generator=g)
+    return theta * mask * torch.where(frozen, torch.ones_like(noise), noise)
+
+
+def border_weights(layout: Layout) -> torch.Tensor:
+    """[P] bool: the first layer's weights reading a pixel far from the centre (the bump of
+    synthetic_run below 0.005), the stand-in for MNIST's constant border pixels."""
+    side = torch.linspace(-1, 1, 28)
+    bump = torch.exp(-(side[:, None] ** 2 + side[None, :] ** 2) / 0.3).reshape(-1)
+    out = torch.zeros(layout.size, dtype=torch.bool)
+    w, b, _ = layout.offsets[0]
+    out[w:b] = (torch.cat([bump, bump]) < 0.005).expand(layout.layers[1], -1).reshape(-1)
+    return out
+
+
+def dying_run_wide(tracker: dying.Tracker, levels, seeds: list[int]) -> None:
+    """The stage's run-wide dying work: tables, events.csv, the compressed frozen deaths and
+    the answers that need no accuracy table."""
+    import pandas as pd
+
+    tables, without = tracker.tables()
+    with tempfile.TemporaryDirectory() as tmp:
+        dying.comatose_events(tables["episodes"]).to_csv(Path(tmp) / "events.csv")
+        tables["episodes"].to_csv(Path(tmp) / "episodes.csv")
+        tables["bias_survival"].to_csv(Path(tmp) / "bias_survival.csv")
+        dying.write_csv_gz(Path(tmp) / "frozen_deaths.csv.gz", tables["frozen_deaths"])
+    frame = pd.concat(levels, ignore_index=True)
+    episodes = tables["episodes"]
+    dying_answers.h1_zombie_lifetime_vs_bias(episodes, seeds)
+    dying_answers.h2_negative_biases_pruned_early(tables["bias_survival"])
+    dying_answers.h3_comatose_peak(frame, episodes, int(frame["level"].max()))
+    dying_answers.h4_zombies_at_high_sparsity(frame, None)
+    dying_answers.h5_comatose_bias_before_detach(episodes, frame, False)
+    dying_answers.death_predicted(tables["frozen_deaths"], True, "rewind", 0.0)
+    print(f"dying tables: {len(episodes)} episodes, {len(tables['frozen_deaths'])} frozen "
+          f"parameters followed, {int(without.sum())} zombies without bias")
+
+
+class Stopwatch:
+    """Wall and CPU seconds per bucket. CPU = this process + its finished children (the cut
+    workers of a level's pool are joined before the level ends), so a machine shared with other
+    jobs inflates the wall times but not the CPU times."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._last = self._now()
+
+    @staticmethod
+    def _now() -> tuple[float, float]:
+        t = os.times()
+        return time.perf_counter(), t.user + t.system + t.children_user + t.children_system
+
+    def skip(self) -> None:
+        """Start the next bucket here (what ran since the last lap is not counted)."""
+        self._last = self._now()
+
+    def lap(self, bucket: str) -> float:
+        now = self._now()
+        wall = now[0] - self._last[0]
+        self.wall[bucket] = self.wall.get(bucket, 0.0) + wall
+        self.cpu[bucket] = self.cpu.get(bucket, 0.0) + now[1] - self._last[1]
+        self._last = now
+        return wall
+
+    def report(self) -> str:
+        return ", ".join(f"{k} {self.wall[k]:.1f}s ({self.cpu[k]:.1f}s CPU)" for k in self.wall)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nets", type=int, default=16)
@@ -82,6 +164,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2, help="processes for the minimum cuts "
                     "(train.workers in the stage)")
+    ap.add_argument("--no-dying", action="store_true", help="leave out what dies during IMP "
+                    "(pipeline.dying): the stage's work before issue 32")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tasks = [TaskInfo("mnist_0", "mnist", list(range(784)), list(range(10)), 10, "ce"),
@@ -95,30 +179,29 @@ def main() -> None:
     y = torch.from_numpy(rng.integers(0, 10, size=(args.rows, 2)))
     prunable = layout.prunable(False)
     seeds = list(range(args.nets))
-    totals = {"analyze": 0.0, "distance": 0.0, "tables": 0.0, "functional": 0.0}
-    states, has_in, has_out, bias_masks = [], [], [], []
-    start = time.perf_counter()
+    states, frames = [], []
+    border = border_weights(layout)
+    tracker = dying.Tracker(dying.RunInfo(layout, prunable, theta, theta, "rewind", TrainConfig(),
+                                          6000, x, seeds))
+    watch = Stopwatch()
     for level, mask in enumerate(masks):
-        th = theta * mask
-        a = time.perf_counter()
+        th = trained_values(theta, mask, border, level)
+        watch.skip()
         res = analyze(layout, mask, th, tasks)
-        b0 = time.perf_counter()
+        t_analyze = watch.lap("analyze")
         dist = split_distance(layout, res.state, th, tasks, args.workers)
-        b = time.perf_counter()
+        t_distance = watch.lap("distance")
         func = functional_split(layout, mask, th, res.cross, dist.cut_w, tasks, x, y, 0.01,
                                 res.live)
-        c = time.perf_counter()
-        level_frames(layout, res, mask, th, prunable, tasks, seeds, level, functional=func,
-                     distance=dist)
-        d = time.perf_counter()
+        t_functional = watch.lap("functional")
+        frame = level_frames(layout, res, mask, th, prunable, tasks, seeds, level,
+                             functional=func, distance=dist)["levels"]
+        t_tables = watch.lap("tables")
+        if not args.no_dying:
+            frame = frame.assign(**tracker.level(level, "", {}, mask, th, res, dist.cut_w))
+        frames.append(frame)
+        t_dying = watch.lap("dying")
         states.append(res.state)
-        has_in.append(res.has_in[1:-1])
-        has_out.append(res.has_out[1:-1])
-        bias_masks.append([bm for _, bm in layout.views(mask)[:-1]])
-        totals["analyze"] += b0 - a
-        totals["distance"] += b - b0
-        totals["functional"] += c - b
-        totals["tables"] += d - c
         print(f"level {level:2d}: {int(mask[:, ~layout.is_bias()].sum(1)[0]):8d} weights, "
               f"E_× in {int(res.cross.any(1).sum())}/{args.nets} nets, "
               f"split complete {int(res.split_complete.sum())} effective "
@@ -126,23 +209,22 @@ def main() -> None:
               f"coverage {float(res.coverage.mean()):.2f}, "
               f"λ {float(res.leakage.nanmedian()):.3g}, d median {float(dist.d.median()):.0f} "
               f"(d_w share {float(dist.share_w.median()):.3f}), "
-              f"analyze {b0 - a:.2f}s distance {b - b0:.2f}s functional {c - b:.2f}s "
-              f"tables {d - c:.2f}s")
-    a = time.perf_counter()
+              f"analyze {t_analyze:.2f}s distance {t_distance:.2f}s functional {t_functional:.2f}s "
+              f"tables {t_tables:.2f}s dying {t_dying:.2f}s")
+    watch.skip()
     check_monotone(states, masks)
     life = lifetimes(states)
     lifetime_summary(life, layout, seeds)
-    comatose_events(has_in, has_out, bias_masks, seeds)
     with tempfile.TemporaryDirectory() as tmp:
         np.savez_compressed(Path(tmp) / "lifetimes.npz", lifetimes=life.numpy())
-    totals["run-wide steps"] = time.perf_counter() - a
-    total = time.perf_counter() - start
-    cpu = time.process_time()
-    children = os.times().children_user + os.times().children_system
-    print(f"CPU time of the process {cpu:.1f}s (+ {children:.1f}s in cut workers); "
-          f"load average {os.getloadavg()}")
-    print(f"total {total:.1f}s for {len(masks)} levels × {args.nets} nets ({args.threads} threads): "
-          + ", ".join(f"{k} {v:.1f}s" for k, v in totals.items()))
+    watch.lap("run-wide steps")
+    if not args.no_dying:
+        dying_run_wide(tracker, frames, seeds)
+    watch.lap("dying run-wide")
+    wall, cpu = sum(watch.wall.values()), sum(watch.cpu.values())
+    print(f"load average {os.getloadavg()}")
+    print(f"total {wall:.1f}s ({cpu:.1f}s CPU) for {len(masks)} levels × {args.nets} nets "
+          f"({args.threads} threads{', without dying' if args.no_dying else ''}): {watch.report()}")
 
 
 if __name__ == "__main__":

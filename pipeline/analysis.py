@@ -222,48 +222,6 @@ def lifetime_summary(life: torch.Tensor, layout: Layout, seeds: list[int]) -> pd
     return pd.DataFrame(rows)
 
 
-def _first_true(flags: np.ndarray) -> np.ndarray:
-    """Index of the first True along axis 0, NaN where none ([L, ...] → [...])."""
-    any_ = flags.any(axis=0)
-    return np.where(any_, flags.argmax(axis=0), np.nan)
-
-
-def comatose_events(has_in: list[list[torch.Tensor]], has_out: list[list[torch.Tensor]],
-                    bias_mask: list[list[torch.Tensor]], seeds: list[int]) -> pd.DataFrame:
-    """One row per hidden neuron that is comatose at some level: when it became comatose, when
-    its bias was pruned and when its last incoming weight was pruned (detachment).
-
-    Arguments are per level, per hidden layer, [K, n] flags.
-    """
-    cols = ["seed", "layer", "neuron", "first_comatose_level", "last_comatose_level",
-            "bias_pruned_level", "detached_level", "bias_pruned_before_detached"]
-    rows = []
-    for layer in range(len(has_in[0])):
-        hi = np.stack([lv[layer].numpy() for lv in has_in])       # [L, K, n]
-        ho = np.stack([lv[layer].numpy() for lv in has_out])
-        bm = np.stack([lv[layer].numpy() for lv in bias_mask])
-        comatose = hi & ~ho
-        ever = comatose.any(axis=0)
-        if not ever.any():
-            continue
-        first = _first_true(comatose)
-        last = comatose.shape[0] - 1 - _first_true(comatose[::-1])
-        bias_pruned = _first_true(~bm)
-        detached = _first_true(~hi)
-        before = ~np.isnan(bias_pruned) & (np.isnan(detached) | (bias_pruned < detached))
-        kk, nn = ever.nonzero()
-        rows.append(pd.DataFrame({
-            "seed": np.array(seeds)[kk], "layer": layer, "neuron": nn,
-            "first_comatose_level": first[kk, nn], "last_comatose_level": last[kk, nn],
-            "bias_pruned_level": bias_pruned[kk, nn], "detached_level": detached[kk, nn],
-            "bias_pruned_before_detached": before[kk, nn]}))
-    if not rows:
-        return pd.DataFrame(columns=cols)
-    return pd.concat(rows, ignore_index=True)[cols].astype(
-        {"first_comatose_level": "Int64", "last_comatose_level": "Int64",
-         "bias_pruned_level": "Int64", "detached_level": "Int64"})
-
-
 def wilson(k: int, n: int) -> tuple[float, float]:
     """95% Wilson score interval of a binomial proportion k/n (SCIENCE.md §7)."""
     from scipy.stats import binomtest

@@ -1,6 +1,7 @@
 """Tables built from analyses: invariants, comatose events, split vs degradation per seed."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -8,7 +9,6 @@ import torch
 from pipeline.analysis import (
     InvariantError,
     check_monotone,
-    comatose_events,
     fisher_p,
     fraction_text,
     lifetimes,
@@ -17,6 +17,7 @@ from pipeline.analysis import (
     wilson,
 )
 from pipeline.data import TaskInfo
+from pipeline.dying import NeuronLevel, comatose_events, neuron_episodes
 
 TASKS = [TaskInfo("a", "moons", [0, 1], [0], 2, "bce"), TaskInfo("b", "moons", [2, 3], [1], 2, "bce")]
 
@@ -43,13 +44,16 @@ def test_lifetimes_count_levels_per_state():
 def test_comatose_events():
     # one hidden layer, 2 neurons, 4 levels; neuron 0: outputs lost at level 1 (comatose),
     # bias pruned at level 2, last incoming weight pruned at level 3. Neuron 1 never comatose.
-    has_in = [[torch.tensor([[True, True]])], [torch.tensor([[True, True]])],
-              [torch.tensor([[True, True]])], [torch.tensor([[False, True]])]]
-    has_out = [[torch.tensor([[True, True]])], [torch.tensor([[False, True]])],
-               [torch.tensor([[False, True]])], [torch.tensor([[False, True]])]]
-    bias = [[torch.tensor([[True, True]])], [torch.tensor([[True, True]])],
-            [torch.tensor([[False, True]])], [torch.tensor([[False, True]])]]
-    ev = comatose_events(has_in, has_out, bias, seeds=[7])
+    # events.csv comes from the comatose episodes (pipeline.dying).
+    t, f = True, False
+    has_in = [[t, t], [t, t], [t, t], [f, t]]
+    has_out = [[t, t], [f, t], [f, t], [f, t]]
+    bias = [[t, t], [t, t], [f, t], [f, t]]
+    levels = [NeuronLevel([np.array([i])], [np.array([o])], [np.array([b])],
+                          [np.zeros((1, 2), dtype=np.float32)], None, None)
+              for i, o, b in zip(has_in, has_out, bias)]
+    episodes, _ = neuron_episodes(levels, [np.zeros((1, 2), dtype=np.float32)], seeds=[7])
+    ev = comatose_events(episodes)
     assert len(ev) == 1
     row = ev.iloc[0]
     assert (row["seed"], row["neuron"], row["first_comatose_level"], row["last_comatose_level"],

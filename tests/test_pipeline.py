@@ -63,6 +63,20 @@ def test_dvc_repro_contract_and_caching(tiny_repo):
     assert ((an["split_distance"] == 0) >= an["split_effective"].astype(bool)).all()
     assert {"split_output", "test_acc_cut_moons_0", "split_cut_layer_0"} <= set(an.columns)
     assert metrics["split_distance"]["per_level"][0]["level"] == 0 and "split_output" in metrics
+    # what dies during IMP (issue 32, SCIENCE.md §8): columns, tables, answers
+    assert {"prune_threshold", "newly_pruned", "pruned_dead", "pruned_dead_share", "alive_share",
+            "frozen_params", "cut_frozen_share", "cut_init_ratio", "folded_params",
+            "fold_max_abs_diff"} <= set(an.columns)
+    assert (an["fold_max_abs_diff"] <= 1e-5).all() and (an["folded_params"] >= an["alive"]).all()
+    assert an.loc[an["level"] == 0, "prune_threshold"].isna().all()
+    assert an.loc[an["level"] > 0, "prune_threshold"].notna().all()
+    for name in ("episodes.csv", "bias_survival.csv", "frozen_deaths.csv.gz", "dying.json"):
+        assert (repo / "reports/analysis" / name).exists(), name
+    dying = metrics["dying"]
+    for key in ("h1_zombie_lifetime_vs_bias", "h2_negative_biases_pruned_early", "h3_comatose_peak",
+                "h4_zombies_at_high_sparsity", "h5_comatose_bias_before_detach",
+                "h6_split_vs_unsplit_accuracy", "death_predicted"):
+        assert isinstance(dying[key]["testable"], bool), key
 
     # figures: valid, non-trivial PNGs; the report carries the metrics
     figures = sorted((repo / "reports/figures").glob("*.png"))
@@ -88,6 +102,7 @@ def test_dvc_repro_contract_and_caching(tiny_repo):
     assert s["fraction_split_before_degradation_ci95"] == pytest.approx(list(wilson(k, len(seeds))))
     for name, acc in metrics["dense_test_acc"].items():
         assert f"| {name} | {acc:.3f} |" in report
+    assert "## What dies during IMP" in report and "- **H6, " in report
     plots_out = dvc(repo, "plots", "show", "--json").stdout
     assert "fraction_split" in plots_out
 

@@ -89,6 +89,8 @@ def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
         lines += one_task_lines(metrics, tasks)
     else:
         lines += split_answer_lines(metrics, tasks) + per_seed_lines(seeds)
+    dying_json = paths.analysis / "dying.json"  # what dies during IMP, in full (analyze stage)
+    lines += dying_lines(json.loads(dying_json.read_text()) if dying_json.exists() else None)
     lines += ["", "## Figures", "", *[f"![{f}](figures/{f})" for f in figures]]
     return with_blocks("\n".join(lines) + "\n", metrics)
 
@@ -331,6 +333,120 @@ def split_distance_lines(metrics: dict) -> list[str]:
                      f"{at(r['last_level'])}; d = 0 at some level in "
                      f"{fraction_text(r['first_level_distance_0']['seeds'], n)} of the seeds.")
     return lines
+
+
+# ---- "What dies during IMP" (SCIENCE.md §8; metrics.json `dying`) ------------------------------
+def share_text(block: dict) -> str:
+    """'807/876 (0.92, 95% CI 0.90–0.94)' from a {k, n, fraction, low, high} block."""
+    if not block["n"]:
+        return "0/0"
+    return (f"{block['k']}/{block['n']} ({block['fraction']:.2f}, 95% CI {block['low']:.2f}–"
+            f"{block['high']:.2f})")
+
+
+def p_text(p) -> str:
+    return "–" if p is None else f"{p:.2g}"
+
+
+def dying_lines(d: dict | None) -> list[str]:
+    """The report's section "What dies during IMP" from the answers d
+    (reports/analysis/dying.json): one line per hypothesis (its number and interval or test, or
+    its "not testable" reason) and the death prediction."""
+    if not d:
+        return []
+    lines = ["", "## What dies during IMP", ""]
+    for key, title, text in DYING_LINES:
+        block = d[key]
+        body = text(block) if block["testable"] or key in ALWAYS else block["reason"]
+        lines.append(f"- **{title}**: {body}.")
+    return lines + [f"- Zombie neurons whose bias was already pruned (constant 0, no episode): "
+                    f"{d['zombies_without_bias']['total']} over all seeds."]
+
+
+def _h1_text(b: dict) -> str:
+    def part(x: dict) -> str:
+        g = x["lifetime_by_bias"]
+        return (f"ρ(lifetime, trained bias) = {plots.fmt(x['rho'], 2)} (95% seed-bootstrap CI "
+                f"{plots.fmt(x['rho_ci95'][0], 2)} to {plots.fmt(x['rho_ci95'][1], 2)}; "
+                f"{x['episodes']} episodes); median lifetime {plots.fmt(g['positive']['median'], 1)} "
+                f"levels for bias > 0 ({g['positive']['n']}) vs {plots.fmt(g['nonpositive']['median'], 1)}"
+                f" for bias ≤ 0 ({g['nonpositive']['n']}), Mann–Whitney p = {p_text(g['mannwhitney_p'])}")
+    return (f"{part(b['all'])}; uncensored episodes only ({b['censored']} censored left out): "
+            f"{part(b['uncensored'])}")
+
+
+def _h2_text(b: dict) -> str:
+    s = b["by_sign"]
+    return (f"median survival {plots.fmt(s['negative']['median_survival'], 1)} levels for negative "
+            f"dense biases ({s['negative']['n']}) vs {plots.fmt(s['positive']['median_survival'], 1)}"
+            f" for positive ({s['positive']['n']}), Mann–Whitney p = {p_text(b['mannwhitney_p'])}; "
+            f"negative median lower in {share_text(b['seeds_negative_lower'])} of the seeds")
+
+
+def _h3_text(b: dict) -> str:
+    q, life = b["peak_fraction"], b["lifetime"]
+    return (f"the comatose count first peaks at level / T = {plots.fmt(q['median'], 2)} (IQR "
+            f"{plots.fmt(q['q25'], 2)}–{plots.fmt(q['q75'], 2)}, {q['n']} seeds, T = {b['levels']}); "
+            f"comatose episodes last a median {plots.fmt(life['median'], 1)} levels, ≤ 2 levels in "
+            f"{share_text(life['at_most_2'])} ({b['censored']} censored)")
+
+
+def _h4_text(b: dict) -> str:
+    r = b["imp_vs_random"]
+    chance = (f"IMP above the random masks at {r['levels_above']} and below at {r['levels_below']}"
+              f" of {r['levels_tested']} levels (Wilcoxon signed-rank, p < 0.05)"
+              if r["testable"] else r["reason"])
+    return (f"zombie-neuron count rises with the level (Spearman ρ > 0) in "
+            f"{share_text(b['seeds_rho_positive'])} of the seeds with a varying count "
+            f"({b['constant_seeds']} constant); {chance}")
+
+
+def _h5_text(b: dict) -> str:
+    """H5's line, and the budget spent on the dead, which is measured even where the bias
+    question is not testable."""
+    budget = b["budget_on_dead"]
+    share = budget.get("share") or {}
+    spent = (f"pruning budget spent on parameters that were not alive: median "
+             f"{plots.fmt(100 * share['median'], 1)} % per seed (IQR "
+             f"{plots.fmt(100 * share['q25'], 1)}–{plots.fmt(100 * share['q75'], 1)} %)"
+             if budget["testable"] else budget["reason"].replace("not testable", "budget"))
+    if not b["testable"]:
+        return f"{b['reason']}; {spent}"
+    return (f"bias pruned before the last incoming weight in {share_text(b['bias_first'])} of the "
+            f"comatose neurons (per-seed median {plots.fmt(b['per_seed_fraction']['median'], 2)});"
+            f" {spent}")
+
+
+def _h6_text(b: dict) -> str:
+    def acc(x: dict) -> str:
+        a = x["test_acc"]
+        return (f"{plots.fmt(a['split_median'])} vs {plots.fmt(a['never_median'])} at level "
+                f"{x['level']} (p = {p_text(a['mannwhitney_p'])})")
+    dl = b["degradation_level"]
+    return (f"median test accuracy of the {b['seeds_split']} seeds that split vs the "
+            f"{b['seeds_never']} that never do: {acc(b['at_first_split_level'])}, "
+            f"{acc(b['at_last_level'])}; degradation level {plots.fmt(dl['split_median'], 1)} vs "
+            f"{plots.fmt(dl['never_median'], 1)} (p = {p_text(dl['mannwhitney_p'])}; never: T + 1)")
+
+
+def _death_text(b: dict) -> str:
+    m = b["misses"]
+    return (f"{share_text(b['exact'])} frozen parameters die exactly at the level the pruning "
+            f"threshold predicts ({b['method']}, weight decay {b['weight_decay']:g}); misses: "
+            f"{m['unfroze']} unfroze, {m['tie']} tie, {m['unexplained']} unexplained")
+
+
+ALWAYS = {"h5_comatose_bias_before_detach"}  # lines with a part measured whether testable or not
+DYING_LINES = (
+    ("h1_zombie_lifetime_vs_bias", "H1, zombies with a positive bias live longer", _h1_text),
+    ("h2_negative_biases_pruned_early", "H2, negative biases are pruned early", _h2_text),
+    ("h3_comatose_peak", "H3, comatose neurons peak at a fixed fraction of the run", _h3_text),
+    ("h4_zombies_at_high_sparsity", "H4, zombies appear at high sparsity", _h4_text),
+    ("h5_comatose_bias_before_detach", "H5, comatose biases are pruned before detachment",
+     _h5_text),
+    ("h6_split_vs_unsplit_accuracy", "H6, nets that do not split perform worse", _h6_text),
+    ("death_predicted", "Death of frozen parameters", _death_text),
+)
 
 
 def random_mask_lines(metrics: dict) -> list[str]:

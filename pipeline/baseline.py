@@ -30,8 +30,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from pipeline import config
 
 TOLERANCE = 0.02  # the largest allowed mean gap (alone − side by side), accuracy units
@@ -42,6 +40,8 @@ def task_alone(task, index: int, splits: dict) -> tuple[object, dict]:
     """Task number `index` (data.TaskInfo `task`) on its own: its input columns and its label
     column of every split (engine.Split x [N, n_in], y [N, T]) → (the TaskInfo with inputs and
     outputs renumbered from 0, {split: Split x [N, len(task.inputs)], y [N, 1]})."""
+    import torch
+
     from pipeline.engine import Split
 
     cols = torch.tensor(task.inputs)
@@ -67,6 +67,8 @@ def train_dense(layers: list[int], tasks: list, splits: dict, params: config.Par
     {"test_acc", "train_acc": [K, T] tensors, "epochs", "best_epoch": [K] tensors,
     "problems": [K][T] lists of the FAILURES that pipeline.health finds (network-wide ones
     repeated for each task)}."""
+    import torch
+
     from pipeline.engine import TaskLoss, evaluate, train_population
     from pipeline.model import Layout, init_population
 
@@ -129,6 +131,8 @@ def compare(params: config.Params, seeds: list[int] | None = None, log=print):
     side_train_acc, alone_train_acc, side_epochs, alone_epochs, side_best_epoch,
     alone_best_epoch, side_problems, alone_problems (space-separated FAILURES of that net on
     that task, "" when none). Raises data.DataError for unreadable data files."""
+    import torch  # here, not at the top: bad command-line input is refused without it
+
     from pipeline import data
     from pipeline.engine import Split
 

@@ -32,6 +32,12 @@ LEVEL_COLUMNS = ("prune_threshold", "newly_pruned", "pruned_dead", "pruned_dead_
                  "folded_params", "fold_max_abs_diff")
 
 
+def count(flags: torch.Tensor) -> np.ndarray:
+    """[K] int64: True entries per row of flags [K, ...] (numpy's byte count: torch's sum of a
+    bool tensor widens every entry to int64 first, several times slower)."""
+    return np.count_nonzero(flags.reshape(flags.shape[0], -1).numpy(), axis=1).astype(np.int64)
+
+
 class FoldError(Exception):
     """Folding the constant neurons changed a network's outputs: the states are wrong."""
 
@@ -94,7 +100,7 @@ def pruning_budget(prev_mask: torch.Tensor, prev_state: torch.Tensor, mask: torc
     """(pruned, pruned_dead) [K]: prunable parameters unpruned at level k−1 and pruned at k, and
     of those the ones whose state at k−1 (prev_state, graph.STATES codes) was not alive."""
     gone = prev_mask & ~mask & prunable
-    return gone.sum(dim=1).numpy(), (gone & (prev_state != ALIVE)).sum(dim=1).numpy()
+    return count(gone), count(gone & (prev_state != ALIVE))
 
 
 @dataclass
@@ -103,6 +109,7 @@ class Folded:
 
     alive: torch.Tensor          # [K, P] bool: the parameters the folded nets keep (+ biases)
     biases: list[torch.Tensor]   # per layer [K, n] float64: b' (0 off the kept neurons)
+    kept: list[torch.Tensor]     # per layer [K, n] bool: the neurons the folded nets keep
     added: np.ndarray            # [K] biases not alive and nonzero after folding
     changed: torch.Tensor        # [K] bool: folding changed some value of the network
 
@@ -129,7 +136,7 @@ def fold(layout: Layout, res: Analysis, theta: torch.Tensor) -> Folded:
     k, depth = theta.shape[0], layout.depth
     const = torch.zeros(k, layout.layers[0], dtype=torch.float64)   # inputs: reached, none
     added = torch.zeros(k, dtype=torch.long)
-    biases = []
+    biases, kept_all = [], []
     for i, ((w, b), (_, b0, e0)) in enumerate(zip(layout.views(theta), layout.offsets)):
         z = b.double()
         cols = const.ne(0).any(dim=0).nonzero().squeeze(1)  # sources with a nonzero constant
@@ -138,12 +145,13 @@ def fold(layout: Layout, res: Analysis, theta: torch.Tensor) -> Folded:
         last = i == depth - 1
         reached = res.reach_in[i + 1]
         kept = torch.ones_like(reached) if last else reached & res.reach_out[i + 1]
+        kept_all.append(kept)
         biases.append(torch.where(kept, z, torch.zeros_like(z)))
         added += (kept & ~alive[:, b0:e0] & (z != 0)).sum(dim=1)
         changed |= (biases[-1] != b.double()).any(dim=1)
         c = z if last else torch.relu(z)
         const = torch.where(reached, torch.zeros_like(c), c)
-    return Folded(alive, biases, added.numpy(), changed)
+    return Folded(alive, biases, kept_all, added.numpy(), changed)
 
 
 # Layouts below this many parameters run the fold check with one dense product per layer and
@@ -164,6 +172,53 @@ def _dense_logits(layout: Layout, theta: torch.Tensor, x: torch.Tensor) -> torch
     return h
 
 
+def _first_product(w: torch.Tensor, x_t: torch.Tensor) -> np.ndarray:
+    """W·x [out, N] as float64 of the float32 product of one network's first weight matrix w
+    [out, in] and the rows x_t [in, N] (inputs without a weight left out; scipy CSR below
+    functional.SPARSE_BELOW density, as functional.network_logits)."""
+    from scipy.sparse import csr_matrix
+
+    from pipeline.functional import SPARSE_BELOW
+
+    wn = w.numpy()
+    cols = np.flatnonzero(wn.any(axis=0))
+    sub, xs = wn[:, cols], x_t.numpy()[cols]
+    if np.count_nonzero(sub) < SPARSE_BELOW * max(sub.size, 1):
+        return np.asarray(csr_matrix(sub) @ xs, dtype=np.float64)
+    return (torch.from_numpy(np.ascontiguousarray(sub)) @ torch.from_numpy(xs)).numpy() \
+        .astype(np.float64)
+
+
+def _wide_difference(layout: Layout, theta: torch.Tensor, folded: Folded, net: int,
+                     x_t: torch.Tensor) -> float:
+    """max |Δ| of one wide network (one at a time, sparse-aware: functional.network_logits).
+
+    Folding never changes the first weight matrix's rows of the neurons it keeps (their
+    sources are inputs, all reached; their biases fold nothing), so where the folded first
+    layer is those rows and zeros elsewhere, both nets share its product W·x (float32, the
+    dominant cost; its rounding is the same for both and cancels in Δ) and the later layers run
+    in float64; otherwise (a wrong state) both nets run in float64 from the inputs."""
+    from pipeline.functional import network_logits
+
+    mine = folded.network(layout, theta, net)
+    w, b = layout.views(theta[net].unsqueeze(0))[0]
+    fw, fb = layout.views(mine.unsqueeze(0))[0]
+    kept = folded.kept[0][net]
+    shared = layout.depth > 1 and torch.equal(fw[0][kept], w[0][kept].double()) \
+        and not bool(fw[0][~kept].any())
+    if not shared:
+        x64 = x_t.double()
+        return float((network_logits(layout, theta[net].double(), x64)
+                      - network_logits(layout, mine, x64)).abs().max())
+    z = _first_product(w[0], x_t)
+    h = np.maximum(z + b[0].double().numpy()[:, None], 0)
+    h_folded = np.maximum(z + fb[0].numpy()[:, None], 0) * kept.numpy()[:, None]
+    rest, start = Layout(layout.layers[1:]), layout.offsets[0][2]
+    a = network_logits(rest, theta[net, start:].double(), torch.from_numpy(h))
+    c = network_logits(rest, mine[start:], torch.from_numpy(h_folded))
+    return float((a - c).abs().max())
+
+
 def fold_difference(layout: Layout, theta: torch.Tensor, folded: Folded,
                     x: torch.Tensor) -> np.ndarray:
     """[K] max |Δ| over the rows x [N, n_in] and the outputs between the logits of theta [K, P]
@@ -172,22 +227,21 @@ def fold_difference(layout: Layout, theta: torch.Tensor, folded: Folded,
     the float32 values: folding reorders sums, and in float32 logits of 40–65 (the default
     run's) round by 4–8e-6 per ulp, so a float32 comparison would fail FOLD_TOLERANCE on
     rounding alone; in float64 a correct fold differs by ~1e-14 and a wrong state by the
-    contribution it drops."""
-    from pipeline.functional import network_logits
-
+    contribution it drops. Wide layouts (≥ DENSE_BELOW parameters): _wide_difference."""
     out = np.zeros(theta.shape[0])
     changed = folded.changed.nonzero().squeeze(1).tolist()
     if not len(x) or not changed:
         return out
-    x = x.double()
-    if layout.size < DENSE_BELOW:
-        logits = lambda th: _dense_logits(layout, th, x)  # noqa: E731
-    else:
+    if layout.size >= DENSE_BELOW:
         x_t = x.T.contiguous()
-        logits = lambda th: network_logits(layout, th, x_t)  # noqa: E731
+        for net in changed:
+            out[net] = _wide_difference(layout, theta, folded, net, x_t)
+        return out
+    x = x.double()
     for net in changed:
-        a = logits(theta[net].double())
-        out[net] = float((a - logits(folded.network(layout, theta, net))).abs().max())
+        a = _dense_logits(layout, theta[net].double(), x)
+        out[net] = float((a - _dense_logits(layout, folded.network(layout, theta, net), x))
+                         .abs().max())
     return out
 
 
@@ -201,10 +255,10 @@ def cut_columns(cut_w: torch.Tensor | None, frozen: torch.Tensor | None, theta: 
     share, ratio = np.full(k, np.nan), np.full(k, np.nan)
     if cut_w is None:
         return share, ratio
-    size = cut_w.sum(dim=1).numpy()
+    size = count(cut_w)
     if frozen is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
-            share = np.where(size > 0, (frozen & cut_w).sum(dim=1).numpy() / size, np.nan)
+            share = np.where(size > 0, count(frozen & cut_w) / size, np.nan)
     cut, now, init = cut_w.numpy(), theta.numpy(), theta0.numpy()
     for net in np.flatnonzero(size):
         idx = np.flatnonzero(cut[net])
@@ -221,9 +275,9 @@ def frozen_counts(layout: Layout, frozen: torch.Tensor | None, k: int
     of the flat layout (no copies)."""
     if frozen is None:
         return np.full(k, np.nan), np.full(k, np.nan)
-    w = sum(frozen[:, a:b].sum(dim=1) for a, b, _ in layout.offsets)
-    b = sum(frozen[:, b:e].sum(dim=1) for _, b, e in layout.offsets)
-    return w.numpy().astype(np.float64), b.numpy().astype(np.float64)
+    w = sum(count(frozen[:, a:b]) for a, b, _ in layout.offsets)
+    b = sum(count(frozen[:, b:e]) for _, b, e in layout.offsets)
+    return w.astype(np.float64), b.astype(np.float64)
 
 
 # ---- the run: what the analyze stage hands over, level by level ---------------------------------
@@ -324,8 +378,8 @@ class Tracker:
             tau = prune_threshold(prev_theta, mask, run.prunable)
             pruned, dead = (c.astype(np.float64) for c in
                             pruning_budget(prev_mask, prev_state, mask, run.prunable))
-        unpruned = mask.sum(dim=1).numpy()
-        alive = (res.state == ALIVE).sum(dim=1).numpy()
+        unpruned = count(mask)
+        alive = count(res.state == ALIVE)
         folded = fold(run.layout, res, theta)
         share, ratio = cut_columns(cut_w, frozen, theta, run.theta0)
         frozen_w, frozen_b = frozen_counts(run.layout, frozen, k)

@@ -403,3 +403,55 @@ def answers(tables: dict[str, pd.DataFrame], levels: pd.DataFrame, random: pd.Da
         "zombies_without_bias": {"total": int(without_bias.sum()),
                                  "per_seed": {str(s): int(c) for s, c in zip(seeds, without_bias)}},
     }
+
+
+def _pick(block: dict, *path: str):
+    for key in path:
+        block = (block or {}).get(key)
+    return block
+
+
+def _interval(block: dict | None) -> list:
+    """[low, high] of a proportion block, for metrics.json (a list: `dvc exp show` skips it)."""
+    return [None, None] if not block else [block["low"], block["high"]]
+
+
+HEADLINES = {  # metrics.json `dying`: per question its headline numbers (full: dying.json)
+    "h1_zombie_lifetime_vs_bias": lambda b: {
+        "rho": _pick(b, "all", "rho"), "rho_ci95": _pick(b, "all", "rho_ci95") or [None, None],
+        "lifetime_mannwhitney_p": _pick(b, "all", "lifetime_by_bias", "mannwhitney_p")},
+    "h2_negative_biases_pruned_early": lambda b: {
+        "mannwhitney_p": b.get("mannwhitney_p"),
+        "seeds_negative_lower": _pick(b, "seeds_negative_lower", "fraction"),
+        "seeds_negative_lower_ci95": _interval(b.get("seeds_negative_lower"))},
+    "h3_comatose_peak": lambda b: {
+        "peak_fraction": _pick(b, "peak_fraction", "median"),
+        "peak_fraction_iqr": [_pick(b, "peak_fraction", "q25"), _pick(b, "peak_fraction", "q75")]},
+    "h4_zombies_at_high_sparsity": lambda b: {
+        "seeds_rho_positive": _pick(b, "seeds_rho_positive", "fraction"),
+        "seeds_rho_positive_ci95": _interval(b.get("seeds_rho_positive"))},
+    "h5_comatose_bias_before_detach": lambda b: {
+        "bias_first": _pick(b, "bias_first", "fraction"),
+        "bias_first_ci95": _interval(b.get("bias_first")),
+        "budget_on_dead": _pick(b, "budget_on_dead", "share", "median")},
+    "h6_split_vs_unsplit_accuracy": lambda b: {
+        "last_level_mannwhitney_p": _pick(b, "at_last_level", "test_acc", "mannwhitney_p")},
+    "death_predicted": lambda b: {
+        "exact": _pick(b, "exact", "fraction"), "exact_ci95": _interval(b.get("exact"))},
+}
+
+
+def headlines(full: dict) -> dict:
+    """metrics.json's `dying`: per question `testable`, `reason` and its headline numbers (null
+    where not testable; intervals as [low, high] lists), and the zombies without bias. Few
+    scalars on purpose: `dvc exp show` tabulates every scalar of metrics.json, and the full
+    answers (reports/analysis/dying.json) would make its table unreadable."""
+    out = {}
+    for key, pick in HEADLINES.items():
+        block = full[key]
+        numbers = pick(block if block["testable"] else {})
+        if key == "h5_comatose_bias_before_detach":  # the budget is measured either way
+            numbers["budget_on_dead"] = _pick(block, "budget_on_dead", "share", "median")
+        out[key] = {"testable": block["testable"], "reason": block["reason"], **numbers}
+    out["zombies_without_bias"] = full["zombies_without_bias"]["total"]
+    return out

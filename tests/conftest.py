@@ -1,11 +1,15 @@
-"""Shared fixtures: tiny params, a temporary copy of the repository, subprocess helpers."""
+"""Shared fixtures: tiny params, a temporary copy of the repository, subprocess helpers, and the
+tiny runs that many tests read (built once per test run, in whichever pytest-xdist worker asks
+first: `shared_folder`)."""
 from __future__ import annotations
 
 import copy
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -91,3 +95,80 @@ def tiny_repo(tmp_path: Path) -> Path:
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "tiny")
     return repo
+
+
+# ---- tiny runs built once per test run ---------------------------------------------------------
+def shared_folder(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder that `build` fills once per test run and every test then reads (never writes: a
+    test that changes a run works on `copied(...)`). With pytest-xdist the workers share it: the
+    first to ask builds it under a lock in the session's temporary folder, the others wait and
+    reuse it; a build that failed fails every test that asks for it, with the build's error."""
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the controller's folder, above every worker's own
+    root = base / "shared"
+    root.mkdir(exist_ok=True)
+    folder, done, failed = root / name, root / f"{name}.done", root / f"{name}.failed"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.exists():
+            raise AssertionError(f"building the shared run {name} failed:\n{failed.read_text()}")
+        if not done.exists():
+            folder.mkdir()
+            try:
+                build(folder)
+            except BaseException as exc:
+                failed.write_text(f"{type(exc).__name__}: {exc}")
+                raise
+            done.touch()
+    return folder
+
+
+def copied(src: Path, dest: Path) -> Path:
+    """A private copy of a shared run (a DVC repository's .dvc/tmp left out: its state database
+    is keyed by inode, so DVC rebuilds it for the copy's files)."""
+    shutil.copytree(src, dest, symlinks=True,
+                    ignore=lambda folder, names: ["tmp"] if Path(folder).name == ".dvc" else [])
+    return dest
+
+
+def run_stages(folder: Path, params: dict, stages: tuple[str, ...]) -> None:
+    write_params(folder, params)
+    for stage in stages:
+        run_stage(stage, folder)
+
+
+PREPARED = ("generate", "trajectory", "train")
+FOUR_LEVELS = {"prune.iterations": 4, "prune.target": 20}  # the resume tests' run
+
+
+@pytest.fixture(scope="session")
+def prepared_run(tmp_path_factory) -> Path:
+    """generate + trajectory + train in a plain folder (no DVC): tiny params, 4 levels to 20."""
+    return shared_folder(tmp_path_factory, "prepared", lambda folder: run_stages(
+        folder, tiny_params(**FOUR_LEVELS), PREPARED))
+
+
+@pytest.fixture(scope="session")
+def imp_run(tmp_path_factory, prepared_run) -> Path:
+    """prepared_run with its imp stage run (2 worker processes, the default)."""
+    def build(folder: Path) -> None:
+        shutil.rmtree(folder)
+        copied(prepared_run, folder)
+        run_stage("imp", folder)
+    return shared_folder(tmp_path_factory, "imp", build)
+
+
+@pytest.fixture(scope="session")
+def reproduced_repo(tmp_path_factory) -> tuple[Path, str]:
+    """tiny_repo after `dvc repro` (git: the tiny params committed, the results not), and the
+    output of that first `dvc repro`."""
+    def build(folder: Path) -> None:
+        repo = copy_repo(folder / "repo")
+        write_params(repo, tiny_params())
+        git(repo, "init", "-q")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "tiny")
+        (folder / "repro.out").write_text(dvc(repo, "repro").stdout)
+    folder = shared_folder(tmp_path_factory, "reproduced", build)
+    return folder / "repo", (folder / "repro.out").read_text()

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, run_stage, tiny_params, write_params
+import yaml
+from conftest import ROOT, tiny_params, write_params
 
 from pipeline import baseline, config, data
 from pipeline.engine import Split
@@ -47,13 +48,11 @@ def test_task_alone_is_its_own_columns_and_labels(kinds):
             assert np.array_equal(parts[s].y.numpy(), a["y"][:, [i]])
 
 
-def test_side_by_side_is_the_train_stage_dense_net(tmp_path):
-    """The side-by-side nets are bit for bit the dense nets `dvc repro` trains."""
-    raw = tiny_params()
-    write_params(tmp_path, raw)
-    for stage in ("generate", "trajectory", "train"):
-        run_stage(stage, tmp_path)
-    dense = torch.load(tmp_path / "models" / "dense.pt", weights_only=True)
+def test_side_by_side_is_the_train_stage_dense_net(prepared_run):
+    """The side-by-side nets are bit for bit the dense nets `dvc repro` trains (prepared_run:
+    the train stage run on tiny params, shared)."""
+    raw = yaml.safe_load((prepared_run / "params.yaml").read_text())
+    dense = torch.load(prepared_run / "models" / "dense.pt", weights_only=True)
     frame = baseline.compare(config.parse(raw), log=lambda *_: None)
     side = frame.pivot(index="seed", columns="task", values="side_test_acc")
     names = [t["name"] for t in data.build(config.parse(raw).data)[1]["tasks"]]

@@ -215,6 +215,7 @@ def reads(tmp_path_factory) -> dict[tuple[str, str], set[str]]:
     return out
 
 
+@pytest.mark.xdist_group("dag_reads")  # one pytest-xdist worker runs the stages once for all
 @pytest.mark.parametrize("file,stage", [(f, s) for f, s, _, _ in STAGES],
                          ids=[f"{f}:{s}" for f, s, _, _ in STAGES])
 def test_stage_declares_every_params_key_it_reads(file, stage, reads):

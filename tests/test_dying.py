@@ -275,9 +275,18 @@ def plain_forward(ws, bs, x):
     return h
 
 
+@pytest.fixture(params=["dense", "wide"])
+def fold_path(request, monkeypatch):
+    """The fold check's two paths: small layouts (one product per layer and network) and wide
+    ones (sparse-aware, the first layer's product shared), forced here on small nets."""
+    if request.param == "wide":
+        monkeypatch.setattr(dying, "DENSE_BELOW", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("seed", [0, 1])
-def test_fold_matches_a_plain_fold_and_keeps_the_outputs(case, seed):
+def test_fold_matches_a_plain_fold_and_keeps_the_outputs(case, seed, fold_path):
     layout, tasks, masks, thetas = random_run(case, seed)
     x = torch.from_numpy(np.random.default_rng(seed).normal(size=(30, layout.layers[0]))
                          .astype(np.float32))
@@ -312,7 +321,7 @@ def run_info(layout, theta0, x, method="rewind", wd=0.0, seeds=None):
                          seeds or list(range(k)))
 
 
-def test_a_wrong_state_fails_the_fold_check_naming_seed_and_level():
+def test_a_wrong_state_fails_the_fold_check_naming_seed_and_level(fold_path):
     layout, tasks, masks, thetas = random_run(CASES[0], 0)
     x = torch.from_numpy(np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32))
     tracker = dying.Tracker(run_info(layout, thetas[0], x, seeds=[5, 6, 7]))
@@ -712,8 +721,16 @@ def test_stage_on_other_methods_with_random_masks(tmp_path, overrides):
     assert (pd.concat([levels, random])["fold_max_abs_diff"] <= 1e-5).all()
     deaths = pd.read_csv(folder / "frozen_deaths.csv.gz")
     assert list(deaths.columns) == dying.DEATH_COLUMNS and (len(deaths) > 0) == measured
-    metrics = json.loads((tmp_path / "reports/metrics.json").read_text())["dying"]
+    full = json.loads((folder / "dying.json").read_text())
     if not measured:
-        assert metrics["death_predicted"] == {"testable": False, "reason": dying.NOT_MEASURED}
-    h4 = metrics["h4_zombies_at_high_sparsity"]
+        assert full["death_predicted"] == {"testable": False, "reason": dying.NOT_MEASURED}
+    h4 = full["h4_zombies_at_high_sparsity"]
     assert not h4["testable"] or h4["imp_vs_random"]["testable"]
+    # metrics.json: the headlines of the same answers, null where not testable
+    metrics = json.loads((tmp_path / "reports/metrics.json").read_text())["dying"]
+    assert metrics == da.headlines(full)
+    for key, block in metrics.items():
+        if isinstance(block, dict) and not block["testable"]:
+            assert block["reason"] == full[key]["reason"]
+            assert all(v is None or v == [None, None] for k, v in block.items()
+                       if k not in ("testable", "reason", "budget_on_dead"))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, tiny_params, write_params
+from conftest import ROOT, shared_folder, tiny_params, write_params
 
 from pipeline import config
 
@@ -68,18 +68,19 @@ def leftovers(folder: Path) -> list[str]:
     return [p.relative_to(folder).as_posix() for p in folder.rglob("*") if TEMP.match(p.name)]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def finished(tmp_path_factory) -> Path:
-    """Every stage of both pipelines run once on tiny params (one tiny study configuration)."""
-    folder = tmp_path_factory.mktemp("finished")
-    params = tiny_params(**{"train.workers": 2})
-    params["study"] = {axis: [value] for axis, value in STUDY.items()}
-    write_params(folder, params)
-    for stage in (*MAIN, "study_run", "aggregate"):
-        proc = subprocess.run(command(stage), cwd=folder, env=env(), capture_output=True,
-                              text=True)
-        assert proc.returncode == 0, f"{stage}:\n{proc.stderr}"
-    return folder
+    """Every stage of both pipelines run once on tiny params (one tiny study configuration).
+    Shared by every test here (in any pytest-xdist worker): read only, tests copy it."""
+    def build(folder: Path) -> None:
+        params = tiny_params(**{"train.workers": 2})
+        params["study"] = {axis: [value] for axis, value in STUDY.items()}
+        write_params(folder, params)
+        for stage in (*MAIN, "study_run", "aggregate"):
+            proc = subprocess.run(command(stage), cwd=folder, env=env(), capture_output=True,
+                                  text=True)
+            assert proc.returncode == 0, f"{stage}:\n{proc.stderr}"
+    return shared_folder(tmp_path_factory, "finished", build)
 
 
 def limited(limit: int):
@@ -225,19 +226,24 @@ def wait_for(condition, seconds: float = 120) -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def longer(tmp_path_factory) -> tuple[Path, dict]:
     """generate, trajectory and train done for a 6-level run with 2 worker processes, and the
-    uninterrupted imp stage's files."""
-    folder = tmp_path_factory.mktemp("longer")
-    write_params(folder, tiny_params(**{"train.workers": 2, "prune.iterations": 6,
-                                        "prune.target": 20, "model.seeds": [0, 1, 2, 3]}))
-    for stage in ("generate", "trajectory", "train"):
-        subprocess.run(command(stage), cwd=folder, env=env(), check=True, capture_output=True)
-    reference = folder.parent / "longer_ref"
-    shutil.copytree(folder, reference)
-    subprocess.run(command("imp"), cwd=reference, env=env(), check=True, capture_output=True)
-    return folder, tree(reference / "models/imp") | tree(reference / "reports/imp")
+    uninterrupted imp stage's files (shared: read only, tests copy it)."""
+    def build(folder: Path) -> None:
+        prepared = folder / "prepared"
+        prepared.mkdir()
+        write_params(prepared, tiny_params(**{"train.workers": 2, "prune.iterations": 6,
+                                              "prune.target": 20, "model.seeds": [0, 1, 2, 3]}))
+        for stage in ("generate", "trajectory", "train"):
+            subprocess.run(command(stage), cwd=prepared, env=env(), check=True,
+                           capture_output=True)
+        reference = folder / "reference"
+        shutil.copytree(prepared, reference)
+        subprocess.run(command("imp"), cwd=reference, env=env(), check=True, capture_output=True)
+    folder = shared_folder(tmp_path_factory, "longer", build)
+    reference = folder / "reference"
+    return folder / "prepared", tree(reference / "models/imp") | tree(reference / "reports/imp")
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
@@ -442,3 +448,30 @@ def test_degenerate_trajectory_stops_the_stage_with_one_line(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert proc.stderr.startswith("error: prune.target, prune.iterations: level 1 would keep 386")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+# ---- a signal after the stage's work is done -----------------------------------------------------
+LATE_SIGNAL_STAGE = """
+import atexit, pathlib, sys, time
+from pipeline.stages import cli
+def main():
+    pathlib.Path("written").write_text("done")
+# Python's shutdown after main() (torch unloading takes tenths of a second): the signal lands here.
+atexit.register(lambda: (pathlib.Path("exiting").write_text("1"), time.sleep(1)))
+cli(main)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_once_the_outputs_are_written_leaves_a_finished_stage(sig, tmp_path):
+    """SIGTERM or Ctrl+C arriving after a stage wrote its outputs, while Python shuts down: the
+    stage exits 0 without a traceback (its work is complete), never -15 / -2 (killed by the
+    default action, which Python's shutdown restores for handled signals) nor a traceback from
+    the handler raising in an exit hook. Found by CI: train signalled at 1.5 s, as it exited."""
+    proc = subprocess.Popen([sys.executable, "-c", LATE_SIGNAL_STAGE], cwd=tmp_path, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: (tmp_path / "exiting").exists(), seconds=60)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and err == "", (proc.returncode, err)
+    assert (tmp_path / "written").read_text() == "done"

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import ROOT, dvc, run_stage, tiny_params, write_params
+from conftest import FOUR_LEVELS, PREPARED, ROOT, copied, dvc, git, run_stage, tiny_params, write_params
 
 from pipeline.analysis import wilson
 
@@ -27,9 +27,11 @@ def digest(folder: Path, pattern: str = "**/*") -> dict[str, str]:
             for p in sorted(folder.glob(pattern)) if p.is_file()}
 
 
-def test_dvc_repro_contract_and_caching(tiny_repo):
-    repo = tiny_repo
-    out = dvc(repo, "repro").stdout
+def test_dvc_repro_contract_and_caching(reproduced_repo, tmp_path):
+    """The first `dvc repro` of tiny_repo (shared with the experiments below), checked in a
+    copy of it, then a second repro and a params change in that copy."""
+    shared, out = reproduced_repo
+    repo = copied(shared, tmp_path / "repo")
     for stage in ("generate", "trajectory", "train", "learned", "imp", "analyze", "plot"):
         assert f"Running stage '{stage}'" in out
     # checkpoint contract
@@ -70,7 +72,7 @@ def test_dvc_repro_contract_and_caching(tiny_repo):
     assert (an["fold_max_abs_diff"] <= 1e-5).all() and (an["folded_params"] >= an["alive"]).all()
     assert an.loc[an["level"] == 0, "prune_threshold"].isna().all()
     assert an.loc[an["level"] > 0, "prune_threshold"].notna().all()
-    for name in ("episodes.csv", "bias_survival.csv", "frozen_deaths.csv.gz"):
+    for name in ("episodes.csv", "bias_survival.csv", "frozen_deaths.csv.gz", "dying.json"):
         assert (repo / "reports/analysis" / name).exists(), name
     dying = metrics["dying"]
     for key in ("h1_zombie_lifetime_vs_bias", "h2_negative_biases_pruned_early", "h3_comatose_peak",
@@ -127,13 +129,10 @@ def test_dvc_repro_contract_and_caching(tiny_repo):
 
 
 @pytest.fixture(scope="module")
-def experiments_repo(tmp_path_factory) -> Path:
-    """A committed tiny run plus two experiments, `short` (2 levels) and `long` (4 levels)."""
-    from conftest import copy_repo, git
-    repo = copy_repo(tmp_path_factory.mktemp("exp") / "repo")
-    write_params(repo, tiny_params())
-    git(repo, "init", "-q")
-    dvc(repo, "repro")
+def experiments_repo(tmp_path_factory, reproduced_repo) -> Path:
+    """A committed tiny run plus two experiments, `short` (2 levels) and `long` (4 levels).
+    (Its tests share one pytest-xdist worker: DVC commands in one repository take its lock.)"""
+    repo = copied(reproduced_repo[0], tmp_path_factory.mktemp("exp") / "repo")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "baseline")
     dvc(repo, "exp", "run", "-S", "prune.iterations=2", "-n", "short")
@@ -141,12 +140,14 @@ def experiments_repo(tmp_path_factory) -> Path:
     return repo
 
 
+@pytest.mark.xdist_group("experiments_repo")
 def test_dvc_exp_run_and_show(experiments_repo):
     show = json.loads(dvc(experiments_repo, "exp", "show", "--json").stdout)
     text = json.dumps(show)
     assert "short" in text and "long" in text and "fraction_split" in text
 
 
+@pytest.mark.xdist_group("experiments_repo")
 def test_dvc_plots_diff_between_experiments(experiments_repo, tmp_path):
     out = tmp_path / "diff"
     dvc(experiments_repo, "plots", "diff", "short", "long", "-o", str(out))
@@ -176,6 +177,7 @@ def offline_template(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.xdist_group("experiments_repo")
 def test_plots_diff_renders_in_headless_chromium(experiments_repo, offline_template, tmp_path):
     import shutil
 
@@ -207,16 +209,16 @@ def prepared(tmp_path: Path, **overrides) -> Path:
     """generate + trajectory + train done in a plain folder (no DVC) with the tiny params."""
     work = tmp_path / "work"
     work.mkdir()
-    write_params(work, tiny_params(**{"prune.iterations": 4, "prune.target": 20, **overrides}))
-    for stage in ("generate", "trajectory", "train"):
+    write_params(work, tiny_params(**{**FOUR_LEVELS, **overrides}))
+    for stage in PREPARED:
         run_stage(stage, work)
     return work
 
 
-def test_rerun_is_bit_identical_and_resume_after_kill_equals_uninterrupted(tmp_path):
-    work = prepared(tmp_path)
-    run_stage("imp", work)
-    reference = digest(work / "models/imp") | digest(work / "reports/imp")
+def test_rerun_is_bit_identical_and_resume_after_kill_equals_uninterrupted(imp_run, tmp_path):
+    """imp_run: prepared, then the imp stage run once (shared with other tests)."""
+    reference = digest(imp_run / "models/imp") | digest(imp_run / "reports/imp")
+    work = copied(imp_run, tmp_path / "work")
 
     # a second run of a finished stage changes nothing
     run_stage("imp", work)
@@ -266,9 +268,8 @@ def wait_until(condition, seconds: float) -> bool:
     return True
 
 
-def test_changed_params_discard_persisted_levels(tmp_path):
-    work = prepared(tmp_path)
-    run_stage("imp", work)
+def test_changed_params_discard_persisted_levels(imp_run, tmp_path):
+    work = copied(imp_run, tmp_path / "work")
     first = digest(work / "models/imp", "level_0[1-9].pt")
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["prune"]["rewind"] = 0
@@ -280,10 +281,14 @@ def test_changed_params_discard_persisted_levels(tmp_path):
 
 
 @pytest.mark.parametrize("compact,hidden", [(True, [6, 6]), (True, [13, 7]), (False, [16, 16])])
-def test_worker_processes_give_identical_files(tmp_path, compact, hidden):
+def test_worker_processes_give_identical_files(tmp_path, compact, hidden, prepared_run):
     """In canonical compact layouts (the default) any widths give identical files for any
     number of workers; without compaction, canonical widths (multiples of 8, >= 16) do."""
-    work = prepared(tmp_path, **{"model.hidden": hidden, "train.compact": compact})
+    overrides = {"model.hidden": hidden, "train.compact": compact}
+    if tiny_params(**FOUR_LEVELS, **overrides) == tiny_params(**FOUR_LEVELS):
+        work = copied(prepared_run, tmp_path / "work")  # the same params: the shared run
+    else:
+        work = prepared(tmp_path, **overrides)
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["prune"]["random_mask_control"] = True
     params["prune"]["reinit_control"] = True

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, copy_repo, tiny_params, write_params
+from conftest import FOUR_LEVELS, PREPARED, ROOT, copied, copy_repo, tiny_params, write_params
 
 from pipeline import closure
 
@@ -40,9 +40,8 @@ def files(run: Path) -> dict[str, str]:
 
 def prepared(folder: Path, code: Path = ROOT, **overrides) -> Path:
     folder.mkdir(parents=True)
-    write_params(folder, tiny_params(**{"prune.iterations": 4, "prune.target": 20,
-                                        **overrides}))
-    for name in ("generate", "trajectory", "train"):
+    write_params(folder, tiny_params(**{**FOUR_LEVELS, **overrides}))
+    for name in PREPARED:
         stage(name, folder, code)
     return folder
 
@@ -66,13 +65,13 @@ def test_closure_module_is_the_dag_tests_derivation():
         (ROOT / "pipeline/imp.py").read_bytes()).hexdigest()
 
 
-def test_code_edit_between_two_runs_starts_over(tmp_path):
+def test_code_edit_between_two_runs_starts_over(prepared_run, tmp_path):
     """The issue's case: stop after level 2, change prune_global to rank by θ instead of |θ|,
     rerun. The finished levels are not reused: one line says the code changed (naming the
     file) and every level is the new code's, as a fresh run of it writes them. Unchanged code
     resumes to the uninterrupted bytes."""
     code = copy_repo(tmp_path / "repo")
-    run = prepared(tmp_path / "run", code)
+    run = copied(prepared_run, tmp_path / "run")  # what prepared(…, code) makes: code == ROOT
     stage("imp", run, code)
     reference = files(run)
 
@@ -98,11 +97,12 @@ def test_code_edit_between_two_runs_starts_over(tmp_path):
     assert files(run) == edited  # what the edited code makes from scratch
 
 
-@pytest.fixture(scope="module")
-def two_seeds(tmp_path_factory) -> Path:
-    run = prepared(tmp_path_factory.mktemp("two") / "run", **{"train.workers": 2})
-    stage("imp", run)
-    return run
+@pytest.fixture(scope="session")
+def two_seeds(imp_run) -> Path:
+    """prepared(…, train.workers=2) and its imp stage: the shared imp_run (2 workers is the
+    default). Read only: tests copy it."""
+    assert yaml.safe_load((imp_run / "params.yaml").read_text())["train"]["workers"] == 2
+    return imp_run
 
 
 @pytest.mark.parametrize("what,change,named", [

@@ -42,7 +42,8 @@ def digest(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def study_repo(tmp_path_factory) -> Path:
-    """A tiny two-configuration study reproduced with `dvc repro studies/dvc.yaml`."""
+    """A tiny two-configuration study reproduced with `dvc repro studies/dvc.yaml`. (Its tests
+    share one pytest-xdist worker: one of them changes the study and restores it.)"""
     repo = copy_repo(tmp_path_factory.mktemp("study") / "repo")
     write_params(repo, tiny_study_params())
     git(repo, "init", "-q")
@@ -66,6 +67,7 @@ def test_matrix_has_one_stage_per_configuration(tmp_path):
         for c in combos)
 
 
+@pytest.mark.xdist_group("study_repo")
 def test_aggregate_equals_direct_computation(study_repo):
     repo = study_repo
     summary = pd.read_csv(repo / "reports/study/summary.csv")
@@ -120,6 +122,7 @@ def test_wilson_interval_matches_closed_form():
         assert hi == pytest.approx(min(1.0, centre + half), abs=1e-9)
 
 
+@pytest.mark.xdist_group("study_repo")
 def test_adding_a_value_runs_only_the_new_configuration(study_repo):
     repo = study_repo
     before = digest(repo / "reports/study")
@@ -139,6 +142,7 @@ def test_adding_a_value_runs_only_the_new_configuration(study_repo):
     assert digest(repo / "reports/study") == before
 
 
+@pytest.mark.xdist_group("study_repo")
 def test_dask_sweep_equals_dvc_path(study_repo, tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
     from pipeline.stages.aggregate import write_study
@@ -187,6 +191,7 @@ def test_presets_are_valid_and_their_flags_round_trip(preset):
     assert n == 1 if preset in single else n > 1
 
 
+@pytest.mark.xdist_group("study_repo")
 def test_a_configuration_is_exactly_a_plain_run_of_its_params(study_repo, tmp_path):
     from conftest import run_stage
     name = "ext1-it3-moons+circles-6x6-torch_default-noise0.1"

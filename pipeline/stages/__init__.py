@@ -125,6 +125,11 @@ def cli(main: Callable[[], None]) -> None:
         if _SIGNAL["received"] is None:  # a bug: the traceback is wanted
             raise
         _exit_interrupted(stage)  # e.g. the worker pool broken by the same signal
+    # The stage's outputs are written: a signal from here on has nothing left to stop. Ignored,
+    # not left to the handler: Python's shutdown (unloading torch takes tenths of a second)
+    # restores the default action for handlers, which would end a finished stage with -15.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _exit_interrupted(stage: str) -> None:

@@ -6,9 +6,10 @@ coverage, λ, λ_w, the split distance (minimum cuts d, d_w) and the functional 
 forward passes on data/test.npz with the minimum cut C_w zeroed, and with E_× zeroed as a
 column), frozen input weights (§5; constant inputs of data/train.npz), and what dies during IMP (§8,
 pipeline.dying: τ_k, the budget spent on the dead, frozen parameters, the folded size checked
-on data/test.npz; episodes.csv, bias_survival.csv, frozen_deaths.csv.gz; metrics.json `dying`,
-pipeline.dying_answers). Re-running it on an existing work folder recomputes every column from
-the level files and models/init.pt (no training).
+on data/test.npz; episodes.csv, bias_survival.csv, frozen_deaths.csv.gz; the answers in
+reports/analysis/dying.json and their headlines in metrics.json `dying`, pipeline.dying_answers).
+Re-running it on an existing work folder recomputes every column from the level files and
+models/init.pt (no training).
 reports/analysis/coverage.npz holds, per level, seed and input feature, whether the input
 still reaches an output of its own task (the coverage maps).
 """
@@ -39,7 +40,7 @@ from pipeline.analysis import (
 )
 from pipeline.cut import split_distance
 from pipeline.data import load as load_data
-from pipeline.dying_answers import answers
+from pipeline.dying_answers import answers, headlines
 from pipeline.functional import functional_split
 from pipeline.graph import STATES, analyze
 from pipeline.imp import level_path, load_level
@@ -118,6 +119,10 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
                            params.analysis.degradation_threshold)
     life = lifetimes(states)
     dead_tables, without_bias = tracker.tables()
+    random = tables.get("random")
+    dead = answers(dead_tables, tables["levels"], random, seeds_table, imp_levels, tasks, seeds,
+                   tracker.run.biases_prunable, tracker.deaths.measured, params.prune.method,
+                   params.train.weight_decay, without_bias)
     with io.atomic_dir(rp.analysis) as out:
         for name in ("levels", "layers", "task_matrix", "zombies"):
             io.write_csv(out / f"{name}.csv", tables[name])
@@ -132,21 +137,19 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
         io.write_csv(out / "episodes.csv", dead_tables["episodes"])
         io.write_csv(out / "bias_survival.csv", dead_tables["bias_survival"])
         dying.write_csv_gz(out / "frozen_deaths.csv.gz", dead_tables["frozen_deaths"])
+        io.write_json(out / "dying.json", dead)
         np.savez_compressed(out / "coverage.npz", used=np.stack(used), seeds=np.array(seeds),
                             levels=np.arange(len(used)),
                             task=np.array([j for j, t in enumerate(tasks) for _ in t.inputs]),
                             task_names=np.array([t.name for t in tasks]))
     io.write_csv(rp.plots_levels_csv, plot_table(tables["levels"], imp_levels, tasks))
-    random = tables.get("random")
     metrics = summarize(seeds_table, tasks, params.analysis.degradation_threshold,
                         None if random is None else random_mask_splits(random), headline)
     metrics["functional_tolerance"] = params.analysis.functional_tolerance
     metrics["split_distance"] = distance_summary(tables["levels"], seeds_table, random)
     metrics["constant_inputs"] = {t.name: int(constant[t.inputs].sum()) for t in tasks}
     metrics["frozen_inputs"] = {t.name: int(frozen[t.inputs].sum()) for t in tasks}
-    metrics["dying"] = answers(dead_tables, tables["levels"], random, seeds_table, imp_levels,
-                               tasks, seeds, tracker.run.biases_prunable, tracker.deaths.measured,
-                               params.prune.method, params.train.weight_decay, without_bias)
+    metrics["dying"] = headlines(dead)  # what dies during IMP; in full: analysis/dying.json
     metrics["health"] = health.section(imp_levels, rp.data)  # networks not trained as asked
     add_learned(metrics, rp)  # every task learned? (stage `learned`)
     io.write_json(rp.metrics_json, metrics)

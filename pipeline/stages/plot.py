@@ -89,7 +89,8 @@ def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
         lines += one_task_lines(metrics, tasks)
     else:
         lines += split_answer_lines(metrics, tasks) + per_seed_lines(seeds)
-    lines += dying_lines(metrics.get("dying"))
+    dying_json = paths.analysis / "dying.json"  # what dies during IMP, in full (analyze stage)
+    lines += dying_lines(json.loads(dying_json.read_text()) if dying_json.exists() else None)
     lines += ["", "## Figures", "", *[f"![{f}](figures/{f})" for f in figures]]
     return with_blocks("\n".join(lines) + "\n", metrics)
 
@@ -348,8 +349,9 @@ def p_text(p) -> str:
 
 
 def dying_lines(d: dict | None) -> list[str]:
-    """The report's section "What dies during IMP": one line per hypothesis (its number and
-    interval or test, or its "not testable" reason) and the death prediction."""
+    """The report's section "What dies during IMP" from the answers d
+    (reports/analysis/dying.json): one line per hypothesis (its number and interval or test, or
+    its "not testable" reason) and the death prediction."""
     if not d:
         return []
     lines = ["", "## What dies during IMP", ""]

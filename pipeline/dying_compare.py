@@ -1,4 +1,4 @@
-"""What dies during IMP compared across a study's configurations (SCIENCE.md §7–§8): the study's
+"""What dies during IMP compared across a study's configurations (docs/science.md §7–§8): the study's
 metrics.json `dying` section, from its summary (one row per configuration, pipeline.study_dying's
 columns) and seeds table (one row per configuration × seed, with study_dying.seed_values).
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import pandas as pd
 
@@ -41,6 +42,10 @@ def not_testable(reason: str, **extra) -> dict:
     return {"testable": False, "reason": f"not testable: {reason}", **extra}
 
 
+# a new hypothesis in `dying_not_testable` ("h1: zero biases; budget: …"): "; " before its name
+_NEXT = re.compile(r"; (?=(?:h[1-6]|death_predicted|budget): )")
+
+
 def reasons(summary_row: dict) -> dict[str, str]:
     """{hypothesis: reason} of one configuration's `dying_not_testable` column ("h1: zero
     biases; h5: …"); {"all": …} where its result files have no dying answers."""
@@ -49,7 +54,7 @@ def reasons(summary_row: dict) -> dict[str, str]:
         return {}
     if text.startswith("not testable: "):
         return {"all": text.removeprefix("not testable: ")}
-    return dict(part.split(": ", 1) for part in text.split("; "))
+    return dict(part.split(": ", 1) for part in _NEXT.split(text))
 
 
 def _why(row: dict, hypothesis: str | None) -> str | None:
@@ -183,6 +188,30 @@ def comparisons(summary: pd.DataFrame, seeds: pd.DataFrame) -> dict:
     return out
 
 
+def _pair_label(pair: dict) -> str:
+    values = " vs ".join(str(v) for v in pair["configurations"])
+    return values + (f" ({_label(pair['fixed'])})" if pair["fixed"] else "")
+
+
+def headlines(d: dict) -> dict:
+    """reports/study/metrics.json `dying`: the comparisons' p-values only (null where not
+    testable), keyed by what they compare; the full comparisons are reports/study/dying.json
+    (`dvc exp show` tabulates every scalar of a metrics file)."""
+    out = {}
+    for axis in ACROSS:
+        block = d[f"h3_peak_fraction_across_{axis}"]
+        out[f"h3_peak_fraction_across_{axis}_kruskal_p"] = {
+            _label(g["fixed"]): g.get("kruskal_p") for g in block.get("groups", [])}
+    pairs = {}
+    for pair in d[PAIRED_AXIS].get("pairs", []):
+        p = {f"{key}_fisher_p": pair[key].get("fisher_p") for key, _, _ in FISHER}
+        p.update({f"{key}_mannwhitney_p": pair[key].get("mannwhitney_p")
+                  for key, _, _ in MANN_WHITNEY})
+        pairs[_pair_label(pair)] = p
+    out[PAIRED_AXIS] = pairs
+    return out
+
+
 # ---- the aggregate stage's lines ---------------------------------------------------------------
 def _p(p) -> str:
     return "–" if p is None or (isinstance(p, float) and math.isnan(p)) else f"{p:.2g}"
@@ -209,12 +238,11 @@ def lines(d: dict) -> list[str]:
         return [first, f"  dying, {PAIRED_AXIS}: {block['reason']}"]
     tests = []
     for pair in block["pairs"]:
-        values = " vs ".join(str(v) for v in pair["configurations"])
         found = [f"{key.split('_')[0].upper()} Fisher p = {_p(pair[key]['fisher_p'])}"
                  for key, _, _ in FISHER if pair[key]["testable"]]
-        life = pair["zombie_lifetime"]
-        if life["testable"]:
-            found.append(f"zombie lifetime Mann–Whitney p = {_p(life['mannwhitney_p'])}")
-        where = f" ({_label(pair['fixed'])})" if pair["fixed"] else ""
-        tests.append(f"{values}{where}: " + (", ".join(found) or "nothing testable"))
+        for key, name in (("zombie_lifetime", "zombie lifetime"),
+                          ("budget_on_dead_share", "budget on the dead")):
+            if pair[key]["testable"]:
+                found.append(f"{name} Mann–Whitney p = {_p(pair[key]['mannwhitney_p'])}")
+        tests.append(f"{_pair_label(pair)}: " + (", ".join(found) or "nothing testable"))
     return [first, f"  dying, {PAIRED_AXIS}: " + "; ".join(tests)]

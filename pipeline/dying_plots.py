@@ -1,4 +1,4 @@
-"""Figures of what dies during IMP (SCIENCE.md §8): `dying.png` of a run (the plot stage) and of
+"""Figures of what dies during IMP (docs/science.md §8): `dying.png` of a run (the plot stage) and of
 a study (the aggregate stage).
 
 Colours from pipeline.palette: nothing here is a task, so every series is a grey told apart by
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from pipeline import palette, plots
 from pipeline.plots import BAND, _band, _integer_ticks, plt
@@ -40,7 +41,7 @@ def p_text(p) -> str:
 
 
 def _reason(block: dict | None, key: str) -> str | None:
-    """The "not testable: …" reason of metrics `dying` key, None when testable or absent."""
+    """The "not testable: …" reason of dying.json's `key`, None when testable or absent."""
     if not block or key not in block or block[key]["testable"]:
         return None
     return block[key]["reason"]
@@ -51,7 +52,8 @@ def run_figure(levels: pd.DataFrame, random: pd.DataFrame | None, episodes: pd.D
                survival: pd.DataFrame, deaths: pd.DataFrame, block: dict | None):
     """reports/figures/dying.png: levels / random: analysis levels.csv and random_masks.csv
     (None or empty without the control); episodes, bias_survival and frozen_deaths tables;
-    block: metrics.json `dying` (for the reasons and the numbers quoted in panels)."""
+    block: the answers, reports/analysis/dying.json (for the reasons and the numbers quoted in
+    panels)."""
     random = random if random is not None and len(random) else None
     fig = plt.figure(figsize=(16, 14.5), layout="constrained")
     grid = fig.add_gridspec(3, 3, height_ratios=[1, 1, 1.05])
@@ -63,7 +65,7 @@ def run_figure(levels: pd.DataFrame, random: pd.DataFrame | None, episodes: pd.D
     budget_panel(axes[4], levels)
     alive_panel(axes[5], levels, random)
     threshold_panel(fig.add_subplot(grid[2, :]), levels, deaths, block)
-    fig.suptitle("What dies during IMP (SCIENCE.md §8)", fontweight="bold")
+    fig.suptitle("What dies during IMP (docs/science.md §8)", fontweight="bold")
     return fig
 
 
@@ -93,12 +95,14 @@ def zombie_lifetime_panel(ax, episodes: pd.DataFrame, block: dict | None) -> Non
     elif h1 and h1.get("all"):
         a = h1["all"]
         low, high = a["rho_ci95"]
-        title += (f"\nρ = {plots.fmt(a['rho'], 2)} (95% seed-bootstrap CI {plots.fmt(low, 2)} to "
-                  f"{plots.fmt(high, 2)})")
+        title += ("\nρ not defined (fewer than 3 episodes or a constant side)" if a["rho"] is None
+                  else f"\nρ = {plots.fmt(a['rho'], 2)} (95% seed-bootstrap interval "
+                       f"{plots.fmt(low, 2)} to {plots.fmt(high, 2)})")
     ax.set(xlabel="trained bias at the episode's first level",
-           ylabel="episode lifetime (levels; jittered)")
+           ylabel="episode lifetime (levels; jittered)",
+           ylim=(0.5, max(float(z["lifetime"].max()), 1) + 0.5))
     ax.set_title(title, fontsize=10)
-    _integer_ticks(ax.yaxis)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
 
 
@@ -120,7 +124,7 @@ def bias_survival_panel(ax, survival: pd.DataFrame, block: dict | None) -> None:
     for s in signs:
         part = survival[survival["sign"] == s]
         labels.append(f"{s}\n{len(part)} biases,\n{int(part['censored'].astype(bool).sum())} "
-                      "never pruned")
+                      "never pruned (T + 1)")
     ax.set_xticks(range(1, len(signs) + 1), labels, fontsize=8)
     reason = _reason(block, "h2_negative_biases_pruned_early")
     h2 = (block or {}).get("h2_negative_biases_pruned_early")
@@ -128,9 +132,9 @@ def bias_survival_panel(ax, survival: pd.DataFrame, block: dict | None) -> None:
         title += "\n" + reason
     elif h2:
         k = h2["seeds_negative_lower"]
-        title += (f"\nMann–Whitney p = {p_text(h2['mannwhitney_p'])}; negative median lower in "
-                  f"{k['k']}/{k['n']} seeds")
-    ax.set(ylabel="survival (levels unpruned; never pruned: T + 1)")
+        title += (f"\nMann–Whitney p = {p_text(h2['mannwhitney_p'])}; negative median\nlower "
+                  f"in {k['k']}/{k['n']} seeds")
+    ax.set(ylabel="survival (levels unpruned)")
     ax.set_title(title, fontsize=10)
     _integer_ticks(ax.yaxis)
 
@@ -159,23 +163,28 @@ def comatose_panel(ax, levels: pd.DataFrame, block: dict | None) -> None:
 
 
 def _imp_and_random(ax, levels: pd.DataFrame, random: pd.DataFrame | None, column: str,
-                    label: str, offset: int = 0) -> None:
-    """IMP's and (where the control ran) the random masks' `column` per level."""
-    color, ls, marker = palette.neutral(offset)
-    _band(ax, levels, "level", column, f"{label}IMP", color=color, ls=ls)
+                    label: str, ls: str | None = None) -> None:
+    """IMP's (darkest grey, circles) and, where the control ran, the random masks' (mid grey,
+    squares) `column` per level; `ls` the line style of both (default: solid / dashed)."""
+    color, own, _ = palette.neutral(0)
+    _band(ax, levels, "level", column, f"{label}IMP", color=color, ls=ls or own)
     if random is not None and column in random:
-        color, ls, _ = palette.neutral(offset + 1)
-        _band(ax, random, "level", column, f"{label}random masks", color=color, ls=ls,
+        color, own, _ = palette.neutral(1)
+        _band(ax, random, "level", column, f"{label}random masks", color=color, ls=ls or own,
               marker="s")
 
 
 def zombie_count_panel(ax, levels: pd.DataFrame, random: pd.DataFrame | None) -> None:
     """H4: zombie neurons per level, IMP against the random masks of equal per-layer sparsity."""
     _imp_and_random(ax, levels, random, "zombie_neurons", "")
-    ax.set(xlabel="IMP level", ylabel=f"zombie neurons ({BAND})",
+    counts = [levels["zombie_neurons"]] + ([random["zombie_neurons"]] if random is not None
+                                           and "zombie_neurons" in random else [])
+    top = max(1.0, max(float(c.max()) for c in counts) * 1.08)  # no ±0.04 axis at all-zero counts
+    ax.set(xlabel="IMP level", ylabel=f"zombie neurons ({BAND})", ylim=(-0.04 * top, top),
            title="H4: zombie neurons, IMP vs random masks")
     ax.title.set_fontsize(10)
     _integer_ticks(ax.xaxis)
+    _integer_ticks(ax.yaxis)
     if random is None:
         note(ax, "no random masks: prune.random_mask_control is off", y=0.85)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
@@ -199,8 +208,9 @@ def budget_panel(ax, levels: pd.DataFrame) -> None:
 def alive_panel(ax, levels: pd.DataFrame, random: pd.DataFrame | None) -> None:
     """Alive share (alive / unpruned) and effective density (alive / all parameters) per
     level, IMP and the random masks; log scale."""
-    _imp_and_random(ax, levels, random, "alive_share", "alive share, ")
-    _imp_and_random(ax, levels, random, "effective_density", "effective density, ", offset=2)
+    # colour and marker: IMP or random masks; line style: the quantity
+    _imp_and_random(ax, levels, random, "alive_share", "alive share, ", ls="-")
+    _imp_and_random(ax, levels, random, "effective_density", "effective density, ", ls=":")
     ax.set(xlabel="IMP level", ylabel=f"share ({BAND}; log scale)", yscale="log",
            title="Alive share and effective density")
     ax.title.set_fontsize(10)
@@ -233,12 +243,13 @@ def threshold_panel(ax, levels: pd.DataFrame, deaths: pd.DataFrame, block: dict 
             e = d["exact"]
             ax.text(0.01, 0.03, f"all seeds: {e['k']}/{e['n']} frozen parameters die exactly at "
                     f"the predicted level ({d['method']}, weight decay {d['weight_decay']:g})",
-                    transform=ax.transAxes, fontsize=8, color="0.2")
+                    transform=ax.transAxes, fontsize=8, color="0.2",
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85})
     ax.set(xlabel="IMP level", yscale="log", title=title,
            ylabel="|value| (log scale)")
     ax.title.set_fontsize(10)
     _integer_ticks(ax.xaxis)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
 
 
 def _frozen_points(ax, died: pd.DataFrame, tau: pd.DataFrame, seed: int) -> None:
@@ -272,15 +283,19 @@ def _frozen_points(ax, died: pd.DataFrame, tau: pd.DataFrame, seed: int) -> None
                    label=f"death not predicted ({int((~exact).sum())})")
 
 
-def run_figure_from(analysis: Path, metrics: dict):
-    """run_figure from the analyze stage's tables in `analysis` (reports/analysis)."""
+def run_figure_from(analysis: Path):
+    """run_figure from the analyze stage's tables and answers (dying.json) in `analysis`
+    (reports/analysis)."""
+    import json
+
     levels = pd.read_csv(analysis / "levels.csv")
     random = pd.read_csv(analysis / "random_masks.csv")
     deaths = pd.read_csv(analysis / "frozen_deaths.csv.gz",
                          usecols=["seed", "first_frozen_level", "ranked_value", "actual_death",
                                   "exact"])
     return run_figure(levels, random, pd.read_csv(analysis / "episodes.csv"),
-                      pd.read_csv(analysis / "bias_survival.csv"), deaths, metrics.get("dying"))
+                      pd.read_csv(analysis / "bias_survival.csv"), deaths,
+                      json.loads((analysis / "dying.json").read_text()))
 
 
 # ---- the study's figure ------------------------------------------------------------------------
@@ -288,7 +303,7 @@ def short_label(row: dict, varied: list[str]) -> str:
     """A configuration named by the study axes that vary (all of them if none varies)."""
     from pipeline.config import STUDY_AXES
 
-    names = {"iterations": "T {}", "hidden": "{}", "bias_init": "bias {}", "extensions": "ext {}",
+    names = {"iterations": "T = {}", "hidden": "{}", "bias_init": "bias {}", "extensions": "ext {}",
              "method": "{}", "weight_decay": "wd {}", "init": "{}", "noise": "noise {}",
              "tasks": "{}"}
     axes = varied or [a for a in STUDY_AXES if a in row]
@@ -297,9 +312,10 @@ def short_label(row: dict, varied: list[str]) -> str:
 
 def study_figure(summary: pd.DataFrame, tidy: pd.DataFrame):
     """reports/study/figures/dying.png: the comatose count against level / T, one line per T
-    (panels: the other axes' groups), and each configuration's answers with their intervals —
-    H3's peak fraction (median, IQR over seeds), H1's ρ (seed-bootstrap 95 % interval) and
-    the k/n answers (95 % Wilson intervals)."""
+    (one panel per group of the other varied axes), and below each configuration's answers with
+    their intervals, one panel per answer (ANSWER_PANELS): H3's peak fraction and the budget on
+    the dead (median, IQR over seeds), H1's ρ (seed-bootstrap 95 % interval) and the k/n
+    answers (95 % Wilson intervals). Result files without dying answers: "not available"."""
     from pipeline.config import STUDY_AXES
 
     varied = [a for a in STUDY_AXES if a in summary and summary[a].nunique() > 1]
@@ -307,8 +323,8 @@ def study_figure(summary: pd.DataFrame, tidy: pd.DataFrame):
     groups = (list(summary.groupby(others, sort=False)) if others else [((), summary)])
     cols = min(len(groups), 4)
     rows = -(-len(groups) // cols)
-    answer_height = max(3.2, 0.42 * len(summary) + 1.6)
-    fig = plt.figure(figsize=(max(15, 4.2 * cols), 3.9 * rows + answer_height),
+    answer_height = max(3.4, 0.4 * len(summary) + 2.2)
+    fig = plt.figure(figsize=(max(18, 4.5 * cols), 3.9 * rows + answer_height),
                      layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=[3.9 * rows, answer_height])
     axes = top.subplots(rows, cols, squeeze=False)
@@ -317,15 +333,16 @@ def study_figure(summary: pd.DataFrame, tidy: pd.DataFrame):
         _comatose_by_t(ax, g, tidy, label)
     for ax in axes.flat[len(groups):]:
         ax.set_axis_off()
-    top.suptitle("Comatose neurons against level / T, one line per T (median, IQR over seeds)",
-                 fontsize=11)
-    answers = bottom.subplots(1, 3, sharey=True)
+    top.suptitle("H3: comatose neurons against level / T, one line per T (median, IQR over "
+                 "seeds)", fontsize=11)
+    answers = bottom.subplots(1, len(ANSWER_PANELS), sharey=True)
     labels = [short_label(r, varied) for r in summary.to_dict("records")]
-    _peak_panel(answers[0], summary, labels)
-    _rho_panel(answers[1], summary)
-    _fraction_panel(answers[2], summary)
-    bottom.suptitle("Each configuration's answers", fontsize=11)
-    fig.suptitle("What dies during IMP across the study (SCIENCE.md §8)", fontweight="bold")
+    for i, (ax, panel) in enumerate(zip(answers, ANSWER_PANELS)):
+        _answer_panel(ax, summary, *panel, marker=palette.MARKERS[i])
+    answers[0].set_yticks(range(len(summary)), labels, fontsize=8)
+    bottom.suptitle("Each configuration's answers (in italics where it has none: not testable, "
+                    "or not available in result files collected before issue 32)", fontsize=11)
+    fig.suptitle("What dies during IMP across the study (docs/science.md §8)", fontweight="bold")
     return fig
 
 
@@ -346,62 +363,59 @@ def _comatose_by_t(ax, group: pd.DataFrame, tidy: pd.DataFrame, label: str) -> N
         note(ax, "no levels in the result files")
 
 
-def _y(summary: pd.DataFrame) -> np.ndarray:
-    return np.arange(len(summary))
+# (title, value column or k/n name, low column, high column, x range, x label); a k/n name
+# `x` reads x_k / x_n with x_low, x_high
+ANSWER_PANELS = (
+    ("H3: first comatose peak / T", "h3_peak_fraction", "h3_peak_fraction_q25",
+     "h3_peak_fraction_q75", (-0.03, 1.03), "median, IQR over seeds"),
+    ("H1: ρ(zombie lifetime,\ntrained bias)", "h1_rho", "h1_rho_low", "h1_rho_high",
+     (-1.05, 1.05), "Spearman ρ, 95% seed-\nbootstrap interval"),
+    ("H2: seeds whose negative\nbiases die earlier", "h2_seeds_negative_lower", None, None,
+     (-0.03, 1.03), "k/n seeds, 95% Wilson"),
+    ("H4: seeds whose zombie\ncount rises (ρ > 0)", "h4_seeds_rho_positive", None, None,
+     (-0.03, 1.03), "k/n seeds, 95% Wilson"),
+    ("H5: comatose biases pruned\nbefore detachment", "h5_bias_first", None, None,
+     (-0.03, 1.03), "k/n comatose neurons,\n95% Wilson"),
+    ("Budget spent on the dead", "budget_on_dead_share", "budget_on_dead_share_q25",
+     "budget_on_dead_share_q75", (-0.03, 1.03), "share of pruned parameters,\n"
+     "median, IQR over seeds"),
+    ("Frozen deaths exactly\npredicted by τ_k", "death_predicted", None, None, (-0.03, 1.03),
+     "k/n frozen parameters,\n95% Wilson"))
 
 
-def _row_notes(ax, summary: pd.DataFrame, column: str, text: str, x: float) -> None:
-    """Write `text` at the rows whose `column` is NaN (not testable), in data coordinates."""
-    for y, v in zip(_y(summary), summary[column]):
-        if pd.isna(v):
-            ax.text(x, y, text, va="center", ha="left", fontsize=7, color="0.35")
+def _answer_values(summary: pd.DataFrame, name: str, low: str | None, high: str | None):
+    """(value, low, high) per configuration as float arrays (NaN: no value)."""
+    if low is None:  # a k/n answer
+        k, n = (pd.to_numeric(summary.get(f"{name}_{p}"), errors="coerce").astype(float)
+                for p in ("k", "n"))
+        value = k / n.where(n > 0)
+        low, high = f"{name}_low", f"{name}_high"
+    else:
+        value = summary[name].astype(float)
+    return (value.to_numpy(dtype=float), summary[low].to_numpy(dtype=float),
+            summary[high].to_numpy(dtype=float))
 
 
-def _peak_panel(ax, summary: pd.DataFrame, labels: list[str]) -> None:
-    color, _, marker = palette.neutral(0)
-    med, lo, hi = (summary[c] for c in ("h3_peak_fraction", "h3_peak_fraction_q25",
-                                        "h3_peak_fraction_q75"))
-    ax.errorbar(med, _y(summary), xerr=[med - lo, hi - med], fmt=marker, color=color, capsize=3,
-                ls="none")
-    ax.set_yticks(_y(summary), labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set(xlim=(-0.02, 1.02), xlabel="level of the first comatose peak / T\n(median, IQR over seeds)",
-           title="H3: peak fraction")
-    ax.title.set_fontsize(10)
-    _row_notes(ax, summary, "h3_peak_fraction", "not testable", 0.02)
-
-
-def _rho_panel(ax, summary: pd.DataFrame) -> None:
-    color, _, marker = palette.neutral(0)
-    rho, lo, hi = (summary[c] for c in ("h1_rho", "h1_rho_low", "h1_rho_high"))
-    ax.errorbar(rho, _y(summary), xerr=[rho - lo, hi - rho], fmt=marker, color=color, capsize=3,
-                ls="none")
-    ax.axvline(0, color=palette.REFERENCE, lw=0.7, ls=":")
-    ax.set(xlim=(-1.05, 1.05), xlabel="Spearman ρ, zombie lifetime vs trained bias\n"
-           "(95% seed-bootstrap interval)", title="H1: ρ")
-    ax.title.set_fontsize(10)
-    _row_notes(ax, summary, "h1_rho", "not testable", -1.0)
-
-
-FRACTION_SERIES = (("h2_seeds_negative_lower", "H2: seeds with negative biases pruned first"),
-                   ("h4_seeds_rho_positive", "H4: seeds whose zombie count rises"),
-                   ("h5_bias_first", "H5: comatose biases pruned first"),
-                   ("death_predicted", "frozen deaths exactly predicted"))
-
-
-def _fraction_panel(ax, summary: pd.DataFrame) -> None:
-    n = len(FRACTION_SERIES)
-    for i, (name, label) in enumerate(FRACTION_SERIES):
-        k, total = summary[f"{name}_k"].astype(float), summary[f"{name}_n"].astype(float)
-        frac = k / total.where(total > 0)
-        lo, hi = summary[f"{name}_low"], summary[f"{name}_high"]
-        color, _, marker = palette.neutral(i)
-        y = _y(summary) + (i - (n - 1) / 2) * 0.18
-        ax.errorbar(frac, y, xerr=[frac - lo, hi - frac], fmt=marker, color=color, capsize=2,
-                    ms=4, ls="none", label=label)
-    ax.set(xlim=(-0.02, 1.02), xlabel="fraction (95% Wilson interval); missing: not testable",
-           title="k/n answers")
-    ax.title.set_fontsize(10)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2,
-              frameon=False)
-
+def _answer_panel(ax, summary: pd.DataFrame, title: str, name: str, low: str | None,
+                  high: str | None, xlim: tuple, xlabel: str, marker: str) -> None:
+    """One answer per configuration (a row each) with its interval; rows without one say why:
+    "not available" (no dying answers in the result files) or "not testable"."""
+    value, lo, hi = _answer_values(summary, name, low, high)
+    y = np.arange(len(summary))
+    ok = np.isfinite(value)
+    ax.errorbar(value[ok], y[ok], xerr=[value[ok] - lo[ok], hi[ok] - value[ok]], fmt=marker,
+                color=palette.NEUTRALS[0], capsize=3, ms=5, ls="none")
+    if name == "h1_rho":
+        ax.axvline(0, color=palette.REFERENCE, lw=0.7, ls=":")
+    for row, where in zip(summary.to_dict("records"), y):
+        if np.isfinite(value[where]):
+            continue
+        # study_dying.summary_columns: the whole text is one reason only without answers
+        text = ("not available" if str(row.get("dying_not_testable")).startswith("not testable: ")
+                else "not testable")
+        ax.text(xlim[0] + 0.03 * (xlim[1] - xlim[0]), where, text, va="center", ha="left",
+                fontsize=7, color="0.35", style="italic")
+    ax.set(xlim=xlim, xlabel=xlabel, ylim=(len(summary) - 0.5, -0.5))
+    ax.set_title(title, fontsize=9)
+    ax.xaxis.label.set_fontsize(8)
+    ax.tick_params(axis="x", labelsize=8)

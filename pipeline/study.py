@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 RESULT_FILES = ("config.json", "levels.csv", "seeds.csv", "controls.csv", "accuracy.csv",
                 "random_levels.csv",
-                # pipeline.study_dying.DYING_FILES (imported lazily, as pandas is)
+                # pipeline.study_dying.DYING_FILES (written by study_dying.collect, `extra` below)
                 "dying.json", "episodes.csv", "bias_survival.csv", "frozen_deaths_levels.csv")
 
 
@@ -54,11 +54,12 @@ def configuration_params(raw: dict, combo: dict) -> dict:
     return out
 
 
-def collect(combo: dict, work: Path, out: Path) -> None:
-    """The configuration's result files (RESULT_FILES) from the reports in its work folder."""
+def collect(combo: dict, work: Path, out: Path, extra=None) -> None:
+    """The configuration's result files (RESULT_FILES) from the reports in its work folder;
+    extra(folder), where given, writes more of them into the folder being assembled (the study
+    runner passes pipeline.study_dying.collect: kept out of this module, which the `learned`
+    stage imports through pipeline.baseline's presets)."""
     import pandas as pd
-
-    from pipeline import study_dying
 
     shape = json.loads((work / "models/shape.json").read_text())
     trajectory = pd.read_csv(work / "reports/trajectory.csv")
@@ -115,8 +116,8 @@ def collect(combo: dict, work: Path, out: Path) -> None:
         io.write_csv(tmp / "controls.csv", controls.assign(**cols))
         io.write_csv(tmp / "accuracy.csv", accuracy.assign(**cols))
         io.write_csv(tmp / "random_levels.csv", random_levels.assign(**cols))
-        # what dies during IMP (SCIENCE.md §8): the answers and their small tables
-        study_dying.collect(work, tmp, list(params.model.seeds))
+        if extra is not None:
+            extra(tmp)
 
 
 def task_accuracy(imp_levels, imp_controls) -> pd.DataFrame:
@@ -195,12 +196,9 @@ def read_results(runs: Path, combos: list[dict]) -> list[tuple[dict, Path]]:
 
 
 def aggregate(results: list[tuple[dict, Path]], threshold: float):
-    """(tidy, seeds, summary) frames of a study from its configurations' result files; seeds and
-    summary with the dying answers of pipeline.study_dying (empty for result files made before
-    them)."""
+    """(tidy, seeds, summary) frames of a study from its configurations' result files (the
+    dying answers are added by pipeline.study_dying.with_answers)."""
     import pandas as pd
-
-    from pipeline import study_dying
 
     tidy, seed_rows, rows = [], [], []
     for info, folder in results:
@@ -216,15 +214,11 @@ def aggregate(results: list[tuple[dict, Path]], threshold: float):
         controls = pd.read_csv(folder / "controls.csv")
         random_path = folder / "random_levels.csv"  # absent from result files made before it
         random = pd.read_csv(random_path) if random_path.exists() else None
-        dying = study_dying.read(folder)  # None in result files made before issue 32
-        seeds = seeds.merge(study_dying.seed_values(levels, dying, list(seeds["seed"])),
-                            on="seed", how="left")
         tidy.append(levels)
         seed_rows.append(seeds)
         rows.append({**axes, **meta,
                      "base_params": info["base_params"], "start_params": info["start_params"],
-                     **summary_row(seeds, controls, info["n_tasks"], random),
-                     **study_dying.summary_columns(dying.block if dying else None)})
+                     **summary_row(seeds, controls, info["n_tasks"], random)})
     summary = pd.DataFrame(rows)
     summary.insert(0, "degradation_threshold", threshold)
     tidy_frame = pd.concat(tidy, ignore_index=True)
@@ -318,10 +312,9 @@ def summary_row(seeds, controls, n_tasks: int | None = None, random_levels=None)
     return row
 
 
-def study_metrics(summary) -> dict:
-    """reports/study/metrics.json: per configuration, the headline numbers (null for NaN)."""
-    from pipeline.study_dying import METRICS_KEYS
-
+def study_metrics(summary, dying_keys: tuple[str, ...] = ()) -> dict:
+    """reports/study/metrics.json: per configuration, the headline numbers (null for NaN), the
+    dying columns of `dying_keys` (pipeline.study_dying.METRICS_KEYS) among them."""
     def clean(v):
         return None if isinstance(v, float) and math.isnan(v) else v
     keys = ["seeds", "p_split", "p_split_low", "p_split_high", "p_split_before_degradation",
@@ -338,7 +331,7 @@ def study_metrics(summary) -> dict:
                          "split_distance_last", "split_distance_w_share_last",
                          "split_distance_at_functional_split", "random_split_distance_last")
              if k in summary]
-    keys += [k for k in METRICS_KEYS if k in summary]
+    keys += [k for k in dying_keys if k in summary]
     return {"configurations": int(len(summary)),
             **{row["config"]: {k: clean(row[k]) for k in keys}
                for row in summary.to_dict("records")}}

@@ -1,4 +1,4 @@
-"""What dies during IMP in a study's result files (SCIENCE.md §8, issue 32 item 4).
+"""What dies during IMP in a study's result files (docs/science.md §8, issue 32 item 4).
 
 `collect` adds to a configuration's result files (pipeline.study.RESULT_FILES) what the docs need
 to answer H1–H6 and the death prediction from the result folders alone: `dying.json` (the run's
@@ -59,12 +59,14 @@ def frozen_death_levels(deaths: pd.DataFrame, seeds: list[int]) -> pd.DataFrame:
     return out[FROZEN_LEVEL_COLUMNS]
 
 
-def collect(work: Path, out: Path, seeds: list[int]) -> None:
+def collect(work: Path, out: Path) -> None:
     """The dying result files of the run in work folder `work`, written into `out` (the
-    result folder being assembled by pipeline.study.collect)."""
+    result folder being assembled by pipeline.study.collect, whose `extra` this is)."""
+    from pipeline import config
+
+    seeds = list(config.load(work / "params.yaml").model.seeds)
     analysis = work / "reports/analysis"
-    block = json.loads((work / "reports/metrics.json").read_text())["dying"]
-    io.write_json(out / "dying.json", block)
+    io.copy_file(analysis / "dying.json", out / "dying.json")  # the answers in full
     io.copy_file(analysis / "episodes.csv", out / "episodes.csv")
     io.copy_file(analysis / "bias_survival.csv", out / "bias_survival.csv")
     deaths = pd.read_csv(analysis / "frozen_deaths.csv.gz",
@@ -78,7 +80,7 @@ def collect(work: Path, out: Path, seeds: list[int]) -> None:
 class DyingFiles:
     """One configuration's dying result files, read once."""
 
-    block: dict                 # dying.json: metrics.json's `dying` block
+    block: dict                 # dying.json: the run's full answers (pipeline.dying_answers)
     episodes: pd.DataFrame
     survival: pd.DataFrame      # bias_survival.csv
     frozen: pd.DataFrame        # frozen_deaths_levels.csv
@@ -110,7 +112,7 @@ def expanded_deaths(frozen: pd.DataFrame) -> pd.DataFrame:
 def recompute(info: dict, levels: pd.DataFrame, seeds_table: pd.DataFrame,
               accuracy: pd.DataFrame, random: pd.DataFrame, dying: DyingFiles,
               shard_blocks: list[dict]) -> dict:
-    """metrics.json's `dying` block of a configuration from its result files, by the analyze
+    """The full dying answers (dying.json) of a configuration from its result files, by the analyze
     stage's own function (dying_answers.answers). `shard_blocks`: the `dying` blocks of the runs
     the files were merged from, for what the files do not carry (zombies without bias per
     seed; whether frozen parameters were measured).
@@ -245,6 +247,23 @@ def _bias_first(episodes: pd.DataFrame, block: dict) -> pd.Series:
     bias = c["bias_pruned_level"].astype(float)
     before = bias.notna() & (detached.isna() | (bias < detached))
     return before.groupby(c["seed"]).mean()
+
+
+def with_answers(results: list[tuple[dict, Path]], tidy: pd.DataFrame, seeds: pd.DataFrame,
+                 summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(seeds, summary) of pipeline.study.aggregate with the dying answers of each
+    configuration's result folder (results: its (config.json, folder) pairs, in summary order):
+    seeds gets SEED_COLUMNS, summary the columns of summary_columns — NaN, and
+    `dying_not_testable` saying so, for result folders collected before issue 32."""
+    parts, rows = [], []
+    for (info, folder), name in zip(results, summary["config"]):
+        dying = read(folder)  # None in result folders collected before issue 32
+        mine = seeds[seeds["config"] == name]
+        values = seed_values(tidy[tidy["config"] == name], dying, list(mine["seed"]))
+        parts.append(mine.reset_index(drop=True).merge(values, on="seed", how="left"))
+        rows.append(summary_columns(dying.block if dying else None))
+    return (pd.concat(parts, ignore_index=True),
+            pd.concat([summary.reset_index(drop=True), pd.DataFrame(rows)], axis=1))
 
 
 # ---- the study summary's columns ---------------------------------------------------------------

@@ -12,8 +12,10 @@ OUT = RunPaths().study
 
 
 def write_study(params: config.Params, runs: Path = RUNS, out: Path = OUT) -> None:
-    """tidy.csv, seeds.csv, summary.csv, metrics.json and figures/ of the study in params."""
-    from pipeline import study
+    """tidy.csv, seeds.csv, summary.csv, dying.json, metrics.json and figures/ of the study in
+    params."""
+    from pipeline import dying_compare, study, study_dying
+    from pipeline.dying_plots import study_figure
     from pipeline.plots import save, study_figures, style
 
     combos = config.configurations(params.study)
@@ -22,19 +24,26 @@ def write_study(params: config.Params, runs: Path = RUNS, out: Path = OUT) -> No
     except FileNotFoundError as exc:
         raise StageError(f"{exc}; run dvc repro studies/dvc.yaml") from None
     tidy, seeds, summary = study.aggregate(results, params.analysis.degradation_threshold)
+    seeds, summary = study_dying.with_answers(results, tidy, seeds, summary)
     io.write_csv(out / "tidy.csv", tidy)
     io.write_csv(out / "seeds.csv", seeds)
     io.write_csv(out / "summary.csv", summary)
-    io.write_json(out / "metrics.json", study.study_metrics(summary))
+    # what dies during IMP across configurations (SCIENCE.md §8): in full, and the p-values
+    compared = dying_compare.comparisons(summary, seeds)
+    io.write_json(out / "dying.json", compared)
+    io.write_json(out / "metrics.json", {**study.study_metrics(summary, study_dying.METRICS_KEYS),
+                                         "dying": dying_compare.headlines(compared)})
     style()
     with io.atomic_dir(out / "figures") as folder:
-        for name, fig in study_figures(summary, seeds):
+        for name, fig in [*study_figures(summary, seeds), ("dying", study_figure(summary, tidy))]:
             save(fig, folder / f"{name}.png", params.plot.dpi)
     print(f"aggregate: {len(combos)} configurations × {summary['seeds'].max()} seeds → {out}")
     for row in summary.to_dict("records"):
         print(f"  {row['config']}: split {row['p_split']:.2f} "
               f"[{row['p_split_low']:.2f}, {row['p_split_high']:.2f}], before degradation "
               f"{row['p_split_before_degradation']:.2f}")
+    for line in dying_compare.lines(compared):
+        print(line)
 
 
 def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
@@ -42,7 +51,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     paths = RunPaths(root)
     write_study(params, paths.study_runs, paths.study)
     return [paths.study / name for name in ("tidy.csv", "seeds.csv", "summary.csv",
-                                            "metrics.json", "figures")]
+                                            "dying.json", "metrics.json", "figures")]
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import config, cut, drawing, health, io, plots
+from pipeline import config, cut, drawing, dying_plots, health, io, plots
 from pipeline import trajectory as traj
 from pipeline.analysis import fraction_text
 from pipeline.data import load as load_data
@@ -516,6 +516,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     shape, counts = read_trajectory(paths.shape_json, paths.trajectory_csv)
     base = (int(shape["extensions"]), int(counts[int(shape["extensions"])]))
     figs.update(split_figures(analysis, seeds, tasks, paths.analysis, base))
+    figs["dying.png"] = dying_plots.run_figure_from(paths.analysis)  # docs/science.md §8
     for name, fig in figs.items():
         plots.save(fig, paths.figures / name, dpi)
     names_out = [*figs, *draw_networks(tasks, seed, chosen, last + 1, dpi, imp, analysis, paths)]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import config, io
+from pipeline import config, io, study_dying
 from pipeline.stages import (
     StageError,
     analyze,
@@ -50,6 +50,12 @@ def run_configuration(raw: dict, combo: dict, work: Path, log=print) -> None:
         stage.run(params, work)
 
 
+def collect_results(combo: dict, work: Path, out: Path) -> None:
+    """The configuration's result files (pipeline.study.RESULT_FILES) into `out`, what dies
+    during IMP (pipeline.study_dying) among them."""
+    collect(combo, work, out, extra=lambda folder: study_dying.collect(work, folder))
+
+
 def run_remote(raw: dict, combo: dict) -> tuple[dict[str, bytes], float]:
     """On a Dask worker (pipeline.sweep): one configuration → ({result file: bytes}, seconds)."""
     tune_malloc()  # as every stage process does (a Dask worker is not one)
@@ -57,7 +63,7 @@ def run_remote(raw: dict, combo: dict) -> tuple[dict[str, bytes], float]:
         start = time.perf_counter()
         work, out = Path(tmp) / "work", Path(tmp) / "out"
         run_configuration(raw, combo, work, log=lambda *_: None)
-        collect(combo, work, out)
+        collect_results(combo, work, out)
         files = {name: (out / name).read_bytes() for name in RESULT_FILES}
         return files, time.perf_counter() - start
 
@@ -98,7 +104,7 @@ def main() -> None:
     work = args.work if args.work is not None else \
         args.work_root / config.configuration_name(combo)
     run_configuration(raw, combo, work)
-    collect(combo, work, args.out)
+    collect_results(combo, work, args.out)
 
 
 if __name__ == "__main__":

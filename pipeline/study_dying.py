@@ -1,17 +1,18 @@
 """What dies during IMP in a study's result files (docs/science.md §8, issue 32 item 4).
 
-`collect` adds to a configuration's result files (pipeline.study.RESULT_FILES) what the docs need
-to answer H1–H6 and the death prediction from the result folders alone: `dying.json` (the run's
-metrics.json `dying` block as it is), `episodes.csv` and `bias_survival.csv` (copies of the
-analysis tables) and `frozen_deaths_levels.csv` (frozen_deaths.csv.gz counted per seed, first
-frozen level and kind: the table itself can hold millions of rows at image width).
+`collect` adds to a configuration's result files (pipeline.study.RESULT_FILES; the study runner
+passes it to pipeline.study.collect) what the docs need to answer H1–H6 and the death prediction
+from the result folders alone: `dying.json` (the run's full answers, reports/analysis/dying.json,
+as they are), `episodes.csv` and `bias_survival.csv` (copies of the analysis tables) and
+`frozen_deaths_levels.csv` (frozen_deaths.csv.gz counted per seed, first frozen level and kind:
+the table itself can hold millions of rows at image width).
 
 `read` loads them back (None for result folders collected before issue 32), `seed_values` gives
 each seed's share of the answers (the values the study compares across configurations,
-pipeline.dying_compare), `summary_columns` the study summary's columns of one configuration, and
-`recompute` the `dying` block from the result files themselves (pipeline.dying_answers applied
-to them): how a sharded sweep (pipeline.sweep) gets the block of a configuration whose seeds ran
-in separate runs.
+pipeline.dying_compare), `summary_columns` the study summary's columns of one configuration,
+`with_answers` both for a whole study (the aggregate stage), and `recompute` the answers from
+the result files themselves (pipeline.dying_answers applied to them): how a sharded sweep
+(pipeline.sweep) gets the dying.json of a configuration whose seeds ran in separate runs.
 """
 from __future__ import annotations
 
@@ -284,16 +285,14 @@ SCALARS = ("h1_rho", "h1_rho_low", "h1_rho_high", "h1_rho_p", "h1_episodes",
            "h6_test_acc_last_never", "h6_test_acc_last_p", "h6_degradation_split",
            "h6_degradation_never", "h6_degradation_p", "zombies_without_bias")
 
-# the ones reports/study/metrics.json repeats per configuration (for `dvc exp show`)
-METRICS_KEYS = ("h1_rho", "h1_rho_low", "h1_rho_high", "h3_peak_fraction", "h3_peak_fraction_q25",
-                "h3_peak_fraction_q75", "h4_seeds_rho_positive_k", "h4_seeds_rho_positive_n",
-                "h5_bias_first_k", "h5_bias_first_n", "h5_bias_first_low", "h5_bias_first_high",
-                "budget_on_dead_share", "death_predicted_k", "death_predicted_n",
-                "death_predicted_low", "death_predicted_high")
+# the ones reports/study/metrics.json repeats per configuration: few, as `dvc exp show`
+# tabulates every scalar of a metrics file (intervals and the rest: summary.csv)
+METRICS_KEYS = ("h1_rho", "h3_peak_fraction", "h5_bias_first_k", "h5_bias_first_n",
+                "budget_on_dead_share", "death_predicted_k", "death_predicted_n")
 
 
 def summary_columns(block: dict | None) -> dict:
-    """The study summary's dying columns of one configuration from its dying.json (NaN where a
+    """The study summary's dying columns of one configuration from its dying.json answers (NaN where a
     hypothesis is not testable or the result files have none; `dying_not_testable` names the
     hypotheses the configuration cannot test, with the reason). Every k/n answer comes as
     <name>_k, <name>_n and its 95 % Wilson interval <name>_low, <name>_high."""

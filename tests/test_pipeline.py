@@ -83,7 +83,8 @@ def test_dvc_repro_contract_and_caching(reproduced_repo, tmp_path):
     # figures: valid, non-trivial PNGs; the report carries the metrics
     figures = sorted((repo / "reports/figures").glob("*.png"))
     assert {f.name for f in figures} == {
-        "accuracy.png", "comatose_events.png", "leakage.png", "lifetimes.png", "network.png",
+        "accuracy.png", "comatose_events.png", "dying.png", "leakage.png", "lifetimes.png",
+        "network.png",
         "network_levels.png", "neurons.png", "split.png", "split_criteria.png",
         "split_distance.png", "states.png", "task_matrix.png",
         "val_curves.png"}  # coverage_maps.png only for image tasks

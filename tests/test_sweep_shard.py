@@ -1,5 +1,6 @@
 """`python -m pipeline.sweep --shards N`: one configuration's seeds spread over Dask workers give
-byte for byte the files of the unsharded sweep."""
+byte for byte the files of the unsharded sweep (the dying answers, recomputed from the merged
+files, included; without Dask: tests/test_study_dying.py)."""
 from __future__ import annotations
 
 import json
@@ -62,7 +63,8 @@ def test_sharded_sweep_equals_unsharded_byte_for_byte(tmp_path):
         "zero"
     assert set(pd.read_csv(folder / "levels.csv")["bias_init"]) == {"zero"}
     files = sorted(p.name for p in folder.iterdir())
-    assert files == ["accuracy.csv", "config.json", "controls.csv", "levels.csv",
+    assert files == ["accuracy.csv", "bias_survival.csv", "config.json", "controls.csv",
+                     "dying.json", "episodes.csv", "frozen_deaths_levels.csv", "levels.csv",
                      "random_levels.csv", "seeds.csv"]
     assert len((folder / "levels.csv").read_text().splitlines()) == 1 + 5 * 4  # 5 seeds × 4 levels
     for name in files:

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, shared_folder, tiny_params
 from scipy import stats
+from test_palette import figure_colours, is_task_colour
 
 from pipeline import config, dying_compare, dying_plots, plots, study, study_dying
 from pipeline.analysis import wilson
@@ -269,7 +270,9 @@ def test_result_folders_collected_before_issue_32_still_aggregate(runs, tmp_path
     assert compared["without_answers"] == [first["config"]]
     json.dumps(dying_compare.headlines(compared), allow_nan=False)  # valid JSON: null, no NaN
     plots.style()
-    plots.save(dying_plots.study_figure(summary, tidy), tmp_path / "dying.png", 40)
+    fig = dying_plots.study_figure(summary, tidy)
+    assert not any(is_task_colour(c) for c in figure_colours(fig))  # one palette: greys
+    plots.save(fig, tmp_path / "dying.png", 40)
     assert (tmp_path / "dying.png").stat().st_size > 10_000
 
 
@@ -378,12 +381,13 @@ def test_no_comparison_without_two_values_of_an_axis():
 # ---- figures ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["all", "one"])
 def test_run_figure_with_and_without_the_random_mask_control(runs, tmp_path, name):
-    """dying.png of a run: every panel drawn; without the control the IMP-vs-random panels say
+    """dying.png of a run: every panel drawn, in the palette's greys; without the control the IMP-vs-random panels say
     so; one task with biases not prunable: the bias panels say why they are empty."""
     fig = dying_plots.run_figure_from(runs / name / "reports/analysis")
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     titles = [ax.get_title() for ax in fig.axes]
     assert len(fig.axes) == 7 and all(titles)
+    assert not any(is_task_colour(c) for c in figure_colours(fig))  # no task: greys only
     control_note = "no random masks: prune.random_mask_control is off"
     if name == "one":
         assert texts.count(control_note) == 2

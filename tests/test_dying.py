@@ -692,11 +692,11 @@ def test_not_testable_paths_carry_no_number():
 ], ids=["finetune-weight-decay", "rewind-point"])
 def test_stage_on_other_methods_with_random_masks(tmp_path, overrides):
     """Stages run in process on a tiny run with the random-mask control: fine-tuning with weight
-    decay (frozen "not measured" without the engine's record: NaN columns, no frozen deaths, the
-    death prediction not testable) and rewinding to the weights after 2 epochs (start values
-    from models/init.pt's rewind weights: frozen measured). The random masks get the
-    structural columns (no τ, no budget), the fold check passes everywhere and H4 compares IMP
-    with them."""
+    decay and rewinding to the weights after 2 epochs (start values from models/init.pt's rewind
+    weights). Both measure frozen parameters from the engine's record; with weight decay, level
+    files without that record (written before it) leave frozen "not measured": NaN columns, no
+    frozen deaths, the death prediction not testable. The random masks get the structural
+    columns (no τ, no budget), the fold check passes everywhere and H4 compares IMP with them."""
     import json
 
     from conftest import tiny_params
@@ -710,8 +710,15 @@ def test_stage_on_other_methods_with_random_masks(tmp_path, overrides):
     for stage in (generate, trajectory, train, imp, analyze):
         stage.run(run, tmp_path)
     folder = tmp_path / "reports/analysis"
-    levels, random = pd.read_csv(folder / "levels.csv"), pd.read_csv(folder / "random_masks.csv")
+    recorded = pd.read_csv(folder / "levels.csv")
+    assert recorded["frozen_params"].notna().all()  # the engine's record, whatever the method
     measured = "train.weight_decay" not in overrides
+    if not measured:  # level files from before the record: weight decay leaves frozen unknown
+        for path in sorted((tmp_path / "models/imp").glob("level_*.pt")):
+            state = torch.load(path, weights_only=True)  # metrics.frozen or live.frozen_bits
+            torch.save({k: v for k, v in state.items() if "frozen" not in k}, path)
+        analyze.run(run, tmp_path)
+    levels, random = pd.read_csv(folder / "levels.csv"), pd.read_csv(folder / "random_masks.csv")
     for table in (levels, random):
         assert table["frozen_params"].notna().all() == measured
         assert table["frozen_params"].isna().all() != measured

@@ -580,7 +580,8 @@ class Deaths:
     mask 0. A miss is explained by `unfroze` (the parameter was not frozen at some level
     between f and the earlier of the two deaths, so it was ranked with another value) or `tie`
     (pruned at |v_j| = τ_j: ranked equal to the last kept value, lost on the flat-index tie
-    break)."""
+    break). Parameters the pruning never ranks (biases under weights-only pruning) are not
+    followed: they cannot die, so nothing about them is predicted."""
 
     run: RunInfo
     measured: bool = True
@@ -607,7 +608,9 @@ class Deaths:
             self._advance(level, mask, frozen, tau, steps)
         if self.seen is None:
             self.seen = torch.zeros_like(frozen)
-        k, p = torch.nonzero(frozen & ~self.seen, as_tuple=True)
+        # only what the pruning ranks: a parameter it never ranks (a bias under weights-only
+        # pruning) has no threshold to fall below, so no death to predict
+        k, p = torch.nonzero(frozen & ~self.seen & self.run.prunable, as_tuple=True)
         self.seen |= frozen
         v = theta[k, p].numpy()
         n = len(k)

@@ -89,7 +89,12 @@ def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
 @pytest.fixture
 def tiny_repo(tmp_path: Path) -> Path:
     """A temporary git + DVC copy of the project with the tiny params, committed."""
-    repo = copy_repo(tmp_path / "repo")
+    return committed_tiny_repo(tmp_path / "repo")
+
+
+def committed_tiny_repo(folder: Path) -> Path:
+    """A copy of the project in folder with the tiny params, as a git repository, committed."""
+    repo = copy_repo(folder)
     write_params(repo, tiny_params())
     git(repo, "init", "-q")
     git(repo, "add", "-A")
@@ -164,11 +169,32 @@ def reproduced_repo(tmp_path_factory) -> tuple[Path, str]:
     """tiny_repo after `dvc repro` (git: the tiny params committed, the results not), and the
     output of that first `dvc repro`."""
     def build(folder: Path) -> None:
-        repo = copy_repo(folder / "repo")
-        write_params(repo, tiny_params())
-        git(repo, "init", "-q")
-        git(repo, "add", "-A")
-        git(repo, "commit", "-qm", "tiny")
+        repo = committed_tiny_repo(folder / "repo")
         (folder / "repro.out").write_text(dvc(repo, "repro").stdout)
     folder = shared_folder(tmp_path_factory, "reproduced", build)
     return folder / "repo", (folder / "repro.out").read_text()
+
+
+def digits_beside_moons(seeds: int, density: list[float], max_epochs: int):
+    """digits (64 pixels, a 10-class task) beside moons on [66, 48, 24, 11], one network per seed
+    under a random mask of the given density (one per network): (params, loss, splits, layout,
+    theta0, mask) for the engine's path tests (test_sparse, test_blockdiag)."""
+    import torch
+
+    from pipeline import config
+    from pipeline.data import build, task_infos
+    from pipeline.engine import Split, TaskLoss
+    from pipeline.model import Layout, init_population
+
+    params = config.parse({"data": {"n_samples": 300, "tasks": ["digits", "moons"]},
+                           "model": {"hidden": [48, 24], "seeds": list(range(seeds))},
+                           "train": {"max_epochs": max_epochs, "patience": 3, "lr": 0.01,
+                                     "batch_size": 32, "monitor": "per_task"}})
+    arrays, _ = build(params.data)
+    splits = {s: Split(torch.from_numpy(a["x"]), torch.from_numpy(a["y"]))
+              for s, a in arrays.items()}
+    layout = Layout(tuple(params.base_layers))
+    theta0 = init_population(layout, params.model, params.model.seeds)
+    mask = torch.rand(theta0.shape, generator=torch.Generator().manual_seed(0)) \
+        < torch.tensor(density).unsqueeze(1)
+    return params, TaskLoss(task_infos(params.data.tasks)), splits, layout, theta0, mask

@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import digits_beside_moons
 
 from pipeline import config
 from pipeline.data import build, task_infos
@@ -24,18 +25,7 @@ from pipeline.model import Layout, init_population
 def problem():
     """digits (64 pixels, 10 classes) beside moons on [66, 48, 24, 11]; networks from 90 % to
     1.5 % density, so some have empty or nearly empty layers."""
-    params = config.parse({"data": {"n_samples": 300, "tasks": ["digits", "moons"]},
-                           "model": {"hidden": [48, 24], "seeds": list(range(8))},
-                           "train": {"max_epochs": 12, "patience": 3, "lr": 0.01,
-                                     "batch_size": 32, "monitor": "per_task"}})
-    arrays, _ = build(params.data)
-    splits = {s: Split(torch.from_numpy(a["x"]), torch.from_numpy(a["y"]))
-              for s, a in arrays.items()}
-    layout = Layout(tuple(params.base_layers))
-    theta0 = init_population(layout, params.model, params.model.seeds)
-    density = torch.tensor([0.9, 0.25, 0.1, 0.05, 0.03, 0.015, 0.6, 0.002]).unsqueeze(1)
-    mask = torch.rand(theta0.shape, generator=torch.Generator().manual_seed(0)) < density
-    return params, TaskLoss(task_infos(params.data.tasks)), splits, layout, theta0, mask
+    return digits_beside_moons(8, [0.9, 0.25, 0.1, 0.05, 0.03, 0.015, 0.6, 0.002], 12)
 
 
 def train(problem, rows, block_max, **overrides):

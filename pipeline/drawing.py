@@ -1,13 +1,13 @@
 """Network drawings that show the modules: one seed's net at one or many IMP levels.
 
 Hidden neurons are ordered so that each task's subnetwork occupies its own horizontal band
-(task membership of the alive subgraph, SCIENCE.md §5–6: which tasks' inputs reach a neuron
+(task membership of the alive subgraph, docs/science.md §5–6: which tasks' inputs reach a neuron
 and which tasks' outputs it reaches), and within a band by the mean position of their inputs.
 The order is computed once, from a reference level (the first split level, else the last), and
 kept for every level of the seed, so panels and animation frames can be compared.
 
 Edges: alive weights in the colour of their task; cross-task weights (alive weights on a path
-from an input of task s to an output of task t ≠ s, the set E_× of SCIENCE.md §6) in one alarm
+from an input of task s to an output of task t ≠ s, the set E_× of docs/science.md §6) in one alarm
 colour; audience (dashed), zombie (dotted) and unproductive (thin) weights in greys; width ∝ |w|.
 Neurons outside the alive subgraph are faded. Image tasks are drawn as a pixel map per task
 (which pixels still reach an output, and whose) instead of hundreds of input nodes.
@@ -328,7 +328,7 @@ MAX_MARKED = 400  # a larger cut (dense levels) would cover the drawing: counted
 
 
 def mark_cut(ax, cut: list[np.ndarray], compact: bool = False) -> int:
-    """Overlay the minimum cut C_w (SCIENCE.md §6; pipeline.cut.seed_cut) on a panel drawn by
+    """Overlay the minimum cut C_w (docs/science.md §6; pipeline.cut.seed_cut) on a panel drawn by
     `draw`: cut[i] [n_{i+1}, n_i] bool per weight matrix, each cut weight as a black dashed
     line (a pixel map's weights into one neuron as one line). Cuts above MAX_MARKED weights are
     only counted, in a second title line. Returns the number of lines drawn."""

@@ -1,9 +1,9 @@
-"""What dies during IMP (SCIENCE.md §8): per-level quantities, episodes, bias survival and the
+"""What dies during IMP (docs/science.md §8): per-level quantities, episodes, bias survival and the
 death of frozen parameters, from the level files the analyze stage reads.
 
 Per (seed, level): the pruning threshold τ_k, the pruning budget spent on parameters that were
 not alive, the alive share, the parameters frozen in the level's training, what the cut C_w
-(SCIENCE.md §6) is made of, and the ticket's true size after folding the constant neurons
+(docs/science.md §6) is made of, and the ticket's true size after folding the constant neurons
 (checked by a forward pass). Over the run (`Tracker`): zombie and comatose episodes, bias
 survival, and for every parameter frozen at some level its predicted and actual death.
 The statistical answers (H1–H6, the death prediction) are pipeline.dying_answers.
@@ -46,7 +46,7 @@ class FoldError(Exception):
 def start_values(level: int, method: str, theta0: torch.Tensor, rewind: torch.Tensor,
                  mask: torch.Tensor, previous: torch.Tensor | None, control: bool = False
                  ) -> torch.Tensor:
-    """[K, P] the values a level's training starts from (SCIENCE.md §4, pipeline.imp.level_start):
+    """[K, P] the values a level's training starts from (docs/science.md §4, pipeline.imp.level_start):
     level 0 (the dense training) θ₀; level k ≥ 1 with prune.method `rewind`, and the random-mask
     control always, θ_rewind · mask_k; with `finetune` the previous level's trained θ · mask_k."""
     if level == 0:
@@ -62,7 +62,7 @@ def frozen_params(state: dict[str, torch.Tensor], prefix: str, start: torch.Tens
                   weight_decay: float, *, mask: torch.Tensor | None = None,
                   theta: torch.Tensor | None = None) -> torch.Tensor | None:
     """[K, P] bool: the unpruned parameters of population `prefix` ("" or "random.") frozen in
-    the level's training (their loss gradient exactly 0 at every step, SCIENCE.md §8).
+    the level's training (their loss gradient exactly 0 at every step, docs/science.md §8).
 
     Prefers the engine's record `{prefix}metrics.frozen`. Without it, and without weight decay,
     a parameter is frozen when its trained value equals its start value `start` [K, P] bit for
@@ -122,7 +122,7 @@ class Folded:
 
 
 def fold(layout: Layout, res: Analysis, theta: torch.Tensor) -> Folded:
-    """The ticket's true size (SCIENCE.md §8), in float64.
+    """The ticket's true size (docs/science.md §8), in float64.
 
     Layer by layer, a neuron no input reaches (not I: zombies and the audience behind them)
     outputs a constant c = ReLU(b + Σ w·c_src) (at an output neuron, no ReLU); its contribution
@@ -337,7 +337,7 @@ def neuron_level(layout: Layout, mask: torch.Tensor, theta: torch.Tensor, res: A
 
 class Tracker:
     """Feeds on the analyze stage's levels one by one (tickets "" and random masks "random."):
-    `level` returns the per-level columns of SCIENCE.md §8; `tables` the run-wide ones."""
+    `level` returns the per-level columns of docs/science.md §8; `tables` the run-wide ones."""
 
     def __init__(self, run: RunInfo):
         self.run = run
@@ -364,7 +364,7 @@ class Tracker:
             raise FoldError(f"seed {run.seeds[net]} level {level}{' (random masks)' if control else ''}: "
                             f"folding the constant neurons changed the outputs by "
                             f"{cols['fold_max_abs_diff'][net]:.3g} > {FOLD_TOLERANCE:g} on the "
-                            "test rows: the parameter states (SCIENCE.md §5) are wrong")
+                            "test rows: the parameter states (docs/science.md §5) are wrong")
         if not control:
             self._record(level, state, mask, theta, res, frozen, cols["prune_threshold"])
         return cols
@@ -415,7 +415,7 @@ class Tracker:
 
 
 def level_steps(state: dict[str, torch.Tensor], run: RunInfo) -> np.ndarray | None:
-    """[K] optimizer steps up to the weights the tickets' training kept (SCIENCE.md §8: the
+    """[K] optimizer steps up to the weights the tickets' training kept (docs/science.md §8: the
     decay-only trajectory): best_epoch × steps per epoch with train.restore_best, else epochs ×
     steps per epoch. None without weight decay (not needed) or without the metrics."""
     key = "metrics.best_epoch" if run.train.restore_best else "metrics.epochs"
@@ -480,7 +480,7 @@ def _episode_frame(kind: str, flags: np.ndarray, end: np.ndarray, layer: int, bi
 
 def neuron_episodes(levels: list[NeuronLevel], init_bias: list[np.ndarray], seeds: list[int]
                     ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Zombie and comatose episodes (SCIENCE.md §8) of the hidden neurons, and per seed [K] the
+    """Zombie and comatose episodes (docs/science.md §8) of the hidden neurons, and per seed [K] the
     zombies without bias.
 
     Zombie episode: a maximal run of levels in which the neuron is a zombie neuron (no unpruned
@@ -538,7 +538,7 @@ SURVIVAL_COLUMNS = ["seed", "layer", "neuron", "bias_dense", "sign", "bias_init"
 def bias_survival(bias_masks: list[torch.Tensor], dense_bias: torch.Tensor,
                   init_bias: torch.Tensor, layout: Layout, seeds: list[int],
                   prunable: bool) -> pd.DataFrame:
-    """One row per prunable bias of a hidden or output neuron (SCIENCE.md §8): its trained value
+    """One row per prunable bias of a hidden or output neuron (docs/science.md §8): its trained value
     in the dense net (level 0) and sign, θ₀, the first level with mask 0 (`pruned_level`, null
     if never) and `survival` = levels it stays unpruned (pruned_level, or T + 1 if never:
     censored). bias_masks: per level [K, B] (every layer's biases in the flat order);
@@ -568,7 +568,7 @@ DEATH_COLUMNS = ["seed", "param", "layer", "kind", "first_frozen_level", "frozen
 
 @dataclass
 class Deaths:
-    """Every ticket parameter frozen at some level, followed level by level (SCIENCE.md §8).
+    """Every ticket parameter frozen at some level, followed level by level (docs/science.md §8).
 
     A parameter first frozen at level f is ranked at level f + 1 with its trained value v_{f+1}
     (= its start value, bit for bit, without weight decay). Had it stayed frozen, at every

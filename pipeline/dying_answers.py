@@ -1,4 +1,4 @@
-"""The answers to SCIENCE.md §8 across seeds: hypotheses H1–H6 and the death prediction, from
+"""The answers to docs/science.md §8 across seeds: hypotheses H1–H6 and the death prediction, from
 the tables of pipeline.dying → metrics.json's `dying` section.
 
 Every key holds `testable` (bool) and `reason` (null, or "not testable: …"); a hypothesis the
@@ -290,7 +290,7 @@ def h4_zombies_at_high_sparsity(levels: pd.DataFrame, random: pd.DataFrame | Non
 
 
 def budget_on_dead(levels: pd.DataFrame) -> dict:
-    """The pruning budget spent on the dead (SCIENCE.md §8): per seed Σ pruned_dead /
+    """The pruning budget spent on the dead (docs/science.md §8): per seed Σ pruned_dead /
     Σ newly_pruned over the levels (median, IQR over seeds), and per level the median over seeds of
     pruned_dead_share."""
     lv = levels[levels["level"] > 0]
@@ -386,7 +386,7 @@ def answers(tables: dict[str, pd.DataFrame], levels: pd.DataFrame, random: pd.Da
             seeds_table: pd.DataFrame, imp_levels: pd.DataFrame, tasks: list[TaskInfo],
             seeds: list[int], biases_prunable: bool, measured: bool, method: str,
             weight_decay: float, without_bias: np.ndarray) -> dict:
-    """metrics.json's `dying` section: every hypothesis of SCIENCE.md §8 and the death
+    """metrics.json's `dying` section: every hypothesis of docs/science.md §8 and the death
     prediction. tables: pipeline.dying.Tracker.tables' frames; levels / random: the tickets' and
     the random masks' rows of levels.csv / random_masks.csv."""
     episodes, last = tables["episodes"], int(levels["level"].max())

@@ -1,4 +1,4 @@
-"""Functional split (SCIENCE.md §6): is the remaining cross-talk between tasks still used?
+"""Functional split (docs/science.md §6): is the remaining cross-talk between tasks still used?
 
 Zero the |w|-weighted minimum cut C_w (pipeline.cut.split_distance: the cheapest set of alive
 weights whose removal leaves no path between two tasks' inputs and outputs), keep every other
@@ -116,7 +116,7 @@ def functional_split(layout: Layout, mask: torch.Tensor, theta: torch.Tensor,
                      cross: torch.Tensor, cut: torch.Tensor, tasks: list[TaskInfo],
                      x: torch.Tensor, y: torch.Tensor, tolerance: float,
                      live: torch.Tensor | None = None) -> Functional:
-    """Functional split of K networks by the minimum cut (SCIENCE.md §6).
+    """Functional split of K networks by the minimum cut (docs/science.md §6).
 
     mask, theta [K, P] (pruned entries of theta exactly zero); cross [K, P] bool: E_×
     (Analysis.cross), cut [K, P] bool: C_w (cut.Distance.cut_w), both flat selections of

@@ -1,4 +1,4 @@
-"""Graph view of a masked MLP population (SCIENCE.md §5–6), vectorised over K networks.
+"""Graph view of a masked MLP population (docs/science.md §5–6), vectorised over K networks.
 
 Nodes are input features (layer 0), hidden neurons and output neurons; edges are unpruned
 weights. Reachability is boolean propagation layer by layer, as batched matrix products:
@@ -6,7 +6,7 @@ weights. Reachability is boolean propagation layer by layer, as batched matrix p
   incoming weight. Per-output reachability of every input feature (backward propagation of an
   identity over the outputs, the small side) gives the task matrix in one pass.
 
-The split criteria of SCIENCE.md §6 propagate one column per task instead of one per node:
+The split criteria of docs/science.md §6 propagate one column per task instead of one per node:
 `task_reach` says, per node, which tasks' inputs reach it (forward) and which tasks' outputs it
 reaches (backward). From these follow the effective split (liveness and purity), coverage and
 the cross-task weights E_×; `leakage` propagates path counts (or |W|-products) in float64.
@@ -43,7 +43,7 @@ class Analysis:
     split_metric: torch.Tensor   # [K] float64
     task_distance: torch.Tensor  # [K] ‖A − I‖_F
     components: torch.Tensor     # [K] weakly connected components of the alive subgraph
-    # SCIENCE.md §6, second part (T = 1: the flags are computed but "not applicable"; the
+    # docs/science.md §6, second part (T = 1: the flags are computed but "not applicable"; the
     # tables turn them into null — see `applicable`)
     n_tasks: int = 0
     live: torch.Tensor | None = None         # [K] bool: every output reached by some input
@@ -57,7 +57,7 @@ class Analysis:
 
     @property
     def applicable(self) -> bool:
-        """A split needs T ≥ 2 tasks (SCIENCE.md §6): with one task every split quantity is
+        """A split needs T ≥ 2 tasks (docs/science.md §6): with one task every split quantity is
         "not applicable"."""
         return self.n_tasks >= 2
 
@@ -77,7 +77,7 @@ class Analysis:
 
     @property
     def split_output(self) -> torch.Tensor:
-        """[K] bool: the thesis' output split (SCIENCE.md §6) = liveness and no alive component
+        """[K] bool: the thesis' output split (docs/science.md §6) = liveness and no alive component
         holding outputs of two tasks (input purity not required; effective ⇒ output split)."""
         return self.live & self.outputs_apart
 
@@ -158,7 +158,7 @@ def alive_components(layout: Layout, state: torch.Tensor,
 def outputs_apart(layout: Layout, tasks: list[TaskInfo], labels: np.ndarray, k: int
                   ) -> torch.Tensor:
     """[K] bool: no weakly connected component of the alive subgraph holds output neurons of
-    two tasks (the output split's condition, SCIENCE.md §6; input purity is not required).
+    two tasks (the output split's condition, docs/science.md §6; input purity is not required).
     labels: alive_labels(...)[0] of the K networks. An output on no alive weight is a
     component of its own (liveness, checked apart, fails for it)."""
     n_nodes = sum(layout.layers)
@@ -177,7 +177,7 @@ def outputs_apart(layout: Layout, tasks: list[TaskInfo], labels: np.ndarray, k: 
 
 def task_matrix(reach: torch.Tensor, ein: torch.Tensor, eout: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The task matrix A of SCIENCE.md §6 from per-output reachability.
+    """The task matrix A of docs/science.md §6 from per-output reachability.
 
     reach [K, n_out, n_in] bool: output y is reached from input x by a directed path of unpruned
     weights; ein [n_in, T], eout [n_out, T] task indicators. Returns (A [K, T, T] float64 with
@@ -191,7 +191,7 @@ def task_matrix(reach: torch.Tensor, ein: torch.Tensor, eout: torch.Tensor
 
 def complete_split(task_mat: torch.Tensor, pairs: torch.Tensor, total: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Potential, task groups G and split metric of SCIENCE.md §6 (the complete split).
+    """Potential, task groups G and split metric of docs/science.md §6 (the complete split).
 
     task_mat, pairs, total from task_matrix. Potential = fraction of all tasks' in-out pairs
     still connected [K] float64; G [K] = groups of tasks linked by cross-task paths (A[i][j] > 0,
@@ -208,7 +208,7 @@ def complete_split(task_mat: torch.Tensor, pairs: torch.Tensor, total: torch.Ten
 
 
 def effective_split(live: torch.Tensor, pure: torch.Tensor) -> torch.Tensor:
-    """[K] bool: the effective split of SCIENCE.md §6, liveness and purity
+    """[K] bool: the effective split of docs/science.md §6, liveness and purity
     (effective_split_parts)."""
     return live & pure
 
@@ -221,7 +221,7 @@ def task_reach(masks: list[torch.Tensor], ein: torch.Tensor, eout: torch.Tensor
     ein [n_in, T], eout [n_out, T]: 0/1 task indicators (task_indicators).
     Returns (fwd, bwd), per node layer [K, n_l, T] bool: fwd[l][k, n, s] ⇔ some input of task
     s reaches node n by a directed path of unpruned weights; bwd[l][k, n, t] ⇔ n reaches some
-    output of task t. Every edge on such a path is alive (SCIENCE.md §5), so these are the
+    output of task t. Every edge on such a path is alive (docs/science.md §5), so these are the
     same on the effective subgraph as on the whole mask.
     """
     k = masks[0].shape[0] if masks else 0
@@ -238,7 +238,7 @@ def effective_split_parts(fwd_out: torch.Tensor, eout: torch.Tensor
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """(live, pure) [K] bool from the tasks reaching each output, fwd_out [K, n_out, T].
 
-    liveness: every output y has R(y) ≠ ∅; purity: R(y) ⊆ inputs of y's task (SCIENCE.md §6).
+    liveness: every output y has R(y) ≠ ∅; purity: R(y) ⊆ inputs of y's task (docs/science.md §6).
     A net with no outputs is trivially live and pure.
     """
     own = (eout > 0).expand_as(fwd_out)
@@ -248,7 +248,7 @@ def effective_split_parts(fwd_out: torch.Tensor, eout: torch.Tensor
 
 
 def coverage(bwd_in: torch.Tensor, ein: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per input feature and per task, the inputs the ticket still uses (SCIENCE.md §6).
+    """Per input feature and per task, the inputs the ticket still uses (docs/science.md §6).
 
     bwd_in [K, n_in, T] (task_reach's bwd[0]), ein [n_in, T]. Returns (used [K, n_in] bool:
     the input reaches some output of its own task, coverage [K, T] float64:
@@ -280,7 +280,7 @@ def leakage(masks: list[torch.Tensor], ein: torch.Tensor, eout: torch.Tensor,
 
     masks: per weight matrix [K, out, in] bool, the unpruned weights B_i; with `weights`
     (per weight matrix [K, out, in]) the magnitude leakage λ_w uses |W_i ⊙ M_i| instead of B_i
-    (SCIENCE.md §6). With P = B_L ⋯ B_1 (output × input), S[s, t] = Σ P over inputs of s and
+    (docs/science.md §6). With P = B_L ⋯ B_1 (output × input), S[s, t] = Σ P over inputs of s and
     outputs of t, and λ = Σ_{s≠t} S[s, t] / Σ S ∈ [0, 1]; λ = 0 ⇔ purity. Returns [K] float64,
     NaN where no input reaches any output (Σ S = 0).
 
@@ -319,7 +319,7 @@ def leakage(masks: list[torch.Tensor], ein: torch.Tensor, eout: torch.Tensor,
 def cross_task_weights(masks: list[torch.Tensor], fwd: list[torch.Tensor],
                        bwd: list[torch.Tensor]) -> list[torch.Tensor]:
     """E_×: per weight matrix [K, out, in] bool, the unpruned weights u → v on some directed
-    path from an input of a task s to an output of a task t ≠ s (SCIENCE.md §6): some s reaches
+    path from an input of a task s to an output of a task t ≠ s (docs/science.md §6): some s reaches
     u and v reaches some t ≠ s. Such weights are alive. fwd/bwd from task_reach."""
     out = []
     t = fwd[0].shape[2]
@@ -341,7 +341,7 @@ def cross_task_weights(masks: list[torch.Tensor], fwd: list[torch.Tensor],
 
 def analyze(layout: Layout, mask: torch.Tensor, theta: torch.Tensor,
             tasks: list[TaskInfo]) -> Analysis:
-    """States, neuron classes, task matrix, split metric and the split criteria of SCIENCE.md
+    """States, neuron classes, task matrix, split metric and the split criteria of docs/science.md
     §6 (effective and output split, coverage, λ, λ_w, E_×) of K networks (mask, theta [K, P]).
     The split distance (minimum cuts) is pipeline.cut.split_distance of the returned state."""
     k = mask.shape[0]
@@ -409,7 +409,7 @@ def analyze(layout: Layout, mask: torch.Tensor, theta: torch.Tensor,
 
 def _classify(m: torch.Tensor, i_src: torch.Tensor, h_src: torch.Tensor,
               o_dst: torch.Tensor) -> torch.Tensor:
-    """State codes from the table in SCIENCE.md §5 (broadcasting src/dst node flags)."""
+    """State codes from the table in docs/science.md §5 (broadcasting src/dst node flags)."""
     code = torch.where(h_src, AUDIENCE, ZOMBIE)
     code = torch.where(i_src, ALIVE, code)
     code = torch.where(o_dst, code, UNPRODUCTIVE)

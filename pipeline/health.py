@@ -3,7 +3,7 @@
 A run can finish every stage and still answer nothing: dense networks that never improved on
 their start (best epoch 0; IMP then prunes θ₀ itself), that diverged, that ran out of epochs, or
 whose tasks sit at chance level — a dense net that learned nothing is not a lottery-ticket
-experiment (SCIENCE.md §4: IMP starts from a *trained* dense net). This module finds those
+experiment (docs/science.md §4: IMP starts from a *trained* dense net). This module finds those
 networks in the per-(seed, level) table the imp stage writes (`reports/imp/levels.csv`: epochs,
 best_epoch, stop_reason, test_acc_<task>) and the test labels (`data/test.npz`), for
 

@@ -1,4 +1,4 @@
-"""Iterative magnitude pruning with rewinding or fine-tuning (SCIENCE.md §4), level by level,
+"""Iterative magnitude pruning with rewinding or fine-tuning (docs/science.md §4), level by level,
 resumable.
 
 Level 0 is the dense population trained by the `train` stage. Level i ≥ 1 ranks the surviving
@@ -65,7 +65,7 @@ def rewind_error(rewind: int, seeds: list[int], dense_epochs: list[int]) -> str 
     """The one-line refusal of a rewind point (prune.rewind, epochs) that some seed's dense
     training never reached, or None. Such a seed would rewind to its last dense epoch instead:
     another protocol per seed (fine-tuning from trained weights for some), reported as
-    rewinding (SCIENCE.md §4). The way to continue from trained weights is prune.method:
+    rewinding (docs/science.md §4). The way to continue from trained weights is prune.method:
     finetune."""
     short = [(s, e) for s, e in zip(seeds, dense_epochs) if e < rewind]
     if rewind <= 0 or not short:
@@ -114,13 +114,13 @@ def level_state(ctx: Context, theta: torch.Tensor, mask: torch.Tensor, result: T
         state[f"{prefix}metrics.stop_code"] = result.stop_code
         state[f"{prefix}curves.train_loss"] = result.train_curve
         state[f"{prefix}curves.val_loss"] = result.val_curve
-        if result.frozen is not None:  # SCIENCE.md §8: no loss gradient in this training
+        if result.frozen is not None:  # docs/science.md §8: no loss gradient in this training
             state[f"{prefix}metrics.frozen"] = result.frozen
     return state
 
 
 def level_start(ctx: Context, mask: torch.Tensor, trained: torch.Tensor | None) -> torch.Tensor:
-    """The tickets' start weights [K, P] under their new mask (SCIENCE.md §4): prune.method
+    """The tickets' start weights [K, P] under their new mask (docs/science.md §4): prune.method
     `rewind`, the survivors' values in ctx.rewind_theta (θ₀ or θ_rewind); `finetune`, their
     trained values `trained` [K, P] of the previous level (a fresh optimizer follows either
     way). Pruned entries are exactly 0."""
@@ -272,7 +272,7 @@ MANIFEST_VERSION = 2
 
 def fingerprint(record: dict, files: list[str | Path], root: str | Path = ".",
                 entry: Path | None = None) -> dict:
-    """What decides a level's bytes besides its seed's own networks (SCIENCE.md §4; README
+    """What decides a level's bytes besides its seed's own networks (docs/science.md §4; README
     "Resume"): the params `record` (model.seeds left out: seeds are checked one by one,
     seed_hashes), the sha256 of every input file (named by its path relative to the run's root,
     so a run hashes alike wherever its folder is), the sha256 of every source file in the import

@@ -3,7 +3,7 @@
 Tasks take the Okabe–Ito colours (Okabe & Ito 2008, safe for the common colour-vision
 deficiencies) in a fixed order, so task t has the same colour in accuracy.png, the network
 drawings, the coverage maps and every other figure. Vermillion is reserved for cross-task
-structure (alive weights on a path between two tasks, E_× of SCIENCE.md §6; pixels reaching
+structure (alive weights on a path between two tasks, E_× of docs/science.md §6; pixels reaching
 another task's output; neurons shared by tasks) and is never a task's colour. Everything that
 is not a task — parameter states, split criteria, layers, study series — is drawn in greys
 and black, told apart by line style, marker or hatch, so that no colour of a figure that
@@ -23,7 +23,7 @@ LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 HATCHES = ("", "//", "..", "xx")
 
-# parameter states (SCIENCE.md §5) in figures and drawings: alive weights of a drawing take their
+# parameter states (docs/science.md §5) in figures and drawings: alive weights of a drawing take their
 # task's colour; in state counts (no task) alive is the darkest grey
 STATE_COLORS = {"alive": "0.25", "audience": "0.5", "zombie": "0.05", "unproductive": "0.78",
                 "pruned": "0.92"}

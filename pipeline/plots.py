@@ -62,7 +62,7 @@ def _integer_ticks(axis) -> None:
 def accuracy_vs_params(imp: pd.DataFrame, seeds: pd.DataFrame, tasks: list[str], threshold: float):
     """accuracy.png: one panel per task (its palette colour): test accuracy against remaining
     prunable parameters (imp/levels.csv; median, IQR over seeds), the task's dense median
-    (dotted), dense − `threshold` (dashed, the degradation bound of SCIENCE.md) and each
+    (dotted), dense − `threshold` (dashed, the degradation bound of docs/science.md §6) and each
     seed's first split (seeds.csv `params_at_split`, black). One panel per task, so no task's
     reference lines hide another's; the legend sits below the panels, clear of every line."""
     cols = min(len(tasks), 3)
@@ -107,7 +107,7 @@ def _accuracy_panel(ax, imp: pd.DataFrame, task: str, color, threshold: float,
 
 
 def split_over_levels(analysis: pd.DataFrame):
-    """split.png (SCIENCE.md §6): per IMP level the split metric and ‖A − I‖_F (median, IQR
+    """split.png (docs/science.md §6): per IMP level the split metric and ‖A − I‖_F (median, IQR
     over seeds) and the fraction of seeds whose ticket is split (95% Wilson intervals). A
     one-task run (every split column NaN, `analysis.split_applicable` false) gets a single
     "not applicable" panel instead: a split needs T ≥ 2 tasks."""
@@ -116,7 +116,7 @@ def split_over_levels(analysis: pd.DataFrame):
     if not split_applicable(analysis):
         fig, ax = plt.subplots(figsize=(9, 2.4), layout="constrained")
         ax.set_axis_off()
-        ax.text(0.5, 0.62, "Split not applicable: one task (SCIENCE.md §6)", ha="center",
+        ax.text(0.5, 0.62, "Split not applicable: one task (docs/science.md §6)", ha="center",
                 va="center", transform=ax.transAxes, fontsize=13, fontweight="bold")
         ax.text(0.5, 0.3, "A split needs at least two tasks: the split metric and the split\n"
                 "fractions are not defined, and ‖A − I‖_F of a 1×1 task matrix says nothing\n"
@@ -276,7 +276,7 @@ def task_matrices(tm: pd.DataFrame, seed: int, levels: list[tuple[str, int]]):
     return fig
 
 
-# ---- split criteria (SCIENCE.md §6) -------------------------------------------------------------
+# ---- split criteria (docs/science.md §6) -------------------------------------------------------------
 CRITERIA = ("complete", "effective", "output", "functional")
 CRITERION_COLORS = dict(zip(CRITERIA, palette.NEUTRALS))  # not task colours: greys and hatches
 CRITERION_HATCHES = dict(zip(CRITERIA, palette.HATCHES))
@@ -346,12 +346,12 @@ def leakage_over_levels(analysis: pd.DataFrame):
 
 def split_distance_over_levels(analysis: pd.DataFrame, random: pd.DataFrame | None = None,
                                base_level: int | None = None, base_params: int | None = None):
-    """split_distance.png (SCIENCE.md §6): per IMP level the split distance d (weights that
+    """split_distance.png (docs/science.md §6): per IMP level the split distance d (weights that
     must go before no path joins two tasks; symmetric log scale, so d = 0, a split, sits on
     the axis) and d_w's share of the alive |w| mass (log scale; 0 not drawn), median and IQR
     over seeds, for IMP and, where the control ran (`random`: random_masks.csv), the random
     masks of the same per-layer sparsity. `base_level` marks the level at the base net's
-    parameter count `base_params` (SCIENCE.md §3; level 0 without extensions). None where
+    parameter count `base_params` (docs/science.md §3; level 0 without extensions). None where
     not applicable (one task) or not computed."""
     if "split_distance" not in analysis or analysis["split_distance"].isna().all():
         return None

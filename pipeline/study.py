@@ -239,7 +239,7 @@ def summary_row(seeds, controls, n_tasks: int | None = None, random_levels=None)
     structural − first functional split level, split_distance_last,
     split_distance_w_share_last and split_distance_at_functional_split the medians over seeds
     of the split distance d at the last level, of d_w's share there and of d at the first
-    functional split (SCIENCE.md §6); random_split_distance_last the median over seeds of the
+    functional split (docs/science.md §6); random_split_distance_last the median over seeds of the
     random masks' d at their last level (random_levels: random_levels.csv, where the control
     ran). With one task (n_tasks = 1) every split number is NaN:
     not applicable.

@@ -1,4 +1,4 @@
-"""Pruning trajectory and network extension (SCIENCE.md §3).
+"""Pruning trajectory and network extension (docs/science.md §3).
 
 Pure Python on purpose: the config validator needs P_0 before any heavy import.
 """

@@ -116,7 +116,7 @@ def test_summary_compares_imp_with_random_masks():
 
 def test_coverage_and_leakage_summaries_follow_the_first_split_and_the_last_level():
     """metrics.json's coverage (at the headline first split, at the last level) and leakage
-    (last level) are medians over seeds of exactly those rows of levels.csv (SCIENCE.md §6)."""
+    (last level) are medians over seeds of exactly those rows of levels.csv (docs/science.md §6)."""
     from pipeline.analysis import per_seed, summarize
 
     tasks = [TaskInfo("moons_0", "moons", [0, 1], [0], 2, "bce"),

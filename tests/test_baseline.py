@@ -1,4 +1,4 @@
-"""pipeline.baseline: every task trained alone with the run's protocol (SCIENCE.md §4)."""
+"""pipeline.baseline: every task trained alone with the run's protocol (docs/science.md §4)."""
 from __future__ import annotations
 
 import os

@@ -3,7 +3,7 @@ layer for every small network of a population. It must keep every promise of the
 network's bits do not depend on which networks share its block (nor on the per-network
 networks beside it), reruns are bit-identical, pruned entries stay exactly zero in weights,
 gradients and optimizer state, and it equals the per-network loop within float tolerance. The
-record of frozen entries (no loss gradient at any step, SCIENCE.md §8) is the same on every
+record of frozen entries (no loss gradient at any step, docs/science.md §8) is the same on every
 path and, without weight decay, is exactly the set of entries whose value did not move."""
 from __future__ import annotations
 

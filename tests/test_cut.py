@@ -1,4 +1,4 @@
-"""Split distance (SCIENCE.md §6: minimum cuts d and d_w, isolating-cut bounds for T > 2) and the
+"""Split distance (docs/science.md §6: minimum cuts d and d_w, isolating-cut bounds for T > 2) and the
 output split against slow, obviously correct references: networkx minimum_cut with unit and
 float capacities, brute-force enumeration of edge subsets and of multiway partitions, networkx
 components; and the functional split by the cut against a plain torch forward."""

@@ -161,7 +161,7 @@ def test_outside_pointers_catch_every_form(tmp_path):
     """The check finds the README's old link to the spec beside the checkout, and every other
     way out, in a throwaway repository; links inside the clone pass."""
     up = "." * 2 + "/"                      # built, so that this file never holds the pattern
-    beside = "shared" + "/SCIENCE.md"
+    beside = "shared" + "/docs/science.md"
     repo = tmp_path / "repo"
     (repo / "docs").mkdir(parents=True)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)

@@ -1,4 +1,4 @@
-"""What dies during IMP (pipeline.dying, pipeline.dying_answers; SCIENCE.md §8) against slow,
+"""What dies during IMP (pipeline.dying, pipeline.dying_answers; docs/science.md §8) against slow,
 obviously correct references: per-neuron loops over the level masks, plain sorts, plain
 forward passes, bit-equal values of nets trained by the real engine, and scipy."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Graph analysis against a slow, obviously-correct networkx reference of SCIENCE.md §5–6."""
+"""Graph analysis against a slow, obviously-correct networkx reference of docs/science.md §5–6."""
 from __future__ import annotations
 
 import itertools

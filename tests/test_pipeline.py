@@ -65,7 +65,7 @@ def test_dvc_repro_contract_and_caching(reproduced_repo, tmp_path):
     assert ((an["split_distance"] == 0) >= an["split_effective"].astype(bool)).all()
     assert {"split_output", "test_acc_cut_moons_0", "split_cut_layer_0"} <= set(an.columns)
     assert metrics["split_distance"]["per_level"][0]["level"] == 0 and "split_output" in metrics
-    # what dies during IMP (issue 32, SCIENCE.md §8): columns, tables, answers
+    # what dies during IMP (issue 32, docs/science.md §8): columns, tables, answers
     assert {"prune_threshold", "newly_pruned", "pruned_dead", "pruned_dead_share", "alive_share",
             "frozen_params", "cut_frozen_share", "cut_init_ratio", "folded_params",
             "fold_max_abs_diff"} <= set(an.columns)

@@ -445,7 +445,7 @@ def test_comatose_legend_clear_of_bars_and_title_inside_figure(tmp_path):
 
 def test_one_task_split_figure_says_not_applicable():
     """T = 1 (every split column NaN, as analyze writes it, read back from CSV): split.png is a
-    note naming SCIENCE.md §6, with no bars, lines or bands; the split-criteria and leakage
+    note naming docs/science.md §6, with no bars, lines or bands; the split-criteria and leakage
     figures are not drawn. The same table with split columns filled draws bars (control)."""
     import io
 
@@ -460,7 +460,7 @@ def test_one_task_split_figure_says_not_applicable():
     plots.style()
     fig = plots.split_over_levels(one)
     texts = " ".join(t.get_text() for t in fig.findobj(plots.plt.Text))
-    assert "not applicable" in texts and "one task" in texts and "SCIENCE.md §6" in texts
+    assert "not applicable" in texts and "one task" in texts and "docs/science.md §6" in texts
     for ax in fig.axes:
         assert not ax.containers and not ax.patches and not ax.get_lines() \
             and not ax.collections

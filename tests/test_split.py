@@ -1,4 +1,4 @@
-"""Split criteria of SCIENCE.md §6 (effective split, coverage, λ, λ_w, E_×, functional split)
+"""Split criteria of docs/science.md §6 (effective split, coverage, λ, λ_w, E_×, functional split)
 against slow, obviously-correct references: networkx reachability, brute-force path enumeration,
 exact integer path counts and a plain per-network torch forward with E_× zeroed."""
 from __future__ import annotations

@@ -241,7 +241,7 @@ def test_real_mnist_presets_set_the_issue_26_protocols():
 
 
 def test_thesis_preset_sets_the_thesis_protocol():
-    """SCIENCE.md §4: the thesis' size study protocol, key by key."""
+    """docs/science.md §4: the thesis' size study protocol, key by key."""
     p = config.parse(study.apply_preset(ROOT / "params.yaml", ROOT / "studies/thesis_size.yaml"))
     assert (p.model.init, p.model.bias_init, p.model.hidden) == ("kaiming_normal", "zero", (8, 8))
     assert (p.train.batch_size, p.train.patience, p.train.loss_cutoff, p.train.max_epochs,

@@ -1,4 +1,4 @@
-"""Pruning trajectory and extension (SCIENCE.md §3)."""
+"""Pruning trajectory and extension (docs/science.md §3)."""
 from __future__ import annotations
 
 import math

@@ -4,7 +4,7 @@
     python docs/runs/tables.py docs/runs/real-mnist/<config> [<config> ...]
 
 Per configuration: every split criterion's fraction of seeds with its 95% Wilson interval, at
-any level and before degradation (SCIENCE.md §6–7); the split distance d per level, median and
+any level and before degradation (docs/science.md §6–7); the split distance d per level, median and
 interquartile range over seeds, beside the random masks' d (random_levels.csv, where the
 control ran); each task's test accuracy with and without the minimum cut C_w zeroed; λ and
 coverage; the first cut-functional split. With several folders, one summary row per

@@ -1,4 +1,4 @@
-"""The training engine (SCIENCE.md §4), one short module per part:
+"""The training engine (docs/science.md §4), one short module per part:
 
 - loss.py     the task losses and their analytic gradient wrt the logits (TaskLoss);
 - kernels.py  dense batched forward / hand-written backward of K MLPs of one layout;

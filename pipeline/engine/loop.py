@@ -1,5 +1,5 @@
 """Training of a population of masked MLPs, every network with its own early stopping
-(SCIENCE.md §4): the entry point `train_population` and the epoch loop.
+(docs/science.md §4): the entry point `train_population` and the epoch loop.
 
 The loop is the same for both paths; a population object (engine.dense: batched dense matmuls;
 engine.live: per-network kernels that follow the live weights) does the arithmetic. A network
@@ -67,7 +67,7 @@ class TrainResult:
     val_curve: torch.Tensor      # [K, E] validation loss per epoch
     rewind_theta: torch.Tensor | None  # [K, P] weights after `rewind_epoch` epochs
     # [K, P] bool: unpruned entries whose loss gradient was exactly 0 at every step (frozen,
-    # SCIENCE.md §8); weight decay is not part of the loss gradient
+    # docs/science.md §8); weight decay is not part of the loss gradient
     frozen: torch.Tensor | None = None
 
     @property

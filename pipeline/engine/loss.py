@@ -1,4 +1,4 @@
-"""The training loss (SCIENCE.md §4: the sum over tasks of each task's mean loss) and its gradient
+"""The training loss (docs/science.md §4: the sum over tasks of each task's mean loss) and its gradient
 wrt the logits, written out analytically for a batch of K networks."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The three parts of training around the kernels: the optimizer step on the flat parameters,
-the per-network early stopper (SCIENCE.md §4) and the loss-curve log."""
+the per-network early stopper (docs/science.md §4) and the loss-curve log."""
 from __future__ import annotations
 
 import math
@@ -20,7 +20,7 @@ class Optimizer:
     gradient, so their moments stay zero and their value stays exactly zero.
 
     train.weight_decay λ > 0 adds λ·θ to the gradient before the update, as torch.optim.Adam
-    and SGD do with `weight_decay` (L2, not AdamW's decoupled decay; SCIENCE.md §4). A pruned
+    and SGD do with `weight_decay` (L2, not AdamW's decoupled decay; docs/science.md §4). A pruned
     entry is exactly 0, so λ·θ adds exactly 0 there: it stays 0 in weights, gradients and
     moments. λ = 0 runs exactly the ops (and bits) of the optimizer without weight decay."""
 
@@ -64,7 +64,7 @@ class Optimizer:
 
 def decay_only(cfg: TrainConfig, start: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     """Values [D] that entries starting at `start` [D] reach after `steps` [D] (int) optimizer
-    steps in which their loss gradient is exactly 0: weight decay alone moves them (SCIENCE.md
+    steps in which their loss gradient is exactly 0: weight decay alone moves them (docs/science.md
     §4: it pulls weights that get no gradient toward 0). Every entry runs the elementwise ops of
     Optimizer.step, so it ends with the bits it would have in the full loop. Without weight
     decay such entries never move: `start` is returned."""
@@ -100,7 +100,7 @@ class Stopper:
 
     monitor `total`: the patience counter restarts when the summed validation loss improves by
     more than min_delta; the loss cutoff applies to the summed training loss.
-    monitor `per_task` (SCIENCE.md §4): it restarts whenever *any* task reaches a new best of its
+    monitor `per_task` (docs/science.md §4): it restarts whenever *any* task reaches a new best of its
     own validation loss, and the cutoff must hold for every task's own training loss, so one
     task that still learns keeps its network training.
     An epoch is an *improvement* when it restarts the counter. With restore_best the weights of

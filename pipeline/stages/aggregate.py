@@ -28,7 +28,7 @@ def write_study(params: config.Params, runs: Path = RUNS, out: Path = OUT) -> No
     io.write_csv(out / "tidy.csv", tidy)
     io.write_csv(out / "seeds.csv", seeds)
     io.write_csv(out / "summary.csv", summary)
-    # what dies during IMP across configurations (SCIENCE.md §8): in full, and the p-values
+    # what dies during IMP across configurations (docs/science.md §8): in full, and the p-values
     compared = dying_compare.comparisons(summary, seeds)
     io.write_json(out / "dying.json", compared)
     io.write_json(out / "metrics.json", {**study.study_metrics(summary, study_dying.METRICS_KEYS),

@@ -1,7 +1,7 @@
 """Stage `analyze`: graph states and split criteria of every IMP level → reports/analysis/*,
 reports/metrics.json.
 
-Per level: states and neuron classes (SCIENCE.md §5), the complete, effective and output split,
+Per level: states and neuron classes (docs/science.md §5), the complete, effective and output split,
 coverage, λ, λ_w, the split distance (minimum cuts d, d_w) and the functional split (§6;
 forward passes on data/test.npz with the minimum cut C_w zeroed, and with E_× zeroed as a
 column), frozen input weights (§5; constant inputs of data/train.npz), and what dies during IMP (§8,
@@ -50,7 +50,7 @@ from pipeline.stages import StageError, cli
 
 
 def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
-    """Analyse every IMP level under root/models/imp (SCIENCE.md §5–6) → root/reports/analysis,
+    """Analyse every IMP level under root/models/imp (docs/science.md §5–6) → root/reports/analysis,
     root/reports/plots/levels.csv and root/reports/metrics.json (returned).
 
     Raises StageError for a missing or incomplete run of level files or a violated invariant,
@@ -76,7 +76,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
         layout = Layout(layers_from_state(state))
         prunable = layout.prunable(params.prune.biases)
         seeds = state["seeds"].tolist()
-        if tracker is None:  # what dies during IMP (SCIENCE.md §8)
+        if tracker is None:  # what dies during IMP (docs/science.md §8)
             tracker = dying.Tracker(run_info(params, rp, layout, prunable, seeds,
                                              len(arrays["train"]["x"]), test_x))
         for prefix in ("", "random."):

@@ -12,7 +12,7 @@ from pipeline.stages import StageError, cli
 
 
 def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
-    """Draw every task's samples and write them under root/data (SCIENCE.md §2).
+    """Draw every task's samples and write them under root/data (docs/science.md §2).
 
     Raises StageError (one line naming the file) for unreadable or damaged data files, before
     anything is written."""

@@ -93,7 +93,7 @@ def _drop_new_defaults(record: dict) -> None:
 
 
 def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
-    """IMP levels 1…T (+k) of every seed (SCIENCE.md §4) under root: models/imp/level_XX.pt and
+    """IMP levels 1…T (+k) of every seed (docs/science.md §4) under root: models/imp/level_XX.pt and
     reports/imp/*.csv. Finished levels with a matching fingerprint are kept (resume), per seed.
     Raises StageError (a rewind point past a seed's dense training, inputs of other seeds)."""
     paths = RunPaths(root)

@@ -1,6 +1,6 @@
 """Stage `learned`: was every task learned? → reports/learned.json.
 
-SCIENCE.md §4: "A dense net whose tasks are not all trained makes 'degradation' meaningless:
+docs/science.md §4: "A dense net whose tasks are not all trained makes 'degradation' meaningless:
 check every task's dense accuracy against the same task trained alone." For every task this
 trains a net on the task alone with the run's protocol (pipeline.baseline: the same rows, the
 task's own input columns and outputs, the same hidden widths, init, seeds, optimizer and

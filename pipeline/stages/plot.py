@@ -81,7 +81,7 @@ def read_trajectory(shape: Path = RunPaths().shape_json,
 
 def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
            figures: list[str], paths: RunPaths = RunPaths()) -> str:
-    """reports/report.md: the answers of SCIENCE.md §1 across seeds, with the "Tasks not
+    """reports/report.md: the answers of docs/science.md §1 across seeds, with the "Tasks not
     learned" and "Run health" blocks first when anything went wrong."""
     lines = ["# ticketsplit report", "", configuration_line(params, metrics, tasks, paths), "",
              "## Does the ticket split?", ""]
@@ -185,7 +185,7 @@ def learned_block(learned: dict | None) -> list[str]:
              f"{', '.join(f'**{t}**' for t in learned['not_learned'])}: the dense net's test "
              "accuracy is not within "
              f"{learned['tolerance']:g} of the same task trained alone, or some net failed on it "
-             "(SCIENCE.md §4). Its degradation, and so a split before degradation, is "
+             "(docs/science.md §4). Its degradation, and so a split before degradation, is "
              "measured from an unlearned reference.", "",
              "| task | dense (side by side) | alone | gap, mean (worst seed) | failed side / alone |",
              "|---|---|---|---|---|"]
@@ -206,7 +206,7 @@ def learned_lines(metrics: dict) -> list[str]:
         return [f"- Tasks learned: not checked ({learned.get('reason', '')})."]
     if learned.get("all_learned"):
         return [f"- Every task learned: each within {learned['tolerance']:g} of the same task "
-                "trained alone (SCIENCE.md §4)."]
+                "trained alone (docs/science.md §4)."]
     return [f"- **Not learned**: {', '.join(learned['not_learned'])} (see *Tasks not learned*)."]
 
 
@@ -224,7 +224,7 @@ def with_blocks(report_text: str, metrics: dict) -> str:
 def split_figures(analysis: pd.DataFrame, seeds: pd.DataFrame, tasks,
                   folder: Path = RunPaths().analysis,
                   base: tuple[int, int] | None = None) -> dict:
-    """The split-criteria figures (SCIENCE.md §6) that apply to this run: per-level fractions
+    """The split-criteria figures (docs/science.md §6) that apply to this run: per-level fractions
     of the four criteria, λ and λ_w per level, the split distance d and d_w (IMP and, from
     random_masks.csv in `folder`, the random masks; `base` = (level, parameters) of the base
     count marked) — not with one task — and coverage maps (image tasks; from coverage.npz in
@@ -246,7 +246,7 @@ def split_figures(analysis: pd.DataFrame, seeds: pd.DataFrame, tasks,
 
 def split_criteria_lines(metrics: dict) -> list[str]:
     """The report's split criteria: complete, effective and functional side by side, and the
-    gap between the first functional and the first structural split (SCIENCE.md §6)."""
+    gap between the first functional and the first structural split (docs/science.md §6)."""
     n = metrics["seeds"]
     if not metrics.get("split_applicable", True):
         return ["- **Not applicable**: a split needs at least two tasks; this run has one "
@@ -255,7 +255,7 @@ def split_criteria_lines(metrics: dict) -> list[str]:
         return []
     tol = metrics.get("functional_tolerance")
     lines = ["", f"Split criteria side by side (headline: **{metrics['split_criterion']}**; "
-             "SCIENCE.md §6):", "",
+             "docs/science.md §6):", "",
              "| criterion | seeds split | before degradation | first split level, median "
              "(min–max) | parameters at split, median |", "|---|---|---|---|---|"]
     for c in ("complete", "effective", "output", "functional"):
@@ -281,7 +281,7 @@ def split_criteria_lines(metrics: dict) -> list[str]:
 
 
 def coverage_leakage_lines(metrics: dict) -> list[str]:
-    """Coverage per task and leakage λ, λ_w (SCIENCE.md §6), medians over seeds."""
+    """Coverage per task and leakage λ, λ_w (docs/science.md §6), medians over seeds."""
     out = []
     cov = metrics.get("coverage")
     if cov:
@@ -303,7 +303,7 @@ def coverage_leakage_lines(metrics: dict) -> list[str]:
 
 
 def split_distance_lines(metrics: dict) -> list[str]:
-    """How far the tickets are from a split (SCIENCE.md §6): d and d_w's share at the first
+    """How far the tickets are from a split (docs/science.md §6): d and d_w's share at the first
     functional split and at the last level, the first levels with d ≤ 1 and d = 0, and the
     random masks' d at the last level where the control ran."""
     sd = metrics.get("split_distance")
@@ -335,7 +335,7 @@ def split_distance_lines(metrics: dict) -> list[str]:
     return lines
 
 
-# ---- "What dies during IMP" (SCIENCE.md §8; metrics.json `dying`) ------------------------------
+# ---- "What dies during IMP" (docs/science.md §8; metrics.json `dying`) ------------------------------
 def share_text(block: dict) -> str:
     """'807/876 (0.92, 95% CI 0.90–0.94)' from a {k, n, fraction, low, high} block."""
     if not block["n"]:

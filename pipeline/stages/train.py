@@ -53,7 +53,7 @@ def check_dense(params: config.Params, seeds: list[int], result: TrainResult,
 
 
 def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
-    """Train the dense population (IMP level 0, SCIENCE.md §4) under root: θ₀ → models/init.pt,
+    """Train the dense population (IMP level 0, docs/science.md §4) under root: θ₀ → models/init.pt,
     the trained nets → models/dense.pt. Raises StageError when every dense network failed."""
     paths = RunPaths(root)
     torch.set_num_threads(params.train.threads)

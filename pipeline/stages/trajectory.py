@@ -10,7 +10,7 @@ from pipeline.stages import StageError, cli
 
 
 def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
-    """The pruning trajectory and the (extended) shape (SCIENCE.md §3) under root."""
+    """The pruning trajectory and the (extended) shape (docs/science.md §3) under root."""
     paths = RunPaths(root)
     try:
         meta = json.loads(paths.tasks_json.read_text())

@@ -20,6 +20,7 @@ import copy
 import csv
 import io as io_text
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -152,6 +153,25 @@ def sweep(raw: dict, client, runs: Path, log=print, shards: int = 1) -> dict[str
     return seconds
 
 
+CONNECT_SECONDS = 30  # how long a scheduler address may take to answer
+SCHEDULER = re.compile(r"(tcp|tls)://[^\s:/]+:(\d{1,5})")
+
+
+def argument_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the command line, naming the argument and what is allowed (None: fine).
+    Checked before any work: a LocalCluster of 0 workers waits for ever, and a mistyped address
+    fails deep inside Dask with a traceback."""
+    match = SCHEDULER.fullmatch(args.scheduler)
+    if args.scheduler != "local" and not (match and 0 < int(match.group(2)) < 65536):
+        return (f"--scheduler: {args.scheduler!r} is not allowed; allowed: local, or a Dask "
+                "scheduler address tcp://host:port (tls://host:port)")
+    for name in ("workers", "shards"):
+        value = getattr(args, name)
+        if value < 1:
+            return f"--{name}: {value} is not allowed; allowed: an integer >= 1"
+    return None
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.sweep", description=__doc__.split(
         "\n\n")[0])
@@ -164,9 +184,9 @@ def main(argv: list[str]) -> int:
                         help="split every configuration's seeds into this many Dask tasks "
                              "(results identical to 1; for big nets with few configurations)")
     args = parser.parse_args(argv)
-    if args.shards < 1:
-        print(f"error: --shards: {args.shards} is not allowed; allowed: an integer >= 1",
-              file=sys.stderr)
+    problem = argument_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         from distributed import Client, LocalCluster
@@ -192,7 +212,12 @@ def main(argv: list[str]) -> int:
                                dashboard_address=None)
         client = Client(cluster)
     else:
-        cluster, client = None, Client(args.scheduler)
+        try:
+            cluster, client = None, Client(args.scheduler, timeout=CONNECT_SECONDS)
+        except (OSError, TimeoutError) as exc:  # nothing listening there, or not a scheduler
+            print(f"error: --scheduler {args.scheduler}: no Dask scheduler answered ({exc})",
+                  file=sys.stderr)
+            return 2
     try:
         seconds = sweep(raw, client, RUNS, shards=args.shards)
         write_study(params)

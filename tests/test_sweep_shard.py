@@ -33,10 +33,48 @@ def test_merge_restores_the_unsharded_row_order():
                      [1, 2])
 
 
-def test_bad_shard_count_is_one_line_error(capsys):
-    assert main(["--scheduler", "local", "--shards", "0"]) == 2
-    assert capsys.readouterr().err.strip() == \
-        "error: --shards: 0 is not allowed; allowed: an integer >= 1"
+SCHEDULER_ALLOWED = ("allowed: local, or a Dask scheduler address tcp://host:port "
+                     "(tls://host:port)")
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--shards", "0"], "error: --shards: 0 is not allowed; allowed: an integer >= 1"),
+    (["--shards", "-3"], "error: --shards: -3 is not allowed; allowed: an integer >= 1"),
+    # a LocalCluster of no workers waited for ever, printing nothing
+    (["--workers", "0"], "error: --workers: 0 is not allowed; allowed: an integer >= 1"),
+    (["--workers", "-1"], "error: --workers: -1 is not allowed; allowed: an integer >= 1"),
+], ids=["shards-0", "shards-negative", "workers-0", "workers-negative"])
+def test_bad_counts_are_one_line_errors(argv, line, capsys):
+    assert main(["--scheduler", "local", *argv]) == 2
+    assert capsys.readouterr().err.strip() == line
+
+
+@pytest.mark.parametrize("address", ["lcoal", "Local", "", "tcp://host", "tcp://:8786",
+                                     "tcp://host:port", "tcp://host:0", "tcp://host:70000",
+                                     "http://host:8786", "host:8786"])
+def test_a_mistyped_scheduler_is_a_one_line_error(address, capsys):
+    """Refused before Dask is started (a typo once ended in Dask's ValueError traceback)."""
+    assert main(["--scheduler", address]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --scheduler: {address!r} is not allowed; {SCHEDULER_ALLOWED}"
+
+
+def test_an_address_without_a_scheduler_is_a_one_line_error(capsys, monkeypatch):
+    """A well-formed address where no scheduler listens: one line naming it, exit 2."""
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    import socket
+
+    from pipeline import sweep
+
+    monkeypatch.setattr(sweep, "CONNECT_SECONDS", 2)
+
+    with socket.socket() as s:  # a free port, closed again: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["--scheduler", f"tcp://127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --scheduler tcp://127.0.0.1:{port}: "
+                                               "no Dask scheduler answered")
 
 
 def test_sharded_sweep_equals_unsharded_byte_for_byte(tmp_path):

@@ -6,7 +6,6 @@ with its own seed, keeps its own input columns and its own output columns.
 from __future__ import annotations
 
 import gzip
-import json
 import math
 import zlib
 from dataclasses import asdict, dataclass
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import io
 from pipeline.config import (
     BUNDLED_MNIST_ROWS,
     IDX_KINDS,
@@ -372,10 +372,10 @@ def build(cfg: DataConfig) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
 def load(folder: str | Path = "data") -> tuple[list[TaskInfo], dict[str, dict[str, np.ndarray]]]:
     """Tasks and arrays as written by the generate stage (no pickle)."""
     folder = Path(folder)
-    meta = json.loads((folder / "tasks.json").read_text())
+    meta = io.read_json(folder / "tasks.json")
     tasks = [TaskInfo(**t) for t in meta["tasks"]]
     arrays = {}
     for split in SPLITS:
-        with np.load(folder / f"{split}.npz", allow_pickle=False) as f:
-            arrays[split] = {"x": f["x"], "y": f["y"]}
+        f = io.read_npz(folder / f"{split}.npz")
+        arrays[split] = {"x": f["x"], "y": f["y"]}
     return tasks, arrays

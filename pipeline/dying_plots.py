@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from pipeline import palette, plots
+from pipeline import io, palette, plots
 from pipeline.plots import BAND, _band, _integer_ticks, plt
 
 IMP, RANDOM = palette.neutral(0), palette.neutral(1)   # (colour, line style, marker)
@@ -23,9 +23,9 @@ NOTE = {"ha": "center", "va": "center", "fontsize": 9, "color": "0.25", "wrap": 
 MAX_POINTS = 400  # frozen parameters drawn per level (a deterministic sample beyond that)
 
 
-def note(ax, text: str, y: float = 0.5) -> None:
-    """A note inside the panel (what it lacks and why)."""
-    ax.text(0.5, y, text, transform=ax.transAxes, **NOTE)
+def note(ax, text: str, y: float = 0.5, x: float = 0.5) -> None:
+    """A note inside the panel (what it lacks and why), centred at (x, y) in axes fractions."""
+    ax.text(x, y, text, transform=ax.transAxes, **NOTE)
 
 
 def empty(ax, title: str, text: str) -> None:
@@ -154,7 +154,7 @@ def comatose_panel(ax, levels: pd.DataFrame, block: dict | None) -> None:
     if peak is not None:
         q = h3["peak_fraction"]
         ax.axvline(peak, color=palette.REFERENCE, ls="--", lw=1,
-                   label=f"first peak, median {plots.fmt(peak, 2)} "
+                   label=f"each seed's first maximum, level / T: median {plots.fmt(peak, 2)} "
                          f"(IQR {plots.fmt(q['q25'], 2)}–{plots.fmt(q['q75'], 2)})")
     ax.set(xlabel=f"level / T (T = {last})", ylabel=f"comatose neurons ({BAND})", title=title,
            xlim=(0, 1))
@@ -215,8 +215,8 @@ def alive_panel(ax, levels: pd.DataFrame, random: pd.DataFrame | None) -> None:
            title="Alive share and effective density")
     ax.title.set_fontsize(10)
     _integer_ticks(ax.xaxis)
-    if random is None:
-        note(ax, "no random masks: prune.random_mask_control is off", y=0.2)
+    if random is None:  # lower left: both curves fall from the top left to the bottom right
+        note(ax, "no random masks: prune.random_mask_control is off", y=0.1, x=0.38)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
 
 
@@ -286,7 +286,6 @@ def _frozen_points(ax, died: pd.DataFrame, tau: pd.DataFrame, seed: int) -> None
 def run_figure_from(analysis: Path):
     """run_figure from the analyze stage's tables and answers (dying.json) in `analysis`
     (reports/analysis)."""
-    import json
 
     levels = pd.read_csv(analysis / "levels.csv")
     random = pd.read_csv(analysis / "random_masks.csv")
@@ -295,7 +294,7 @@ def run_figure_from(analysis: Path):
                                   "exact"])
     return run_figure(levels, random, pd.read_csv(analysis / "episodes.csv"),
                       pd.read_csv(analysis / "bias_survival.csv"), deaths,
-                      json.loads((analysis / "dying.json").read_text()))
+                      io.read_json(analysis / "dying.json"))
 
 
 # ---- the study's figure ------------------------------------------------------------------------

@@ -22,10 +22,11 @@ of the number of correct test predictions, p ≥ CHANCE_ALPHA.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+
+from pipeline import io
 
 CHANCE_ALPHA = 0.05  # one-sided exact binomial test against the majority-class rate
 KINDS = ("dense", "imp")
@@ -126,10 +127,9 @@ def section(levels, data: str | Path = "data") -> dict:
     checks that found something, `ok` is True when none did.
     """
     data = Path(data)
-    meta = json.loads((data / "tasks.json").read_text())
+    meta = io.read_json(data / "tasks.json")
     names = [t["name"] for t in meta["tasks"]]
-    with np.load(data / "test.npz", allow_pickle=False) as f:
-        test_y = f["y"]
+    test_y = io.read_npz(data / "test.npz")["y"]
     dense_rows = levels[levels["level"] == 0]
     imp_rows = levels[levels["level"] > 0]
     dense = _kind(dense_rows, network_flags(dense_rows, names, test_y), CHECKS, names)
@@ -183,10 +183,10 @@ def block(health: dict | None) -> list[str]:
     serious = any(part.get(c) for part, checks in ((dense, CHECKS), (imp, CHECKS[:3]))
                   for c in checks if c != "max_epochs")
     lead = ("**Something in this run did not go as params.yaml asked; read the results below "
-            "with this in mind** (README, \"When a run is flagged\")." if serious else
+            "with this in mind** (docs/criteria.md, \"When a run is flagged\")." if serious else
             "Some trainings were stopped by `train.max_epochs` while their validation loss was "
             "still improving; the results stand, but those networks might have trained further "
-            "(README, \"When a run is flagged\").")
+            "(docs/criteria.md, \"When a run is flagged\").")
     lines = ["## Run health", "", lead, ""]
     label = {"never_improved": "never improved on their start (best epoch 0)",
              "diverged": "diverged", "max_epochs": "hit train.max_epochs",

@@ -272,8 +272,8 @@ MANIFEST_VERSION = 2
 
 def fingerprint(record: dict, files: list[str | Path], root: str | Path = ".",
                 entry: Path | None = None) -> dict:
-    """What decides a level's bytes besides its seed's own networks (docs/science.md §4; README
-    "Resume"): the params `record` (model.seeds left out: seeds are checked one by one,
+    """What decides a level's bytes besides its seed's own networks (docs/science.md §4; docs/running.md,
+    "Resuming and interrupts"): the params `record` (model.seeds left out: seeds are checked one by one,
     seed_hashes), the sha256 of every input file (named by its path relative to the run's root,
     so a run hashes alike wherever its folder is), the sha256 of every source file in the import
     closure of the stage module `entry` (pipeline.closure; default pipeline/stages/imp.py), and
@@ -400,7 +400,7 @@ def merge_in_order(parts: list[dict[str, torch.Tensor]], seeds: list[int]) -> di
     return select_seeds(merged, seeds)
 
 
-# ---- level files whose size follows the live weights (README "Checkpoint contract") ----------
+# ---- level files whose size follows the live weights (docs/running.md "Checkpoint contract") ----------
 # Layouts with at least this many parameters are written packed: the wide image nets, whose
 # dense level files were 7.7 MB of mostly zeros per network. Smaller ones (the default run and
 # the narrow studies) keep the dense format, byte for byte as before.
@@ -492,9 +492,9 @@ def save_level(path: Path, state: dict[str, torch.Tensor], layout: Layout) -> No
 
 def load_level(path: Path) -> dict[str, torch.Tensor]:
     """A level file (dense or packed) as the dense dict of the checkpoint contract
-    (README): `layers.{i}.weight` [K, out, in], `.bias`, `.weight_mask`, `.bias_mask`, metrics,
+    (docs/running.md): `layers.{i}.weight` [K, out, in], `.bias`, `.weight_mask`, `.bias_mask`, metrics,
     curves, seeds; controls under their prefixes. Read with torch.load(weights_only=True)."""
-    return unpack_level(torch.load(path, weights_only=True))
+    return unpack_level(io.read_torch(path))
 
 
 def describe_level(state: dict[str, torch.Tensor], tasks: list[TaskInfo], params: int) -> str:

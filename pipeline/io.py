@@ -31,6 +31,52 @@ class WriteError(Exception):
     """An output could not be written (the message names it); nothing half-written remains."""
 
 
+class ReadError(Exception):
+    """An input file exists but cannot be read (truncated, overwritten, not what its name says):
+    the message names it and how to make it again."""
+
+
+def read_error(path: str | os.PathLike, exc: Exception) -> ReadError:
+    return ReadError(f"{public_path(path)} is damaged and cannot be read ({type(exc).__name__}); "
+                     "remove it and run `dvc repro` again to remake it")
+
+
+def read_torch(path: str | os.PathLike) -> dict:
+    """torch.load(path, weights_only=True); a damaged file raises ReadError naming it (a missing
+    one FileNotFoundError, as open does)."""
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # RuntimeError (zip), UnpicklingError, EOFError, ...: all damage
+        raise read_error(path, exc) from exc
+
+
+def read_npz(path: str | os.PathLike) -> dict:
+    """Every array of an .npz file (no pickle), read at once; a damaged file raises ReadError."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # BadZipFile, ValueError, EOFError, OSError, ...
+        raise read_error(path, exc) from exc
+
+
+def read_json(path: str | os.PathLike):
+    """json of a UTF-8 file; a damaged file raises ReadError naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise read_error(path, exc) from exc
+
+
 def public_path(path: str | os.PathLike) -> Path:
     """`path` with every temporary component (`.NAME.xxxxxxxx.tmp`, `.NAME.old`) replaced by
     NAME: the output a failed write was making."""

@@ -61,7 +61,7 @@ def collect(combo: dict, work: Path, out: Path, extra=None) -> None:
     stage imports through pipeline.baseline's presets)."""
     import pandas as pd
 
-    shape = json.loads((work / "models/shape.json").read_text())
+    shape = io.read_json(work / "models/shape.json")
     trajectory = pd.read_csv(work / "reports/trajectory.csv")
     params = config.load(work / "params.yaml")
     base_p0 = int(trajectory.loc[trajectory["level"] == 0, "params"].iloc[0])
@@ -187,7 +187,7 @@ def read_results(runs: Path, combos: list[dict]) -> list[tuple[dict, Path]]:
 
     found = {}
     for cfg in sorted(runs.glob("*/config.json")):
-        info = json.loads(cfg.read_text())
+        info = io.read_json(cfg)
         found[key(info)] = (info, cfg.parent)
     missing = [config.configuration_name(c) for c in combos if key(c) not in found]
     if missing:

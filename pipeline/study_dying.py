@@ -91,7 +91,7 @@ def read(folder: Path) -> DyingFiles | None:
     """The dying files of a result folder; None where it has none (collected before issue 32)."""
     if not (folder / "dying.json").is_file():
         return None
-    return DyingFiles(json.loads((folder / "dying.json").read_text()),
+    return DyingFiles(io.read_json(folder / "dying.json"),
                       *(pd.read_csv(folder / name) for name in
                         ("episodes.csv", "bias_survival.csv", "frozen_deaths_levels.csv")))
 
@@ -179,7 +179,7 @@ def recompute_folder(folder: Path, shard_blocks: list[dict] | None = None) -> di
     dying = read(folder)
     if dying is None:
         raise FileNotFoundError(f"{folder}: no dying.json")
-    return recompute(json.loads((folder / "config.json").read_text()),
+    return recompute(io.read_json(folder / "config.json"),
                      pd.read_csv(folder / "levels.csv"), pd.read_csv(folder / "seeds.csv"),
                      pd.read_csv(folder / "accuracy.csv"), pd.read_csv(folder / "random_levels.csv"),
                      dying, shard_blocks or [dying.block])

@@ -475,3 +475,45 @@ def test_a_signal_once_the_outputs_are_written_leaves_a_finished_stage(sig, tmp_
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and err == "", (proc.returncode, err)
     assert (tmp_path / "written").read_text() == "done"
+
+
+# ---- a damaged input file ------------------------------------------------------------------------
+DAMAGES = {
+    "truncated": lambda b: b[: len(b) // 3],
+    "garbage": lambda b: b"garbage\n",
+    "empty": lambda b: b"",
+}
+DAMAGED_CASES = [  # (stage that reads it, file, damage): every kind of file the stages load,
+    # each kind of damage on the level file (the reported case), one each on the others
+    ("analyze", "models/imp/level_02.pt", "truncated"),   # a level file (torch, zip)
+    ("analyze", "models/imp/level_02.pt", "garbage"),
+    ("analyze", "models/imp/level_02.pt", "empty"),
+    ("analyze", "models/init.pt", "garbage"),
+    ("imp", "models/dense.pt", "truncated"),
+    ("train", "data/train.npz", "truncated"),
+    ("analyze", "data/test.npz", "empty"),
+    ("trajectory", "data/tasks.json", "truncated"),       # json
+    ("train", "models/shape.json", "garbage"),
+    ("plot", "reports/analysis/coverage.npz", "garbage"),
+]
+
+
+@pytest.mark.parametrize("stage, name, damage", DAMAGED_CASES,
+                         ids=[f"{n}-{d}" for _, n, d in DAMAGED_CASES])
+def test_a_damaged_input_is_one_line_naming_it(stage, name, damage, finished, tmp_path):
+    """A truncated, overwritten or emptied input of a stage: one line naming the file and how to
+    remake it, exit 2, no traceback, nothing else written (found: a truncated level file ended
+    the analyze stage in torch's PytorchStreamReader traceback)."""
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    path = run / name
+    path.write_bytes(DAMAGES[damage](path.read_bytes()))
+    before = tree(run)
+    proc = subprocess.run(command(stage), cwd=run, env=env(), capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and len(lines) >= 1, proc.stderr
+    assert lines[-1] == (f"error: {name} is damaged and cannot be read ("
+                         f"{lines[-1].split('(', 1)[1].split(')')[0]}); remove it and run "
+                         "`dvc repro` again to remake it"), proc.stderr
+    assert tree(run) == before and leftovers(run) == []

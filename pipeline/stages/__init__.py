@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 
 from pipeline.config import ConfigError
-from pipeline.io import WriteError
+from pipeline.io import ReadError, WriteError
 
 
 class StageError(Exception):
@@ -107,7 +107,7 @@ def cli(main: Callable[[], None]) -> None:
         signal.signal(sig, _raise_interrupted)
     try:
         main()
-    except (ConfigError, StageError, WriteError) as exc:
+    except (ConfigError, StageError, ReadError, WriteError) as exc:
         if _SIGNAL["received"] is None:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)

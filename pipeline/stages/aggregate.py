@@ -37,7 +37,8 @@ def write_study(params: config.Params, runs: Path = RUNS, out: Path = OUT) -> No
     with io.atomic_dir(out / "figures") as folder:
         for name, fig in [*study_figures(summary, seeds), ("dying", study_figure(summary, tidy))]:
             save(fig, folder / f"{name}.png", params.plot.dpi)
-    print(f"aggregate: {len(combos)} configurations × {summary['seeds'].max()} seeds → {out}")
+    n, k = len(combos), int(summary["seeds"].max())
+    print(f"aggregate: {n} configuration{'s' * (n != 1)} × {k} seed{'s' * (k != 1)} → {out}")
     for row in summary.to_dict("records"):
         print(f"  {row['config']}: split {row['p_split']:.2f} "
               f"[{row['p_split_low']:.2f}, {row['p_split_high']:.2f}], before degradation "

@@ -171,7 +171,7 @@ def run_info(params: config.Params, rp: RunPaths, layout: Layout, prunable: torc
     """What pipeline.dying needs besides the level files: θ₀ and θ_rewind of the level files'
     seeds (models/init.pt), the method and the training settings that decide start values and
     decay-only steps."""
-    init = torch.load(rp.init_pt, weights_only=True)
+    init = io.read_torch(rp.init_pt)
     held = init["seeds"].tolist()
     if any(s not in held for s in seeds):
         raise StageError("models/init.pt was made for other model.seeds than models/imp; "
@@ -191,11 +191,10 @@ def add_learned(metrics: dict, rp: RunPaths) -> None:
     """metrics.json's `learned` (reports/learned.json, stage `learned`: each task against the
     task trained alone) and `degradation.unlearned_reference`: the tasks not learned, whose
     degradation is measured from a dense accuracy that is not a learned reference."""
-    import json
 
     if not rp.learned_json.exists():  # runs made before the stage existed
         return
-    metrics["learned"] = json.loads(rp.learned_json.read_text())
+    metrics["learned"] = io.read_json(rp.learned_json)
     metrics["degradation"]["unlearned_reference"] = metrics["learned"]["not_learned"]
 
 

@@ -10,7 +10,6 @@ the seeds together. Ctrl+C or SIGTERM stops it with one line, exit 130 / 143.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -102,10 +101,10 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     # CUDA does not survive fork: on a GPU the seeds stay in one process, batched
     workers = params.train.workers if resolve_device(params.train.device).type == "cpu" else 1
     tasks, splits = load_splits(paths.data)
-    layout = Layout(tuple(json.loads(paths.shape_json.read_text())["layers"]))
+    layout = Layout(tuple(io.read_json(paths.shape_json)["layers"]))
     levels, counts = trajectory.read_csv(paths.trajectory_csv)
-    init = torch.load(paths.init_pt, weights_only=True)
-    dense = torch.load(paths.dense_pt, weights_only=True)
+    init = io.read_torch(paths.init_pt)
+    dense = io.read_torch(paths.dense_pt)
     seeds = init["seeds"].tolist()
     if seeds != list(params.model.seeds):
         raise StageError("models/init.pt was trained for other model.seeds; run dvc repro")

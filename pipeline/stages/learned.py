@@ -14,7 +14,6 @@ metrics.json (`learned`), and the report names every task that was not learned.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -89,7 +88,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
         return [paths.learned_json]
     torch.set_num_threads(params.train.threads)
     start = time.perf_counter()
-    layers = json.loads(paths.shape_json.read_text())["layers"]
+    layers = io.read_json(paths.shape_json)["layers"]
     state = load_level(paths.dense_pt)
     seeds = state["seeds"].tolist()
     side = side_by_side(state, tasks, seeds, splits["test"].y.numpy(), params.train.patience)

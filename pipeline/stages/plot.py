@@ -1,7 +1,6 @@
 """Stage `plot`: reports → reports/figures/*.png and reports/report.md."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +75,7 @@ def read_trajectory(shape: Path = RunPaths().shape_json,
                     trajectory: Path = RunPaths().trajectory_csv) -> tuple[dict, list[int]]:
     """The run's shape (trajectory stage: layers, base_layers, extensions) and its prunable
     parameter count per level, as the trajectory stage wrote them (not recomputed)."""
-    return json.loads(Path(shape).read_text()), traj.read_csv(trajectory)[1]
+    return io.read_json(Path(shape)), traj.read_csv(trajectory)[1]
 
 
 def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
@@ -90,7 +89,7 @@ def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
     else:
         lines += split_answer_lines(metrics, tasks) + per_seed_lines(seeds)
     dying_json = paths.analysis / "dying.json"  # what dies during IMP, in full (analyze stage)
-    lines += dying_lines(json.loads(dying_json.read_text()) if dying_json.exists() else None)
+    lines += dying_lines(io.read_json(dying_json) if dying_json.exists() else None)
     lines += ["", "## Figures", "", *[f"![{f}](figures/{f})" for f in figures]]
     return with_blocks("\n".join(lines) + "\n", metrics)
 
@@ -238,9 +237,9 @@ def split_figures(analysis: pd.DataFrame, seeds: pd.DataFrame, tasks,
                 analysis, random, *(base if base is not None else (None, None)))}
     path = folder / "coverage.npz"
     if path.exists():
-        with np.load(path) as f:
-            figs["coverage_maps.png"] = plots.coverage_maps(f["used"], f["levels"], f["task"],
-                                                            tasks, seeds, f["seeds"])
+        f = io.read_npz(path)
+        figs["coverage_maps.png"] = plots.coverage_maps(f["used"], f["levels"], f["task"],
+                                                        tasks, seeds, f["seeds"])
     return {name: fig for name, fig in figs.items() if fig is not None}
 
 
@@ -355,10 +354,13 @@ def dying_lines(d: dict | None) -> list[str]:
     if not d:
         return []
     lines = ["", "## What dies during IMP", ""]
-    for key, title, text in DYING_LINES:
+    lines.append("Each line tests a claim of the notes (in italics) and gives what this run measured; "
+                 "the numbers decide, not the claim (docs/criteria.md, \"What dies during IMP\").")
+    lines.append("")
+    for key, title, claim, text in DYING_LINES:
         block = d[key]
         body = text(block) if block["testable"] or key in ALWAYS else block["reason"]
-        lines.append(f"- **{title}**: {body}.")
+        lines.append(f"- **{title}**{f' (*{claim}*?)' if claim else ''}: {body}.")
     return lines + [f"- Zombie neurons whose bias was already pruned (constant 0, no episode): "
                     f"{d['zombies_without_bias']['total']} over all seeds."]
 
@@ -437,15 +439,15 @@ def _death_text(b: dict) -> str:
 
 
 ALWAYS = {"h5_comatose_bias_before_detach"}  # lines with a part measured whether testable or not
-DYING_LINES = (
-    ("h1_zombie_lifetime_vs_bias", "H1, zombies with a positive bias live longer", _h1_text),
-    ("h2_negative_biases_pruned_early", "H2, negative biases are pruned early", _h2_text),
-    ("h3_comatose_peak", "H3, comatose neurons peak at a fixed fraction of the run", _h3_text),
-    ("h4_zombies_at_high_sparsity", "H4, zombies appear at high sparsity", _h4_text),
-    ("h5_comatose_bias_before_detach", "H5, comatose biases are pruned before detachment",
+DYING_LINES = (  # (key, the question, the notes' claim it tests, its line)
+    ("h1_zombie_lifetime_vs_bias", "H1", "zombies with a positive bias live longer", _h1_text),
+    ("h2_negative_biases_pruned_early", "H2", "negative biases are pruned early", _h2_text),
+    ("h3_comatose_peak", "H3", "comatose neurons peak at a fixed fraction of the run", _h3_text),
+    ("h4_zombies_at_high_sparsity", "H4", "zombies appear at high sparsity", _h4_text),
+    ("h5_comatose_bias_before_detach", "H5", "comatose biases are pruned before detachment",
      _h5_text),
-    ("h6_split_vs_unsplit_accuracy", "H6, nets that do not split perform worse", _h6_text),
-    ("death_predicted", "Death of frozen parameters", _death_text),
+    ("h6_split_vs_unsplit_accuracy", "H6", "nets that do not split perform worse", _h6_text),
+    ("death_predicted", "Death of frozen parameters", None, _death_text),
 )
 
 
@@ -494,7 +496,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     life = pd.read_csv(paths.analysis / "lifetimes.csv")
     events = pd.read_csv(paths.analysis / "events.csv")
     tm = pd.read_csv(paths.analysis / "task_matrix.csv")
-    metrics = json.loads(paths.metrics_json.read_text())
+    metrics = io.read_json(paths.metrics_json)
     seed, dpi = draw_seed(params, seeds), params.plot.dpi
     last = int(imp["level"].max())
     chosen = drawing_levels(seeds, seed, last)

@@ -9,7 +9,6 @@ flagged in metrics.json / report.md by the later stages.
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -59,7 +58,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     torch.set_num_threads(params.train.threads)
     resolve_device(params.train.device)  # a missing GPU is a one-line error before any work
     tasks, splits = load_splits(paths.data)
-    layout = Layout(tuple(json.loads(paths.shape_json.read_text())["layers"]))
+    layout = Layout(tuple(io.read_json(paths.shape_json)["layers"]))
     seeds = list(params.model.seeds)
     theta0 = init_population(layout, params.model, seeds)
     mask = torch.ones_like(theta0, dtype=torch.bool)

@@ -1,7 +1,6 @@
 """Stage `trajectory`: P_0 → P_T (and extended shape) → models/shape.json, reports/trajectory.csv."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pipeline import config, io
@@ -13,7 +12,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     """The pruning trajectory and the (extended) shape (docs/science.md §3) under root."""
     paths = RunPaths(root)
     try:
-        meta = json.loads(paths.tasks_json.read_text())
+        meta = io.read_json(paths.tasks_json)
     except FileNotFoundError:
         raise StageError(f"{paths.tasks_json} is missing; run the generate stage first "
                          "(dvc repro)") from None

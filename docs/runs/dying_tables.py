@@ -275,93 +275,81 @@ def configurations(runs: list[Run], lab) -> str:
                   "weight decay", "seeds", "random masks"], rows)
 
 
-def h1_table(runs: list[Run], lab) -> str:
+def answer_table(runs: list[Run], lab, key: str, header: list[str], cells) -> str:
+    """One row per configuration: its label and cells(run, answer) of the answer `key`, or the
+    reason the run cannot test it followed by empty cells."""
     rows = []
     for r in runs:
-        b = r.answers.get("h1_zombie_lifetime_vs_bias")
+        b = r.answers.get(key)
         why = not_testable(b)
-        if why:
-            rows.append([lab(r), why, "", "", "", ""])
-            continue
-        cells = [lab(r), f"{b['all']['episodes']} ({b['censored']})"]
+        rows.append([lab(r), why, *[""] * (len(header) - 2)] if why else [lab(r), *cells(r, b)])
+    return table(header, rows)
+
+
+def h1_table(runs: list[Run], lab) -> str:
+    def cells(r: Run, b: dict) -> list[str]:
+        out = [f"{b['all']['episodes']} ({b['censored']})"]
         for part in ("all", "uncensored"):
             a = b[part]
             lo, hi = a["rho_ci95"]
             by = a["lifetime_by_bias"]
-            cells.append(f"{num(a['rho'])} ({_range(lo, hi, 2)})".replace("-", "−"))
-            cells.append(f"{num(by['positive']['median'], 0)} (n {by['positive']['n']}) / "
-                         f"{num(by['nonpositive']['median'], 0)} (n {by['nonpositive']['n']}), "
-                         f"p {pval(by['mannwhitney_p'])}")
-        rows.append(cells)
-    return table(["configuration", "zombie episodes (censored)", "ρ lifetime vs bias, all (95 % "
-                  "seed bootstrap)", "median lifetime b > 0 / b ≤ 0, all (Mann–Whitney)",
-                  "ρ, uncensored", "median lifetime, uncensored"], rows)
+            out.append(f"{num(a['rho'])} ({_range(lo, hi, 2)})".replace("-", "−"))
+            out.append(f"{num(by['positive']['median'], 0)} (n {by['positive']['n']}) / "
+                       f"{num(by['nonpositive']['median'], 0)} (n {by['nonpositive']['n']}), "
+                       f"p {pval(by['mannwhitney_p'])}")
+        return out
+    return answer_table(runs, lab, "h1_zombie_lifetime_vs_bias", [
+        "configuration", "zombie episodes (censored)", "ρ lifetime vs bias, all (95 % seed "
+        "bootstrap)", "median lifetime b > 0 / b ≤ 0, all (Mann–Whitney)", "ρ, uncensored",
+        "median lifetime, uncensored"], cells)
 
 
 def h2_table(runs: list[Run], lab) -> str:
-    rows = []
-    for r in runs:
-        b = r.answers.get("h2_negative_biases_pruned_early")
-        why = not_testable(b)
-        if why:
-            rows.append([lab(r), why, "", "", ""])
-            continue
+    def cells(r: Run, b: dict) -> list[str]:
         neg, pos = b["by_sign"]["negative"], b["by_sign"]["positive"]
-        rows.append([lab(r), f"{neg['n']} / {pos['n']}",
-                     f"{num(neg['median_survival'], 1)} / {num(pos['median_survival'], 1)}",
-                     f"{neg['censored']} / {pos['censored']}", pval(b["mannwhitney_p"]),
-                     frac(b["seeds_negative_lower"])])
-    return table(["configuration", "biases negative / positive", "median survival (levels) neg / "
-                  "pos", "never pruned neg / pos", "Mann–Whitney p", "seeds: negative median "
-                  "lower"], rows)
+        return [f"{neg['n']} / {pos['n']}",
+                f"{num(neg['median_survival'], 1)} / {num(pos['median_survival'], 1)}",
+                f"{neg['censored']} / {pos['censored']}", pval(b["mannwhitney_p"]),
+                frac(b["seeds_negative_lower"])]
+    return answer_table(runs, lab, "h2_negative_biases_pruned_early", [
+        "configuration", "biases negative / positive", "median survival (levels) neg / pos",
+        "never pruned neg / pos", "Mann–Whitney p", "seeds: negative median lower"], cells)
 
 
 def h3_table(runs: list[Run], lab) -> str:
-    rows = []
-    for r in runs:
-        b = r.answers.get("h3_comatose_peak")
-        why = not_testable(b)
-        if why:
-            rows.append([lab(r), why] + [""] * 6)
-            continue
-        mean_curve = r.levels.groupby("level")["comatose_neurons"].mean()
-        peak_mean = int(mean_curve.idxmax())
+    def cells(r: Run, b: dict) -> list[str]:
+        peak_mean = int(r.levels.groupby("level")["comatose_neurons"].mean().idxmax())
         seeds_peak = r.seeds["h3_peak"].dropna()
         peak_count = r.levels.groupby("seed")["comatose_neurons"].max()
-        rows.append([lab(r), f"{quart(b['peak_fraction'])} (n {b['peak_fraction']['n']})",
-                     f"{num(seeds_peak.median() * r.last, 1)} of {r.last}",
-                     f"{peak_mean} ({num(peak_mean / r.last)})",
-                     f"{num(peak_count.median(), 1)}",
-                     f"{b['lifetime']['episodes']} ({b['censored']})",
-                     f"{num(b['lifetime']['median'], 1)}; {frac(b['lifetime']['at_most_2'])}",
-                     quart_of(r.seeds["comatose_with_bias_last"]) if r.axes["biases"]
-                     else "not testable: biases are not prunable"])
-    return table(["configuration", "peak level / T, per seed (median [IQR])", "peak level",
-                  "peak of the mean count (level / T)", "comatose at the peak (median)",
-                  "comatose episodes (censored)", "lifetime: median; ≤ 2 levels",
-                  "last level / T with a comatose bias unpruned"], rows)
+        return [f"{quart(b['peak_fraction'])} (n {b['peak_fraction']['n']})",
+                f"{num(seeds_peak.median() * r.last, 1)} of {r.last}",
+                f"{peak_mean} ({num(peak_mean / r.last)})", f"{num(peak_count.median(), 1)}",
+                f"{b['lifetime']['episodes']} ({b['censored']})",
+                f"{num(b['lifetime']['median'], 1)}; {frac(b['lifetime']['at_most_2'])}",
+                quart_of(r.seeds["comatose_with_bias_last"]) if r.axes["biases"]
+                else "not testable: biases are not prunable"]
+    return answer_table(runs, lab, "h3_comatose_peak", [
+        "configuration", "peak level / T, per seed (median [IQR])", "peak level",
+        "peak of the mean count (level / T)", "comatose at the peak (median)",
+        "comatose episodes (censored)", "lifetime: median; ≤ 2 levels",
+        "last level / T with a comatose bias unpruned"], cells)
 
 
 def h4_table(runs: list[Run], lab) -> str:
-    rows = []
-    for r in runs:
-        b = r.answers.get("h4_zombies_at_high_sparsity")
-        why = not_testable(b)
-        if why:
-            rows.append([lab(r), why, "", "", ""])
-            continue
+    def cells(r: Run, b: dict) -> list[str]:
         iv = b["imp_vs_random"]
         vs = (f"{iv['levels_below']} below / {iv['levels_above']} above of {iv['levels_tested']}"
               if iv.get("testable") else iv.get("reason"))
         last = r.levels[r.levels["level"] == r.last]["zombie_neurons"]
         rand = (r.random[r.random["level"] == r.last]["zombie_neurons"] if len(r.random)
                 else pd.Series(dtype=float))
-        rows.append([lab(r), frac(b["seeds_rho_positive"]) + (
+        return [frac(b["seeds_rho_positive"]) + (
             f", {b['constant_seeds']} constant" if b["constant_seeds"] else ""),
-            quart(b["rho"]), vs, f"{num(last.median(), 1)} / {num(rand.median(), 1)}"])
-    return table(["configuration", "seeds with ρ > 0 (zombie neurons vs level)", "ρ (median [IQR])",
-                  "levels IMP below / above random masks (Wilcoxon p < 0.05)",
-                  "zombie neurons at T, IMP / random (median)"], rows)
+            quart(b["rho"]), vs, f"{num(last.median(), 1)} / {num(rand.median(), 1)}"]
+    return answer_table(runs, lab, "h4_zombies_at_high_sparsity", [
+        "configuration", "seeds with ρ > 0 (zombie neurons vs level)", "ρ (median [IQR])",
+        "levels IMP below / above random masks (Wilcoxon p < 0.05)",
+        "zombie neurons at T, IMP / random (median)"], cells)
 
 
 def h5_table(runs: list[Run], lab) -> str:
@@ -386,21 +374,15 @@ def h5_table(runs: list[Run], lab) -> str:
 
 
 def h6_table(runs: list[Run], lab) -> str:
-    rows = []
-    for r in runs:
-        b = r.answers.get("h6_split_vs_unsplit_accuracy")
-        why = not_testable(b)
-        if why:
-            rows.append([lab(r), why, "", "", ""])
-            continue
-        cells = [lab(r), f"{b['seeds_split']} / {b['seeds_never']}"]
+    def cells(r: Run, b: dict) -> list[str]:
+        out = [f"{b['seeds_split']} / {b['seeds_never']}"]
         for key in ("at_first_split_level", "at_last_level"):
             a = b[key]["test_acc"]
-            cells.append(f"level {b[key]['level']}: {num(a['split_median'], 3)} / "
-                         f"{num(a['never_median'], 3)}, p {pval(a['mannwhitney_p'])}")
+            out.append(f"level {b[key]['level']}: {num(a['split_median'], 3)} / "
+                       f"{num(a['never_median'], 3)}, p {pval(a['mannwhitney_p'])}")
         d = b["degradation_level"]
-        cells.append(f"{num(d['split_median'], 1)} / {num(d['never_median'], 1)}, "
-                     f"p {pval(d['mannwhitney_p'])}")
+        out.append(f"{num(d['split_median'], 1)} / {num(d['never_median'], 1)}, "
+                   f"p {pval(d['mannwhitney_p'])}")
         worst = []
         for key in ("at_first_split_level", "at_last_level"):
             for col, a in b[key].items():
@@ -409,27 +391,21 @@ def h6_table(runs: list[Run], lab) -> str:
                     worst.append(f"{col.removeprefix('test_acc_')} at {b[key]['level']}: "
                                  f"{num(a['split_median'], 3)} / {num(a['never_median'], 3)} "
                                  f"(p {pval(a['mannwhitney_p'])})")
-        cells.append("; ".join(worst) or "none")
-        rows.append(cells)
-    return table(["configuration", "seeds split / never", "mean test acc. split / never, first "
-                  "split level", "… last level", "degradation level split / never",
-                  "tasks with p < 0.05 (split / never)"], rows)
+        return [*out, "; ".join(worst) or "none"]
+    return answer_table(runs, lab, "h6_split_vs_unsplit_accuracy", [
+        "configuration", "seeds split / never", "mean test acc. split / never, first split level",
+        "… last level", "degradation level split / never", "tasks with p < 0.05 (split / never)"],
+        cells)
 
 
 def death_table(runs: list[Run], lab) -> str:
-    rows = []
-    for r in runs:
-        b = r.answers.get("death_predicted")
-        why = not_testable(b)
-        if why:
-            rows.append([lab(r), why, "", "", ""])
-            continue
+    def cells(r: Run, b: dict) -> list[str]:
         m = b["misses"]
-        rows.append([lab(r), frac(b["exact"]), frac(b["by_kind"].get("weight")),
-                     frac(b["by_kind"].get("bias")),
-                     f"unfroze {m['unfroze']}, tie {m['tie']}, unexplained {m['unexplained']}"])
-    return table(["configuration", "frozen parameters whose death is exactly predicted",
-                  "weights", "biases", "misses"], rows)
+        return [frac(b["exact"]), frac(b["by_kind"].get("weight")), frac(b["by_kind"].get("bias")),
+                f"unfroze {m['unfroze']}, tie {m['tie']}, unexplained {m['unexplained']}"]
+    return answer_table(runs, lab, "death_predicted", [
+        "configuration", "frozen parameters whose death is exactly predicted", "weights",
+        "biases", "misses"], cells)
 
 
 # ---- across configurations -----------------------------------------------------------------------

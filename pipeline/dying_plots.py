@@ -287,13 +287,13 @@ def run_figure_from(analysis: Path):
     """run_figure from the analyze stage's tables and answers (dying.json) in `analysis`
     (reports/analysis)."""
 
-    levels = pd.read_csv(analysis / "levels.csv")
-    random = pd.read_csv(analysis / "random_masks.csv")
-    deaths = pd.read_csv(analysis / "frozen_deaths.csv.gz",
+    levels = io.read_csv(analysis / "levels.csv")
+    random = io.read_csv(analysis / "random_masks.csv")
+    deaths = io.read_csv(analysis / "frozen_deaths.csv.gz",
                          usecols=["seed", "first_frozen_level", "ranked_value", "actual_death",
                                   "exact"])
-    return run_figure(levels, random, pd.read_csv(analysis / "episodes.csv"),
-                      pd.read_csv(analysis / "bias_survival.csv"), deaths,
+    return run_figure(levels, random, io.read_csv(analysis / "episodes.csv"),
+                      io.read_csv(analysis / "bias_survival.csv"), deaths,
                       io.read_json(analysis / "dying.json"))
 
 

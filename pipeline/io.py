@@ -77,6 +77,33 @@ def read_json(path: str | os.PathLike):
         raise read_error(path, exc) from exc
 
 
+def read_csv(path: str | os.PathLike, required: tuple[str, ...] = ("seed",), **kwargs):
+    """A table this project wrote (write_csv: a header, then rows, every line ending in a
+    newline; `.gz`: gzip of that) as a pandas DataFrame (kwargs: pandas.read_csv's). A damaged
+    file raises ReadError naming it: cut short (no final newline; pandas would read the last
+    row's missing fields as NaN), not gzip, not UTF-8, empty, ragged, or without the `required`
+    columns (a file overwritten by something else)."""
+    import gzip
+    import io as bytes_io
+
+    import pandas as pd
+
+    raw = Path(path).read_bytes()  # a missing file: FileNotFoundError, as open gives
+    try:
+        if str(path).endswith(".gz"):
+            raw = gzip.decompress(raw)
+        if not raw.endswith(b"\n"):
+            raise ValueError("cut short: no newline at its end")
+        frame = pd.read_csv(bytes_io.BytesIO(raw), **kwargs)
+    except (ValueError, OSError, EOFError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise read_error(path, exc) from exc  # UnicodeDecodeError and BadGzipFile included
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ReadError(f"{public_path(path)} is damaged and cannot be read (no column "
+                        f"{', '.join(missing)}); remove it and run `dvc repro` again to remake it")
+    return frame
+
+
 def public_path(path: str | os.PathLike) -> Path:
     """`path` with every temporary component (`.NAME.xxxxxxxx.tmp`, `.NAME.old`) replaced by
     NAME: the output a failed write was making."""

@@ -59,10 +59,9 @@ def collect(combo: dict, work: Path, out: Path, extra=None) -> None:
     extra(folder), where given, writes more of them into the folder being assembled (the study
     runner passes pipeline.study_dying.collect: kept out of this module, which the `learned`
     stage imports through pipeline.baseline's presets)."""
-    import pandas as pd
 
     shape = io.read_json(work / "models/shape.json")
-    trajectory = pd.read_csv(work / "reports/trajectory.csv")
+    trajectory = io.read_csv(work / "reports/trajectory.csv", required=("level",))
     params = config.load(work / "params.yaml")
     base_p0 = int(trajectory.loc[trajectory["level"] == 0, "params"].iloc[0])
     info = {**combo, "name": config.configuration_name(combo),
@@ -81,8 +80,8 @@ def collect(combo: dict, work: Path, out: Path, extra=None) -> None:
                        for name in config.SECTIONS if name not in ("study", "plot")}}
     cols = {axis: combo[axis] for axis in STUDY_AXES}
 
-    imp_levels = pd.read_csv(work / "reports/imp/levels.csv")
-    analysis = pd.read_csv(work / "reports/analysis/levels.csv")
+    imp_levels = io.read_csv(work / "reports/imp/levels.csv")
+    analysis = io.read_csv(work / "reports/analysis/levels.csv")
     acc_cols = [c for c in imp_levels.columns if c.startswith("test_acc_")]
     levels = analysis.merge(
         imp_levels[["seed", "level", "base_level", "epochs", "stop_reason", "test_acc",
@@ -90,7 +89,7 @@ def collect(combo: dict, work: Path, out: Path, extra=None) -> None:
     levels["test_acc_min"] = levels[acc_cols].min(axis=1)
     levels = levels.drop(columns=acc_cols)
 
-    seeds = pd.read_csv(work / "reports/analysis/seeds.csv")
+    seeds = io.read_csv(work / "reports/analysis/seeds.csv")
     k = shape["extensions"]
     dense = levels[levels["level"] == 0].set_index("seed")
     seeds["dense_test_acc"] = seeds["seed"].map(dense["test_acc"])
@@ -105,10 +104,10 @@ def collect(combo: dict, work: Path, out: Path, extra=None) -> None:
                    if not c.startswith("test_acc_") or c == "test_acc_at_split"]]
 
     controls = _controls(work, levels)
-    accuracy = task_accuracy(imp_levels, pd.read_csv(work / "reports/imp/controls.csv"))
+    accuracy = task_accuracy(imp_levels, io.read_csv(work / "reports/imp/controls.csv"))
     # the random-mask null model's structure per (seed, level), the split distance included,
     # so d can be compared with chance from the result files alone (no rows without the control)
-    random_levels = pd.read_csv(work / "reports/analysis/random_masks.csv")
+    random_levels = io.read_csv(work / "reports/analysis/random_masks.csv")
     with io.atomic_dir(out) as tmp:
         io.write_json(tmp / "config.json", info)
         io.write_csv(tmp / "levels.csv", levels.assign(**cols))
@@ -162,11 +161,11 @@ def _controls(work: Path, levels) -> pd.DataFrame:
 
     seeds = sorted(levels["seed"].unique())
     out = pd.DataFrame({"seed": seeds})
-    random = pd.read_csv(work / "reports/analysis/random_masks.csv")
+    random = io.read_csv(work / "reports/analysis/random_masks.csv")
     if len(random):
         from pipeline.analysis import random_mask_splits
         out["random_mask_split"] = out["seed"].map(random_mask_splits(random))
-    ctrl = pd.read_csv(work / "reports/imp/controls.csv")
+    ctrl = io.read_csv(work / "reports/imp/controls.csv")
     reinit = ctrl[ctrl["control"] == "reinit"]
     if len(reinit):
         first = levels[levels["split"].astype(bool)].groupby("seed")["level"].min()
@@ -205,15 +204,15 @@ def aggregate(results: list[tuple[dict, Path]], threshold: float):
         meta = {"config": info["name"], "width": info["width"], "depth": info["depth"],
                 "n_tasks": info["n_tasks"], "rate": info["rate"]}
         axes = {a: axis_value(info, a) for a in STUDY_AXES}
-        levels = pd.read_csv(folder / "levels.csv").assign(**meta)
-        seeds = pd.read_csv(folder / "seeds.csv").assign(**meta)
+        levels = io.read_csv(folder / "levels.csv").assign(**meta)
+        seeds = io.read_csv(folder / "seeds.csv").assign(**meta)
         for frame in (levels, seeds):  # result files made before an axis existed
             for a, v in axes.items():
                 if a not in frame:
                     frame[a] = v
-        controls = pd.read_csv(folder / "controls.csv")
+        controls = io.read_csv(folder / "controls.csv")
         random_path = folder / "random_levels.csv"  # absent from result files made before it
-        random = pd.read_csv(random_path) if random_path.exists() else None
+        random = io.read_csv(random_path) if random_path.exists() else None
         tidy.append(levels)
         seed_rows.append(seeds)
         rows.append({**axes, **meta,

@@ -70,7 +70,7 @@ def collect(work: Path, out: Path) -> None:
     io.copy_file(analysis / "dying.json", out / "dying.json")  # the answers in full
     io.copy_file(analysis / "episodes.csv", out / "episodes.csv")
     io.copy_file(analysis / "bias_survival.csv", out / "bias_survival.csv")
-    deaths = pd.read_csv(analysis / "frozen_deaths.csv.gz",
+    deaths = io.read_csv(analysis / "frozen_deaths.csv.gz",
                          usecols=["seed", "kind", "first_frozen_level", "actual_death", "exact",
                                   "reason"], dtype={"reason": object})
     io.write_csv(out / "frozen_deaths_levels.csv", frozen_death_levels(deaths, seeds))
@@ -92,7 +92,7 @@ def read(folder: Path) -> DyingFiles | None:
     if not (folder / "dying.json").is_file():
         return None
     return DyingFiles(io.read_json(folder / "dying.json"),
-                      *(pd.read_csv(folder / name) for name in
+                      *(io.read_csv(folder / name) for name in
                         ("episodes.csv", "bias_survival.csv", "frozen_deaths_levels.csv")))
 
 
@@ -180,8 +180,8 @@ def recompute_folder(folder: Path, shard_blocks: list[dict] | None = None) -> di
     if dying is None:
         raise FileNotFoundError(f"{folder}: no dying.json")
     return recompute(io.read_json(folder / "config.json"),
-                     pd.read_csv(folder / "levels.csv"), pd.read_csv(folder / "seeds.csv"),
-                     pd.read_csv(folder / "accuracy.csv"), pd.read_csv(folder / "random_levels.csv"),
+                     io.read_csv(folder / "levels.csv"), io.read_csv(folder / "seeds.csv"),
+                     io.read_csv(folder / "accuracy.csv"), io.read_csv(folder / "random_levels.csv"),
                      dying, shard_blocks or [dying.block])
 
 

@@ -495,6 +495,10 @@ DAMAGED_CASES = [  # (stage that reads it, file, damage): every kind of file the
     ("trajectory", "data/tasks.json", "truncated"),       # json
     ("train", "models/shape.json", "garbage"),
     ("plot", "reports/analysis/coverage.npz", "garbage"),
+    ("analyze", "reports/imp/levels.csv", "truncated"),     # tables: cut short mid-row,
+    ("plot", "reports/analysis/levels.csv", "garbage"),      # overwritten (no seed column),
+    ("plot", "reports/imp/curves.csv", "empty"),             # emptied
+    ("aggregate", f"reports/study/runs/{NAME}/levels.csv", "truncated"),
 ]
 
 

@@ -66,7 +66,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     paths = sorted(rp.imp.glob("level_*.pt"))
     if not paths or paths != [level_path(rp.imp, i) for i in range(len(paths))]:
         raise StageError(f"{rp.imp} holds no complete run of level files; run dvc repro")
-    imp_levels = pd.read_csv(rp.imp_levels_csv)
+    imp_levels = io.read_csv(rp.imp_levels_csv)
 
     frames: dict[str, list[pd.DataFrame]] = {}
     states, masks, used = [], [], []

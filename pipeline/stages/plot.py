@@ -229,7 +229,7 @@ def split_figures(analysis: pd.DataFrame, seeds: pd.DataFrame, tasks,
     count marked) — not with one task — and coverage maps (image tasks; from coverage.npz in
     `folder`, the analyze stage's output)."""
     random_csv = folder / "random_masks.csv"
-    random = pd.read_csv(random_csv) if random_csv.exists() else None
+    random = io.read_csv(random_csv) if random_csv.exists() else None
     random = random if random is not None and len(random) else None
     figs = {"split_criteria.png": plots.split_criteria_over_levels(analysis),
             "leakage.png": plots.leakage_over_levels(analysis),
@@ -488,14 +488,14 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     paths = RunPaths(root)
     tasks, _ = load_data(paths.data)
     names = [t.name for t in tasks]
-    imp = pd.read_csv(paths.imp_levels_csv)
-    curves = pd.read_csv(paths.imp_curves_csv)
-    analysis = pd.read_csv(paths.analysis / "levels.csv")
-    layers = pd.read_csv(paths.analysis / "layers.csv")
-    seeds = pd.read_csv(paths.analysis / "seeds.csv")
-    life = pd.read_csv(paths.analysis / "lifetimes.csv")
-    events = pd.read_csv(paths.analysis / "events.csv")
-    tm = pd.read_csv(paths.analysis / "task_matrix.csv")
+    imp = io.read_csv(paths.imp_levels_csv)
+    curves = io.read_csv(paths.imp_curves_csv)
+    analysis = io.read_csv(paths.analysis / "levels.csv")
+    layers = io.read_csv(paths.analysis / "layers.csv")
+    seeds = io.read_csv(paths.analysis / "seeds.csv")
+    life = io.read_csv(paths.analysis / "lifetimes.csv")
+    events = io.read_csv(paths.analysis / "events.csv")
+    tm = io.read_csv(paths.analysis / "task_matrix.csv")
     metrics = io.read_json(paths.metrics_json)
     seed, dpi = draw_seed(params, seeds), params.plot.dpi
     last = int(imp["level"].max())

@@ -129,6 +129,39 @@ def test_dvc_repro_contract_and_caching(reproduced_repo, tmp_path):
     assert len(list((repo / "models/imp").glob("level_*.pt"))) == 3
 
 
+def file_hashes(repo: Path) -> dict[str, str]:
+    """{path: sha256} of every file of the run's outputs (data, models, reports)."""
+    return {p.relative_to(repo).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for top in ("data", "models", "reports") for p in sorted((repo / top).rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("setting, key", [
+    ("analysis.degradation_threshold=2", "analysis.degradation_threshold"),   # last stages' key
+    ("plot.dpi=0", "plot.dpi"),                                               # the last stage's
+    ("prune.iterations=0", "prune.iterations"),                               # a middle stage's
+], ids=["analysis", "plot", "prune"])
+def test_a_wrong_value_from_dvc_exp_run_removes_no_output(setting, key, reproduced_repo, tmp_path):
+    """`dvc exp run -S key=<wrong>` on a finished run: the params stage, first in the DAG, stops
+    with one line naming the key before DVC removes any other stage's outputs to rerun it (the
+    stage that reads the key used to be the one refusing, after its outputs were gone)."""
+    repo = copied(reproduced_repo[0], tmp_path / "repo")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "finished")
+    before = file_hashes(repo)
+    proc = dvc(repo, "exp", "run", "-S", setting, check=False)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and key in errors[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert "Running stage 'params'" in proc.stdout
+    for stage in ("generate", "trajectory", "train", "imp", "analyze", "plot"):
+        assert f"Running stage '{stage}'" not in proc.stdout, stage
+    after = file_hashes(repo)
+    checked = "reports/params_checked.txt"  # the params stage's own output, remade on success
+    assert {k: v for k, v in after.items() if k != checked} == \
+        {k: v for k, v in before.items() if k != checked}
+
+
 @pytest.fixture(scope="module")
 def experiments_repo(tmp_path_factory, reproduced_repo) -> Path:
     """A committed tiny run plus two experiments, `short` (2 levels) and `long` (4 levels).

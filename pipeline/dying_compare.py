@@ -17,13 +17,13 @@ A comparison a configuration cannot take part in says so (its reason), never a n
 from __future__ import annotations
 
 import itertools
-import math
 import re
 
 import pandas as pd
 
 from pipeline.config import STUDY_AXES
 from pipeline.dying_answers import kruskal_p, mann_whitney, number, proportion, quartiles
+from pipeline.plots import p_text
 
 ACROSS = {"iterations": "T (prune.iterations)", "hidden": "width (model.hidden)"}
 PAIRED_AXIS = "bias_init"
@@ -213,10 +213,6 @@ def headlines(d: dict) -> dict:
 
 
 # ---- the aggregate stage's lines ---------------------------------------------------------------
-def _p(p) -> str:
-    return "–" if p is None or (isinstance(p, float) and math.isnan(p)) else f"{p:.2g}"
-
-
 def _label(fixed_values: dict) -> str:
     return "/".join(str(v) for v in fixed_values.values()) or "the study"
 
@@ -229,7 +225,7 @@ def lines(d: dict) -> list[str]:
         if "groups" not in block:
             parts.append(f"across {name}: {block['reason']}")
             continue
-        tests = [f"{_label(g['fixed'])} p = {_p(g['kruskal_p'])}" if g["testable"]
+        tests = [f"{_label(g['fixed'])} p = {p_text(g['kruskal_p'])}" if g["testable"]
                  else f"{_label(g['fixed'])} {g['reason']}" for g in block["groups"]]
         parts.append(f"across {name} (Kruskal–Wallis): " + ", ".join(tests))
     first = "  dying, H3 peak level / T " + "; ".join(parts)
@@ -238,11 +234,11 @@ def lines(d: dict) -> list[str]:
         return [first, f"  dying, {PAIRED_AXIS}: {block['reason']}"]
     tests = []
     for pair in block["pairs"]:
-        found = [f"{key.split('_')[0].upper()} Fisher p = {_p(pair[key]['fisher_p'])}"
+        found = [f"{key.split('_')[0].upper()} Fisher p = {p_text(pair[key]['fisher_p'])}"
                  for key, _, _ in FISHER if pair[key]["testable"]]
         for key, name in (("zombie_lifetime", "zombie lifetime"),
                           ("budget_on_dead_share", "budget on the dead")):
             if pair[key]["testable"]:
-                found.append(f"{name} Mann–Whitney p = {_p(pair[key]['mannwhitney_p'])}")
+                found.append(f"{name} Mann–Whitney p = {p_text(pair[key]['mannwhitney_p'])}")
         tests.append(f"{_pair_label(pair)}: " + (", ".join(found) or "nothing testable"))
     return [first, f"  dying, {PAIRED_AXIS}: " + "; ".join(tests)]

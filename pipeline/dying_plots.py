@@ -36,10 +36,6 @@ def empty(ax, title: str, text: str) -> None:
     note(ax, text)
 
 
-def p_text(p) -> str:
-    return "–" if p is None else f"{p:.2g}"
-
-
 def _reason(block: dict | None, key: str) -> str | None:
     """The "not testable: …" reason of dying.json's `key`, None when testable or absent."""
     if not block or key not in block or block[key]["testable"]:
@@ -132,7 +128,7 @@ def bias_survival_panel(ax, survival: pd.DataFrame, block: dict | None) -> None:
         title += "\n" + reason
     elif h2:
         k = h2["seeds_negative_lower"]
-        title += (f"\nMann–Whitney p = {p_text(h2['mannwhitney_p'])}; negative median\nlower "
+        title += (f"\nMann–Whitney p = {plots.p_text(h2['mannwhitney_p'])}; negative median\nlower "
                   f"in {k['k']}/{k['n']} seeds")
     ax.set(ylabel="survival (levels unpruned)")
     ax.set_title(title, fontsize=10)
@@ -283,18 +279,16 @@ def _frozen_points(ax, died: pd.DataFrame, tau: pd.DataFrame, seed: int) -> None
                    label=f"death not predicted ({int((~exact).sum())})")
 
 
-def run_figure_from(analysis: Path):
-    """run_figure from the analyze stage's tables and answers (dying.json) in `analysis`
-    (reports/analysis)."""
-
-    levels = io.read_csv(analysis / "levels.csv")
-    random = io.read_csv(analysis / "random_masks.csv")
+def run_figure_from(analysis: Path, levels: pd.DataFrame, random: pd.DataFrame | None,
+                    answers: dict | None):
+    """run_figure from the analyze stage's tables in `analysis` (reports/analysis) beside the
+    ones the plot stage has read already: levels.csv, random_masks.csv and the answers
+    (dying.json)."""
     deaths = io.read_csv(analysis / "frozen_deaths.csv.gz",
                          usecols=["seed", "first_frozen_level", "ranked_value", "actual_death",
                                   "exact"])
     return run_figure(levels, random, io.read_csv(analysis / "episodes.csv"),
-                      io.read_csv(analysis / "bias_survival.csv"), deaths,
-                      io.read_json(analysis / "dying.json"))
+                      io.read_csv(analysis / "bias_survival.csv"), deaths, answers)
 
 
 # ---- the study's figure ------------------------------------------------------------------------

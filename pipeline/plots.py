@@ -437,6 +437,11 @@ def save(fig, path, dpi: int) -> None:
         plt.close(fig)
 
 
+def p_text(p) -> str:
+    """A p-value in two significant digits, "–" where there is none (None or NaN)."""
+    return fmt(p) if p is None or (isinstance(p, float) and math.isnan(p)) else f"{p:.2g}"
+
+
 def fmt(v, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"

@@ -382,9 +382,13 @@ def test_no_comparison_without_two_values_of_an_axis():
 # ---- figures ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["all", "one"])
 def test_run_figure_with_and_without_the_random_mask_control(runs, tmp_path, name):
-    """dying.png of a run: every panel drawn, in the palette's greys; without the control the IMP-vs-random panels say
-    so; one task with biases not prunable: the bias panels say why they are empty."""
-    fig = dying_plots.run_figure_from(runs / name / "reports/analysis")
+    """dying.png of a run: every panel drawn, in the palette's greys; without the control the
+    IMP-vs-random panels say so; one task with biases not prunable: the bias panels say why they
+    are empty."""
+    analysis = runs / name / "reports/analysis"  # what the plot stage reads before the figure
+    fig = dying_plots.run_figure_from(analysis, pd.read_csv(analysis / "levels.csv"),
+                                      pd.read_csv(analysis / "random_masks.csv"),
+                                      json.loads((analysis / "dying.json").read_text()))
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     titles = [ax.get_title() for ax in fig.axes]
     assert len(fig.axes) == 7 and all(titles)

@@ -79,7 +79,7 @@ def read_trajectory(shape: Path = RunPaths().shape_json,
 
 
 def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
-           figures: list[str], paths: RunPaths = RunPaths()) -> str:
+           figures: list[str], paths: RunPaths = RunPaths(), answers: dict | None = None) -> str:
     """reports/report.md: the answers of docs/science.md §1 across seeds, with the "Tasks not
     learned" and "Run health" blocks first when anything went wrong."""
     lines = ["# ticketsplit report", "", configuration_line(params, metrics, tasks, paths), "",
@@ -88,8 +88,7 @@ def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
         lines += one_task_lines(metrics, tasks)
     else:
         lines += split_answer_lines(metrics, tasks) + per_seed_lines(seeds)
-    dying_json = paths.analysis / "dying.json"  # what dies during IMP, in full (analyze stage)
-    lines += dying_lines(io.read_json(dying_json) if dying_json.exists() else None)
+    lines += dying_lines(answers)
     lines += ["", "## Figures", "", *[f"![{f}](figures/{f})" for f in figures]]
     return with_blocks("\n".join(lines) + "\n", metrics)
 
@@ -222,14 +221,12 @@ def with_blocks(report_text: str, metrics: dict) -> str:
 
 def split_figures(analysis: pd.DataFrame, seeds: pd.DataFrame, tasks,
                   folder: Path = RunPaths().analysis,
-                  base: tuple[int, int] | None = None) -> dict:
+                  base: tuple[int, int] | None = None, random: pd.DataFrame | None = None) -> dict:
     """The split-criteria figures (docs/science.md §6) that apply to this run: per-level fractions
-    of the four criteria, λ and λ_w per level, the split distance d and d_w (IMP and, from
-    random_masks.csv in `folder`, the random masks; `base` = (level, parameters) of the base
-    count marked) — not with one task — and coverage maps (image tasks; from coverage.npz in
-    `folder`, the analyze stage's output)."""
-    random_csv = folder / "random_masks.csv"
-    random = io.read_csv(random_csv) if random_csv.exists() else None
+    of the four criteria, λ and λ_w per level, the split distance d and d_w (IMP and the random
+    masks `random`, random_masks.csv, where the control ran; `base` = (level, parameters) of the
+    base count marked) — not with one task — and coverage maps (image tasks; from coverage.npz
+    in `folder`, the analyze stage's output)."""
     random = random if random is not None and len(random) else None
     figs = {"split_criteria.png": plots.split_criteria_over_levels(analysis),
             "leakage.png": plots.leakage_over_levels(analysis),
@@ -343,10 +340,6 @@ def share_text(block: dict) -> str:
             f"{block['high']:.2f})")
 
 
-def p_text(p) -> str:
-    return "–" if p is None else f"{p:.2g}"
-
-
 def dying_lines(d: dict | None) -> list[str]:
     """The report's section "What dies during IMP" from the answers d
     (reports/analysis/dying.json): one line per hypothesis (its number and interval or test, or
@@ -371,8 +364,9 @@ def _h1_text(b: dict) -> str:
         return (f"ρ(lifetime, trained bias) = {plots.fmt(x['rho'], 2)} (95% seed-bootstrap CI "
                 f"{plots.fmt(x['rho_ci95'][0], 2)} to {plots.fmt(x['rho_ci95'][1], 2)}; "
                 f"{x['episodes']} episodes); median lifetime {plots.fmt(g['positive']['median'], 1)} "
-                f"levels for bias > 0 ({g['positive']['n']}) vs {plots.fmt(g['nonpositive']['median'], 1)}"
-                f" for bias ≤ 0 ({g['nonpositive']['n']}), Mann–Whitney p = {p_text(g['mannwhitney_p'])}")
+                f"levels for bias > 0 ({g['positive']['n']}) vs "
+                f"{plots.fmt(g['nonpositive']['median'], 1)} for bias ≤ 0 "
+                f"({g['nonpositive']['n']}), Mann–Whitney p = {plots.p_text(g['mannwhitney_p'])}")
     return (f"{part(b['all'])}; uncensored episodes only ({b['censored']} censored left out): "
             f"{part(b['uncensored'])}")
 
@@ -381,7 +375,7 @@ def _h2_text(b: dict) -> str:
     s = b["by_sign"]
     return (f"median survival {plots.fmt(s['negative']['median_survival'], 1)} levels for negative "
             f"dense biases ({s['negative']['n']}) vs {plots.fmt(s['positive']['median_survival'], 1)}"
-            f" for positive ({s['positive']['n']}), Mann–Whitney p = {p_text(b['mannwhitney_p'])}; "
+            f" for positive ({s['positive']['n']}), Mann–Whitney p = {plots.p_text(b['mannwhitney_p'])}; "
             f"negative median lower in {share_text(b['seeds_negative_lower'])} of the seeds")
 
 
@@ -423,12 +417,12 @@ def _h6_text(b: dict) -> str:
     def acc(x: dict) -> str:
         a = x["test_acc"]
         return (f"{plots.fmt(a['split_median'])} vs {plots.fmt(a['never_median'])} at level "
-                f"{x['level']} (p = {p_text(a['mannwhitney_p'])})")
+                f"{x['level']} (p = {plots.p_text(a['mannwhitney_p'])})")
     dl = b["degradation_level"]
     return (f"median test accuracy of the {b['seeds_split']} seeds that split vs the "
             f"{b['seeds_never']} that never do: {acc(b['at_first_split_level'])}, "
             f"{acc(b['at_last_level'])}; degradation level {plots.fmt(dl['split_median'], 1)} vs "
-            f"{plots.fmt(dl['never_median'], 1)} (p = {p_text(dl['mannwhitney_p'])}; never: T + 1)")
+            f"{plots.fmt(dl['never_median'], 1)} (p = {plots.p_text(dl['mannwhitney_p'])}; never: T + 1)")
 
 
 def _death_text(b: dict) -> str:
@@ -517,13 +511,17 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     }
     shape, counts = read_trajectory(paths.shape_json, paths.trajectory_csv)
     base = (int(shape["extensions"]), int(counts[int(shape["extensions"])]))
-    figs.update(split_figures(analysis, seeds, tasks, paths.analysis, base))
-    figs["dying.png"] = dying_plots.run_figure_from(paths.analysis)  # docs/science.md §8
+    random_csv = paths.analysis / "random_masks.csv"
+    random = io.read_csv(random_csv) if random_csv.exists() else None
+    dying_json = paths.analysis / "dying.json"  # what dies during IMP, in full (analyze stage)
+    answers = io.read_json(dying_json) if dying_json.exists() else None
+    figs.update(split_figures(analysis, seeds, tasks, paths.analysis, base, random))
+    figs["dying.png"] = dying_plots.run_figure_from(paths.analysis, analysis, random, answers)
     for name, fig in figs.items():
         plots.save(fig, paths.figures / name, dpi)
     names_out = [*figs, *draw_networks(tasks, seed, chosen, last + 1, dpi, imp, analysis, paths)]
     io.write_csv(paths.plots_curves_csv, curve_table(curves, seed))
-    io.write_text(paths.report_md, report(params, metrics, seeds, tasks, names_out, paths))
+    io.write_text(paths.report_md, report(params, metrics, seeds, tasks, names_out, paths, answers))
     print(f"plot: {len(names_out)} figures in {paths.figures}, report in {paths.report_md}")
     return [paths.figures, paths.report_md, paths.plots_curves_csv]
 

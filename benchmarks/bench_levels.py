@@ -135,10 +135,10 @@ def main() -> None:
     steps = 1 if cfg.batch_size is None else -(-n_train // cfg.batch_size)
     gflops, gbytes = gemm_gflops(), copy_gbytes()
     is_weight = ~layout.is_bias()
-    print(f"dense matmul: {gflops:.0f} GFLOP/s, memory copy {gbytes:.1f} GB/s; {args.epochs} epochs per level, "
-          f"{steps} steps per epoch, one worker's {args.networks} networks")
-    print(f"{'level':>5} {'weights':>9} {'net-steps':>9} {'GFLOP':>7} {'bound s':>8} {'act MB':>7} {'act s':>6} "
-          + " ".join(f"{e + ' s':>8} {e + ' ×':>7} {'setup':>6}" for e in args.engines), flush=True)
+    print(f"dense matmul: {gflops:.0f} GFLOP/s, memory copy {gbytes:.1f} GB/s; "
+          f"{args.epochs} epochs per level, {steps} steps per epoch, one worker's {args.networks} networks")
+    print(f"{'level':>5} {'weights':>9} {'net-steps':>9} {'GFLOP':>7} {'bound s':>8} "
+          f"{'act MB':>7} {'act s':>6} " + " ".join(f"{e + ' s':>8} {e + ' ×':>7} {'setup':>6}" for e in args.engines), flush=True)
 
     def train(theta, mask, epochs):
         train_population(layout, theta, mask, splits["train"], splits["val"], TaskLoss(tasks),

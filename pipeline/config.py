@@ -131,7 +131,7 @@ class PruneConfig:
 @dataclass(frozen=True)
 class AnalysisConfig:
     degradation_threshold: float = 0.05  # a task degrades when its accuracy falls this far below dense
-    split: str = "complete"              # headline criterion (docs/science.md §6): complete | effective | output
+    split: str = "complete"              # headline (docs/science.md §6): complete | effective | output
     functional_tolerance: float = 0.01   # δ of the functional split: largest allowed accuracy drop
     check_learned: str = "auto"          # each task alone as reference (docs/science.md §4): auto | on | off
 

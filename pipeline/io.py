@@ -36,45 +36,46 @@ class ReadError(Exception):
     the message names it and how to make it again."""
 
 
-def read_error(path: str | os.PathLike, exc: Exception) -> ReadError:
-    return ReadError(f"{public_path(path)} is damaged and cannot be read ({type(exc).__name__}); "
-                     "remove it and run `dvc repro` again to remake it")
+def read_error(path: str | os.PathLike, why: str) -> ReadError:
+    return ReadError(f"{public_path(path)} is damaged and cannot be read ({why}); remove it and "
+                     "run `dvc repro` again to remake it")
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike, damage: tuple[type[BaseException], ...] = (Exception,)
+            ) -> Iterator[None]:
+    """Read `path` inside: an exception of the kinds in `damage` becomes a ReadError naming the
+    file; a missing file stays FileNotFoundError (the stages' one line for it says which stage
+    makes it)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except damage as exc:
+        raise read_error(path, type(exc).__name__) from exc
 
 
 def read_torch(path: str | os.PathLike) -> dict:
-    """torch.load(path, weights_only=True); a damaged file raises ReadError naming it (a missing
-    one FileNotFoundError, as open does)."""
+    """torch.load(path, weights_only=True); a damaged file raises ReadError naming it."""
     import torch
 
-    try:
+    with reading(path):  # RuntimeError (zip), UnpicklingError, EOFError, ...: all damage
         return torch.load(path, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # RuntimeError (zip), UnpicklingError, EOFError, ...: all damage
-        raise read_error(path, exc) from exc
 
 
 def read_npz(path: str | os.PathLike) -> dict:
     """Every array of an .npz file (no pickle), read at once; a damaged file raises ReadError."""
     import numpy as np
 
-    try:
+    with reading(path):  # BadZipFile, ValueError, EOFError, OSError, ...
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # BadZipFile, ValueError, EOFError, OSError, ...
-        raise read_error(path, exc) from exc
 
 
 def read_json(path: str | os.PathLike):
     """json of a UTF-8 file; a damaged file raises ReadError naming it."""
-    try:
+    with reading(path, (ValueError, OSError)):  # JSONDecodeError, UnicodeDecodeError: ValueErrors
         return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise
-    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise read_error(path, exc) from exc
 
 
 def read_csv(path: str | os.PathLike, required: tuple[str, ...] = ("seed",), **kwargs):
@@ -89,18 +90,17 @@ def read_csv(path: str | os.PathLike, required: tuple[str, ...] = ("seed",), **k
     import pandas as pd
 
     raw = Path(path).read_bytes()  # a missing file: FileNotFoundError, as open gives
-    try:
+    # UnicodeDecodeError and BadGzipFile are among ValueError and OSError
+    with reading(path, (ValueError, OSError, EOFError, pd.errors.ParserError,
+                        pd.errors.EmptyDataError)):
         if str(path).endswith(".gz"):
             raw = gzip.decompress(raw)
         if not raw.endswith(b"\n"):
             raise ValueError("cut short: no newline at its end")
         frame = pd.read_csv(bytes_io.BytesIO(raw), **kwargs)
-    except (ValueError, OSError, EOFError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise read_error(path, exc) from exc  # UnicodeDecodeError and BadGzipFile included
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise ReadError(f"{public_path(path)} is damaged and cannot be read (no column "
-                        f"{', '.join(missing)}); remove it and run `dvc repro` again to remake it")
+        raise read_error(path, f"no column {', '.join(missing)}")
     return frame
 
 

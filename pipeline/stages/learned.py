@@ -9,8 +9,9 @@ not trained again). A task is learned when no net failed on it (never improved, 
 chance) and its mean side-by-side test accuracy is within baseline.TOLERANCE (0.02) of alone.
 
 `analysis.check_learned`: `auto` (default) checks runs without an `mnist` or `fashion_mnist`
-task (moons, circles and the 8 × 8 digits alone take seconds), `on` always, `off` never. The analyze stage copies the result into
-metrics.json (`learned`), and the report names every task that was not learned.
+task (moons, circles and the 8 × 8 digits alone take seconds), `on` always, `off` never. The
+analyze stage copies the result into metrics.json (`learned`), and the report names every task
+that was not learned.
 """
 from __future__ import annotations
 

@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from scipy import stats
+
+from pipeline import dying_answers, study_dying
+from pipeline.analysis import fisher_p, wilson
 
 ALPHA = 0.05
 # the axes a configuration is known by (label, and the groups of the cross-configuration tests)
@@ -101,87 +103,35 @@ def load(folder: Path) -> Run:
     return run
 
 
-# ---- statistics ---------------------------------------------------------------------------------
-def wilson(k: int, n: int) -> tuple[float, float]:
-    if n == 0:
-        return math.nan, math.nan
-    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return ci.low, ci.high
+# ---- statistics: the pipeline's own (pipeline.analysis, pipeline.dying_answers), on the values
+# a seed has (NaN where it has none) -----------------------------------------------------------
+def _present(values) -> pd.Series:
+    return pd.Series(values, dtype=float).dropna()
 
 
-def spearman(x, y) -> float:
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return math.nan
-    return float(stats.spearmanr(x, y)[0])
+def mann_whitney(a, b) -> float | None:
+    return dying_answers.mann_whitney(_present(a), _present(b))
 
 
-def mann_whitney(a, b) -> float:
-    a, b = pd.Series(a, dtype=float).dropna(), pd.Series(b, dtype=float).dropna()
-    if not len(a) or not len(b):
-        return math.nan
-    return float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
-
-
-def kruskal(groups: list) -> float:
-    groups = [pd.Series(g, dtype=float).dropna() for g in groups]
-    groups = [g for g in groups if len(g)]
-    if len(groups) < 2 or pd.concat(groups).nunique() < 2:
-        return math.nan
-    return float(stats.kruskal(*groups).pvalue)
-
-
-def fisher(k1: int, n1: int, k2: int, n2: int) -> float:
-    if not n1 or not n2:
-        return math.nan
-    return float(stats.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]])[1])
+def kruskal(groups: list) -> float | None:
+    return dying_answers.kruskal_p([_present(g) for g in groups])
 
 
 # ---- per seed ------------------------------------------------------------------------------------
-def _peak_fraction(g: pd.DataFrame, last: int) -> float:
-    """Level of the comatose count's first maximum / T (NaN for a seed without comatose)."""
-    g = g.sort_values("level")
-    c = g["comatose_neurons"].to_numpy()
-    return int(g["level"].to_numpy()[c.argmax()]) / last if c.max() > 0 else math.nan
-
-
-def _comatose_bias_first(c: pd.DataFrame) -> pd.Series:
-    """Per comatose neuron: was its bias pruned before the neuron lost its last incoming weight
-    (never detached in the run: a bias pruned at all counts), as dying_answers.h5 counts it."""
-    detached = (c["last_level"].astype(float) + 1).where(c["end"] == "detached")
-    bias = c["bias_pruned_level"].astype(float)
-    return bias.notna() & (detached.isna() | (bias < detached))
-
-
 def seed_values(run: Run) -> pd.DataFrame:
-    """Per seed: H1's ρ (≥ 3 zombie episodes, neither side constant) and median zombie
-    lifetime; H2's median survival, negative minus positive; H3's peak fraction and the last
-    level / T with a comatose neuron whose bias is unpruned; H4's ρ (zombie neurons vs level);
-    H5's fraction of comatose neurons with the bias first; the share of the budget on the dead."""
-    lv, ep, last = run.levels, run.episodes, run.last
-    out = pd.DataFrame(index=pd.Index(sorted(lv["seed"].unique()), name="seed"))
-    z = ep[ep["kind"] == "zombie"]
-    out["h1_rho"] = pd.Series({s: spearman(g["lifetime"], g["bias_trained"])
-                               for s, g in z.groupby("seed")}, dtype=float)
-    out["zombie_lifetime"] = z.groupby("seed")["lifetime"].median()
-    sv = run.survival
-    if len(sv) and {"negative", "positive"} <= set(sv["sign"]):
-        m = sv.pivot_table(index="seed", columns="sign", values="survival", aggfunc="median")
-        out["h2_difference"] = m["negative"] - m["positive"]
-    else:
-        out["h2_difference"] = math.nan
-    out["h3_peak"] = pd.Series({s: _peak_fraction(g, last) for s, g in lv.groupby("seed")})
-    c = ep[ep["kind"] == "comatose"].drop_duplicates(["seed", "layer", "neuron"])
-    out["comatose_with_bias_last"] = (_comatose_with_bias_last(c, last) if run.axes["biases"]
-                                      else math.nan)  # a bias that is never pruned says nothing
-    out["h4_rho"] = pd.Series({s: spearman(g["level"], g["zombie_neurons"])
-                               for s, g in lv.groupby("seed")}, dtype=float)
-    out["h5_fraction"] = (_comatose_bias_first(c).groupby(c["seed"]).mean()
-                          if run.axes["biases"] and len(c) else math.nan)
-    pruned = lv[lv["level"] > 0].groupby("seed")[["pruned_dead", "newly_pruned"]].sum()
-    out["budget_share"] = pruned["pruned_dead"] / pruned["newly_pruned"].where(
-        pruned["newly_pruned"] > 0)
-    return out.astype(float)
+    """Per seed, the values the study compares (pipeline.study_dying.seed_values: H1's ρ and
+    median zombie lifetime, H2's median survival negative − positive, H3's peak fraction, H4's
+    ρ, H5's fraction with the bias first, the share of the budget on the dead), and the last
+    level / T with a comatose neuron whose bias is unpruned (the thesis' "comatose biases drop
+    to 0"; only where biases are prunable: a bias that is never pruned says nothing)."""
+    seeds = sorted(run.levels["seed"].unique())
+    files = study_dying.DyingFiles(run.answers, run.episodes, run.survival,
+                                   pd.DataFrame(columns=["seed", "exact", "frozen"]))
+    out = study_dying.seed_values(run.levels, files, seeds).set_index("seed")
+    c = run.episodes[run.episodes["kind"] == "comatose"].drop_duplicates(["seed", "layer", "neuron"])
+    out["comatose_with_bias_last"] = (_comatose_with_bias_last(c, run.last) if run.axes["biases"]
+                                      else math.nan)
+    return out
 
 
 def _comatose_with_bias_last(c: pd.DataFrame, last: int) -> pd.Series:
@@ -319,7 +269,7 @@ def h2_table(runs: list[Run], lab) -> str:
 def h3_table(runs: list[Run], lab) -> str:
     def cells(r: Run, b: dict) -> list[str]:
         peak_mean = int(r.levels.groupby("level")["comatose_neurons"].mean().idxmax())
-        seeds_peak = r.seeds["h3_peak"].dropna()
+        seeds_peak = r.seeds["h3_peak_fraction"].dropna()
         peak_count = r.levels.groupby("seed")["comatose_neurons"].max()
         return [f"{quart(b['peak_fraction'])} (n {b['peak_fraction']['n']})",
                 f"{num(seeds_peak.median() * r.last, 1)} of {r.last}",
@@ -427,9 +377,9 @@ def across(runs: list[Run], axis: str, title: str) -> str:
     for g in found:
         fixed = ", ".join(f"{a} {g[0].axes[a]}" for a in varied(runs) if a != axis)
         cells = [fixed or "–"]
-        cells.append("; ".join(f"{r.axes[axis]}: {quart_of(r.seeds['h3_peak'])} "
-                               f"(n {r.seeds['h3_peak'].notna().sum()})" for r in g))
-        cells.append(pval(kruskal([r.seeds["h3_peak"] for r in g])))
+        cells.append("; ".join(f"{r.axes[axis]}: {quart_of(r.seeds['h3_peak_fraction'])} "
+                               f"(n {r.seeds['h3_peak_fraction'].notna().sum()})" for r in g))
+        cells.append(pval(kruskal([r.seeds["h3_peak_fraction"] for r in g])))
         cells.append("; ".join(f"{r.axes[axis]}: {quart_of(r.seeds['comatose_with_bias_last'])}"
                                for r in g))
         cells.append(pval(kruskal([r.seeds["comatose_with_bias_last"] for r in g])))
@@ -442,9 +392,12 @@ def across(runs: list[Run], axis: str, title: str) -> str:
          "H4 ρ per seed", "Kruskal–Wallis p"], rows)
 
 
-PAIRED = (("zombie_lifetime", "median zombie lifetime"), ("h2_difference", "H2 median survival neg − pos"),
-          ("h5_fraction", "H5 fraction bias first"), ("h3_peak", "H3 peak level / T"),
-          ("budget_share", "budget on the dead"))
+PAIRED = (  # (study_dying.seed_values column, its name in the table)
+    ("zombie_lifetime_median", "median zombie lifetime"),
+    ("h2_survival_difference", "H2 median survival neg − pos"),
+    ("h5_bias_first_fraction", "H5 fraction bias first"),
+    ("h3_peak_fraction", "H3 peak level / T"),
+    ("budget_on_dead_share", "budget on the dead"))
 FISHER = (("H2 seeds with the negative median lower",
            ("h2_negative_biases_pruned_early", "seeds_negative_lower")),
           ("H5 comatose neurons with the bias first",
@@ -456,12 +409,12 @@ def _fisher_cell(a: Run, b: Run, path: tuple[str, str]) -> str:
     if not (ka.get("testable") and kb.get("testable")):
         return f"{not_testable(ka) or frac(ka[path[1]])} / {not_testable(kb) or frac(kb[path[1]])}"
     x, y = ka[path[1]], kb[path[1]]
-    return f"{frac(x)} / {frac(y)}, Fisher p {pval(fisher(x['k'], x['n'], y['k'], y['n']))}"
+    return f"{frac(x)} / {frac(y)}, Fisher p {pval(fisher_p(x['k'], x['n'], y['k'], y['n']))}"
 
 
 def _mann_whitney_cell(a: Run, b: Run, col: str) -> str:
     va, vb = a.seeds[col].dropna(), b.seeds[col].dropna()
-    digits = 3 if col == "budget_share" else 2
+    digits = 3 if col == "budget_on_dead_share" else 2
     return f"{quart_of(va, digits)} / {quart_of(vb, digits)}, p {pval(mann_whitney(va, vb))}"
 
 

@@ -183,6 +183,8 @@ def zombie_count_panel(ax, levels: pd.DataFrame, random: pd.DataFrame | None) ->
     _integer_ticks(ax.yaxis)
     if random is None:
         note(ax, "no random masks: prune.random_mask_control is off", y=0.85)
+    if not any(c.gt(0).any() for c in counts):
+        note(ax, f"{plots.NONE_OCCURRED}: no zombie neuron at any level", y=0.5)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
 
 

@@ -60,8 +60,8 @@ def _integer_ticks(axis) -> None:
 
 
 def accuracy_vs_params(imp: pd.DataFrame, seeds: pd.DataFrame, tasks: list[str], threshold: float):
-    """accuracy.png: one panel per task (its palette colour): test accuracy against remaining
-    prunable parameters (imp/levels.csv; median, IQR over seeds), the task's dense median
+    """accuracy.png: one panel per task (its palette colour and marker, palette.task_style):
+    test accuracy against remaining prunable parameters (imp/levels.csv; median, IQR over seeds), the task's dense median
     (dotted), dense − `threshold` (dashed, the degradation bound of docs/science.md §6) and each
     seed's first split (seeds.csv `params_at_split`, black). One panel per task, so no task's
     reference lines hide another's; the legend sits below the panels, clear of every line."""
@@ -71,11 +71,11 @@ def accuracy_vs_params(imp: pd.DataFrame, seeds: pd.DataFrame, tasks: list[str],
                              sharey=True, squeeze=False, layout="constrained")
     split = seeds["params_at_split"].dropna()
     for i, t in enumerate(tasks):
-        _accuracy_panel(axes.flat[i], imp, t, palette.task_color(i), threshold, split)
+        _accuracy_panel(axes.flat[i], imp, t, *palette.task_style(i), threshold, split)
     for ax in axes.flat[len(tasks):]:
         ax.set_axis_off()
     axes.flat[0].invert_xaxis()  # shared: pruning runs left to right in every panel
-    handles = [matplotlib.lines.Line2D([], [], color="0.3", marker="o", ms=3,
+    handles = [matplotlib.lines.Line2D([], [], color="0.3", marker=palette.task_style(0)[1], ms=3,
                                        label=f"test accuracy ({BAND})"),
                matplotlib.lines.Line2D([], [], color="0.3", ls=":", label="dense median"),
                matplotlib.lines.Line2D([], [], color="0.3", ls="--",
@@ -89,10 +89,10 @@ def accuracy_vs_params(imp: pd.DataFrame, seeds: pd.DataFrame, tasks: list[str],
     return fig
 
 
-def _accuracy_panel(ax, imp: pd.DataFrame, task: str, color, threshold: float,
+def _accuracy_panel(ax, imp: pd.DataFrame, task: str, color, marker: str, threshold: float,
                     split: pd.Series) -> None:
     """One task's panel of accuracy.png."""
-    _band(ax, imp, "params", f"test_acc_{task}", task, color=color, logx=True)
+    _band(ax, imp, "params", f"test_acc_{task}", task, color=color, logx=True, marker=marker)
     dense = imp.loc[imp["level"] == 0, f"test_acc_{task}"].median()
     ax.axhline(dense, color=color, ls=":", lw=1.2)
     ax.axhline(dense - threshold, color=color, ls="--", lw=1)
@@ -185,33 +185,65 @@ def state_composition(analysis: pd.DataFrame):
     return fig
 
 
+# One layer naming in every figure and table (docs/criteria.md, "Layer numbering"): `layer` i is
+# the i-th linear map counted from 0 — its weights, its biases and the neurons it feeds; figures
+# add the node column it feeds, as the network drawings name the columns.
+LAYER_NOTE = ("layer i = the i-th linear map from 0 (its weights, its biases and the neurons it "
+              "feeds), as in every table")
+NONE_OCCURRED = "none occurred"
+
+
+def layer_name(layer: int, last: int | None = None, sep: str = " ") -> str:
+    """Figure label of the tables' `layer` i: "layer 0 (→ hidden 1)", the last linear map
+    (`last`) "(→ outputs)"; `sep` between the two parts."""
+    return f"layer {layer}{sep}(→ {'outputs' if layer == last else f'hidden {layer + 1}'})"
+
+
+def none_occurred(ax, what: str) -> None:
+    """Say inside an empty panel that nothing of its kind occurred (an empty-looking panel reads
+    as a failed figure)."""
+    ax.text(0.5, 0.5, f"{NONE_OCCURRED}:\n{what}", ha="center", va="center",
+            transform=ax.transAxes, fontsize=10, color="0.2",
+            bbox={"facecolor": "white", "edgecolor": "0.6", "boxstyle": "round"})
+
+
 def neuron_classes(layers: pd.DataFrame):
-    """neurons.png: zombie, comatose and frozen-zombie neuron counts per hidden layer and IMP
-    level (analysis/layers.csv rows of kind "neuron"; median, IQR over seeds)."""
+    """neurons.png: zombie, comatose and frozen-zombie neuron counts per layer (of hidden
+    neurons) and IMP level (analysis/layers.csv rows of kind "neuron"; median, IQR over seeds);
+    a class that never occurs says so in its panel."""
     neurons = layers[layers["kind"] == "neuron"]
     classes = ["zombie", "comatose", "frozen_zombie"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), sharey=True, layout="constrained")
     for ax, cls in zip(axes, classes):
         part = neurons[neurons["state"] == cls]
         for li, layer in enumerate(sorted(part["layer"].unique())):
             color, ls, _ = palette.neutral(li)
-            _band(ax, part[part["layer"] == layer], "level", "count", f"hidden layer {layer + 1}",
+            _band(ax, part[part["layer"] == layer], "level", "count", layer_name(int(layer)),
                   color=color, ls=ls)
-        ax.set(xlabel="IMP level", ylabel=f"neurons ({BAND})", title=f"{cls} neurons")
+        name = cls.replace("_", " ")
+        ax.set(xlabel="IMP level", ylabel=f"neurons ({BAND})", title=f"{name} neurons")
         _integer_ticks(ax.xaxis)
-        ax.legend(fontsize=8)
+        if not part["count"].gt(0).any():
+            none_occurred(ax, f"no {name} neuron at any level,\nin any layer or seed")
+        if ax.get_lines():
+            ax.legend(fontsize=8, loc="upper left")
+    fig.suptitle(f"Zombie and comatose neurons per layer ({LAYER_NOTE})", fontsize=10)
     return fig
 
 
 def lifetimes_figure(life: pd.DataFrame):
+    """lifetimes.png: levels each layer's weights and biases stay alive (analysis/lifetimes.csv)."""
     alive = life[(life["state"] == "alive") & (life["params"] > 0)].copy()
-    alive["group"] = alive["kind"].map({"weight": "weights", "bias": "biases"}) \
-        + "\nof layer " + alive["layer"].astype(str)  # two short lines: no label overlaps
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    last = int(life["layer"].max()) if len(life) else None
+    alive["group"] = alive["kind"].map({"weight": "weights", "bias": "biases"}) + "\n" \
+        + alive["layer"].map(lambda i: layer_name(int(i), last, "\n"))  # short lines: no overlap
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.3 * alive["group"].nunique()), 4.8),
+                           layout="constrained")
     sns.barplot(alive, x="group", y="mean_levels", ax=ax, errorbar="sd",
                 color=STATE_COLORS["alive"])
-    ax.set(xlabel="", ylabel="levels alive (mean over parameters, ±sd over seeds)",
+    ax.set(xlabel=LAYER_NOTE, ylabel="levels alive (mean over parameters, ±sd over seeds)",
            title="How long parameters stay alive")
+    ax.xaxis.label.set_fontsize(8)
     return fig
 
 
@@ -221,8 +253,8 @@ def comatose_events_figure(events: pd.DataFrame):
     the axes, clear of the bars. A note where the run has none."""
     fig, ax = plt.subplots(figsize=(7, 4.6), layout="constrained")
     if events.empty:
-        ax.text(0.5, 0.5, "no comatose neurons in this run", ha="center", va="center",
-                transform=ax.transAxes)
+        none_occurred(ax, "no comatose neuron in this run")
+        ax.set(xticks=[], yticks=[])
     else:
         ev = events.copy()
         ev["order"] = np.where(ev["bias_pruned_before_detached"].astype(bool),
@@ -231,11 +263,12 @@ def comatose_events_figure(events: pd.DataFrame):
                       hue_order=["bias pruned before detachment",
                                  "bias pruned at/after detachment"])
         ax.set_xticks(ax.get_xticks())
-        ax.set_xticklabels([f"hidden layer {int(t.get_text()) + 1}" for t in ax.get_xticklabels()])
+        ax.set_xticklabels([layer_name(int(t.get_text())) for t in ax.get_xticklabels()])
+        ax.set_xlabel(LAYER_NOTE, fontsize=8)
         # below the axes, clear of the bars and the tick labels
-        sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, title=None,
+        sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.17), ncol=2, title=None,
                         fontsize=9, frameon=False)
-    ax.set(xlabel="", ylabel="comatose neurons (all seeds)",
+    ax.set(ylabel="comatose neurons (all seeds)",
            title="Comatose neurons:\nis the bias pruned before the neuron is detached?")
     return fig
 

@@ -170,3 +170,112 @@ def test_level_grid_never_leaves_one_panel_alone(n):
     cols = drawing.grid_columns(n, 5)
     assert 1 <= cols <= 7
     assert n <= cols or n % cols != 1, (n, cols)  # the last row holds more than one panel
+
+
+# ---- more tasks than colours: never one colour for two tasks -----------------------------------
+def test_every_task_has_its_own_colour_and_marker_pair():
+    """Past six tasks a colour comes round again, so a task is its (colour, marker) pair: 7 tasks
+    give 7 distinct pairs, 48 give 48, none uses the cross-task colour; a 49th task has no pair
+    of its own and is refused, not given a repeated one."""
+    for n in (6, 7, 13, palette.MAX_STYLED_TASKS):
+        pairs = [palette.task_style(t) for t in range(n)]
+        assert len(set(pairs)) == n
+        assert all(c != palette.CROSS_TASK for c, _ in pairs)
+    assert palette.task_style(6)[0] == palette.task_style(0)[0]  # the colour alone repeats …
+    assert palette.task_style(6) != palette.task_style(0)         # … the pair does not
+    with pytest.raises(ValueError, match="48 tasks"):
+        palette.task_style(palette.MAX_STYLED_TASKS)
+
+
+def test_accuracy_figure_of_seven_tasks_tells_every_task_apart():
+    """accuracy.png with 7 tasks: each panel's test-accuracy curve is drawn with its task's
+    (colour, marker) pair, and the 7 pairs differ (the seventh reused the first task's colour
+    alone before)."""
+    _, imp, _, seeds = run_tables(n_seeds=3, n_levels=4)
+    names = [f"moons_{t}" for t in range(7)]
+    for name in names:
+        imp[f"test_acc_{name}"] = imp["test_acc_moons_0"]
+    plots.style()
+    fig = plots.accuracy_vs_params(imp, seeds, names, 0.05)
+    drawn = []
+    for t in range(7):
+        curve = next(ln for ln in fig.axes[t].get_lines() if ln.get_marker() not in ("None", ""))
+        drawn.append((mcolors.to_hex(curve.get_color()), curve.get_marker()))
+        assert drawn[-1] == (mcolors.to_hex(palette.task_style(t)[0]), palette.task_style(t)[1])
+    assert len(set(drawn)) == 7
+    plots.plt.close(fig)
+
+
+def test_colour_only_figures_are_refused_in_one_line_past_six_tasks():
+    """The drawings and the coverage maps tell tasks apart by colour alone: for 7 tasks the plot
+    stage draws neither and the report's figure section says why in one line each; up to 6 it
+    refuses nothing; past 48 accuracy.png is refused too."""
+    from pipeline.stages import plot
+
+    assert plot.task_figure_refusals(6) == []
+    lines = plot.task_figure_refusals(7)
+    assert len(lines) == 2 and all("7 tasks but 6 task colours" in line for line in lines)
+    assert "network drawings" in lines[0] and "coverage_maps.png" in lines[1]
+    assert plot.task_figure_refusals(49)[0].startswith("accuracy.png not drawn")
+    section = plot.figure_lines(["split.png"], lines, drawn_seed=0)
+    assert section[-2:] == [f"- {line}." for line in lines]
+    assert not any("every_level" in line for line in section)  # no drawing, none named
+
+
+# ---- one layer naming; empty panels say so -----------------------------------------------------
+def test_figures_name_layers_as_the_tables_number_them():
+    """neurons.png, lifetimes.png and comatose_events.png label the tables' `layer` i as
+    "layer i (→ hidden i+1)" (the last linear map "→ outputs"): the same number as every CSV,
+    with the drawing's name of the neurons it feeds."""
+    _, _, layers, _ = run_tables(n_seeds=3, n_levels=4)
+    plots.style()
+    fig = plots.neuron_classes(layers)
+    for ax in fig.axes:
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == \
+            ["layer 0 (→ hidden 1)", "layer 1 (→ hidden 2)"]
+    plots.plt.close(fig)
+    life = pd.DataFrame([{"seed": s, "layer": i, "kind": k, "state": "alive", "params": 4,
+                          "mean_levels": 2.0} for s in (0, 1) for i in range(3)
+                         for k in ("weight", "bias")])
+    fig = plots.lifetimes_figure(life)
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks[0] == "weights\nlayer 0\n(→ hidden 1)" and ticks[-1] == "biases\nlayer 2\n(→ outputs)"
+    plots.plt.close(fig)
+    events = pd.DataFrame({"seed": [0, 0], "layer": [0, 1], "neuron": [3, 4],
+                           "bias_pruned_before_detached": [True, False]})
+    fig = plots.comatose_events_figure(events)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == \
+        ["layer 0 (→ hidden 1)", "layer 1 (→ hidden 2)"]
+    plots.plt.close(fig)
+
+
+def panel_texts(ax) -> str:
+    return " ".join(t.get_text() for t in ax.texts)
+
+
+def test_an_empty_panel_says_none_occurred():
+    """A neuron class that never occurs (an image run's zombies and comatose neurons) says "none
+    occurred" in its panel, and only there; so do comatose_events.png without comatose neurons
+    and dying.png's zombie panel without zombies."""
+    from pipeline import dying_plots
+
+    _, _, layers, _ = run_tables(n_seeds=3, n_levels=4)
+    layers.loc[layers["state"] != "zombie", "count"] = 0
+    layers.loc[layers["state"] == "zombie", "count"] = 2
+    plots.style()
+    fig = plots.neuron_classes(layers)
+    said = ["none occurred" in panel_texts(ax) for ax in fig.axes]
+    assert said == [False, True, True]  # zombie, comatose, frozen zombie
+    assert "no comatose neuron" in panel_texts(fig.axes[1])
+    plots.plt.close(fig)
+    fig = plots.comatose_events_figure(pd.DataFrame(columns=["seed", "layer", "neuron",
+                                                             "bias_pruned_before_detached"]))
+    assert "none occurred" in panel_texts(fig.axes[0])
+    plots.plt.close(fig)
+    levels = pd.DataFrame({"seed": [0, 0, 1, 1], "level": [0, 1, 0, 1], "zombie_neurons": 0})
+    for zombies, said in ((0, True), (3, False)):
+        levels["zombie_neurons"] = zombies
+        fig, ax = plots.plt.subplots()
+        dying_plots.zombie_count_panel(ax, levels, None)
+        assert ("none occurred" in panel_texts(ax)) == said
+        plots.plt.close(fig)

@@ -33,6 +33,10 @@ from pathlib import Path
 from pipeline import config
 
 TOLERANCE = 0.02  # the largest allowed mean gap (alone − side by side), accuracy units
+LINEAR_MAX_ITER = 1000  # lbfgs iterations of the linear reference (linear_accuracy)
+LINEAR_MODEL = ("logistic regression on the task's own input columns and training rows "
+                "(scikit-learn LogisticRegression: L2, C = 1, lbfgs, at most "
+                f"{LINEAR_MAX_ITER} iterations)")
 FAILURES = ("never_improved", "diverged", "at_chance")  # pipeline.health checks that fail a net
 
 
@@ -98,6 +102,27 @@ def train_alone(task, index: int, splits: dict, layers: list[int], params: confi
     alone = train_dense(alone_layers, [alone_task], alone_splits, params, seeds)
     log(f"baseline: {task.name} alone {alone_layers}, {time.perf_counter() - start:.1f}s")
     return alone
+
+
+def linear_accuracy(task, index: int, splits: dict) -> float:
+    """Test accuracy of a linear model of task number `index` alone (LINEAR_MODEL; the columns
+    of task_alone, fitted on the training rows): the floor that a net which learned the task
+    beats. A training split with one class predicts that class."""
+    import warnings
+
+    import numpy as np
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    _, alone = task_alone(task, index, splits)
+    x, y = alone["train"].x.numpy(), alone["train"].y[:, 0].numpy()
+    test_x, test_y = alone["test"].x.numpy(), alone["test"].y[:, 0].numpy()
+    if len(np.unique(y)) < 2:
+        return float(np.mean(test_y == y[0]))
+    with warnings.catch_warnings():  # not converged in LINEAR_MAX_ITER: still a linear model
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LogisticRegression(max_iter=LINEAR_MAX_ITER).fit(x, y)
+    return float(model.score(test_x, test_y))
 
 
 def comparison_rows(tasks: list, seeds: list[int], side: dict, alone: list[dict]):

@@ -89,6 +89,12 @@ class RunPaths:
         return self.root / "reports" / "figures"
 
     @property
+    def every_level(self) -> Path:
+        """The drawings of every level (network_levels.png and .gif): DVC-cached, not in git
+        for their size; reports/figures, which report.md embeds, is git-tracked."""
+        return self.root / "reports" / "every_level"
+
+    @property
     def report_md(self) -> Path:
         return self.root / "reports" / "report.md"
 

@@ -84,13 +84,14 @@ def test_dvc_repro_contract_and_caching(reproduced_repo, tmp_path):
     figures = sorted((repo / "reports/figures").glob("*.png"))
     assert {f.name for f in figures} == {
         "accuracy.png", "comatose_events.png", "dying.png", "leakage.png", "lifetimes.png",
-        "network.png",
-        "network_levels.png", "neurons.png", "split.png", "split_criteria.png",
+        "network.png", "neurons.png", "split.png", "split_criteria.png",
         "split_distance.png", "states.png", "task_matrix.png",
         "val_curves.png"}  # coverage_maps.png only for image tasks
-    gif = (repo / "reports/figures/network_levels.gif").read_bytes()
-    assert gif[:6] in (b"GIF87a", b"GIF89a")
-    for fig in figures:
+    # every level's drawings: beside, not among the git-tracked figures (megabytes)
+    every = repo / "reports/every_level"
+    assert sorted(p.name for p in every.iterdir()) == ["network_levels.gif", "network_levels.png"]
+    assert (every / "network_levels.gif").read_bytes()[:6] in (b"GIF87a", b"GIF89a")
+    for fig in [*figures, every / "network_levels.png"]:
         data = fig.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 15_000, fig.name
     report = (repo / "reports/report.md").read_text()

@@ -1,4 +1,5 @@
-"""Stage `plot`: reports → reports/figures/*.png and reports/report.md."""
+"""Stage `plot`: reports → reports/figures/*.png (git-tracked, embedded in the report),
+reports/every_level/network_levels.{png,gif} (DVC-cached: megabytes) and reports/report.md."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import config, cut, drawing, dying_plots, health, io, plots
+from pipeline import config, cut, drawing, dying_plots, health, io, palette, plots
 from pipeline import trajectory as traj
 from pipeline.analysis import fraction_text
 from pipeline.data import load as load_data
@@ -29,9 +30,9 @@ def drawing_levels(seeds: pd.DataFrame, seed: int, last: int) -> list[tuple[str,
 def draw_networks(tasks, seed: int, levels: list[tuple[str, int]], n_levels: int, dpi: int,
                   imp: pd.DataFrame, analysis: pd.DataFrame,
                   paths: RunPaths = RunPaths()) -> list[str]:
-    """network.png (the chosen levels), network_levels.png (every level) and
-    network_levels.gif (one frame per level) of one seed, all in the same layout: the node
-    order of its first split level (else its last level). Returns the file names written."""
+    """network.png (the chosen levels; reports/figures), network_levels.png (every level) and
+    network_levels.gif (one frame per level; both in reports/every_level) of one seed, all in
+    the same layout: the node order of its first split level (else its last level)."""
     views, cuts = {}, {}
     for level in range(n_levels):  # each level file is read once
         state = load_level(level_path(paths.imp, level))
@@ -64,11 +65,10 @@ def draw_networks(tasks, seed: int, levels: list[tuple[str, int]], n_levels: int
     fig = drawing.figure_levels(views, tasks, order, [(lv, title(lv)) for lv in range(n_levels)],
                                 f"Every IMP level of seed {seed} ({layout_note})", cols=5,
                                 compact=True, cuts=cuts)
-    plots.save(fig, paths.figures / "network_levels.png", dpi)
+    plots.save(fig, paths.every_level / "network_levels.png", dpi)
     drawing.animate(views, tasks, order, {lv: title(lv) for lv in range(n_levels)},
-                    f"Seed {seed} through the IMP levels", paths.figures / "network_levels.gif",
+                    f"Seed {seed} through the IMP levels", paths.every_level / "network_levels.gif",
                     dpi=min(dpi, 80), cuts=cuts)
-    return ["network.png", "network_levels.png", "network_levels.gif"]
 
 
 def read_trajectory(shape: Path = RunPaths().shape_json,
@@ -79,9 +79,10 @@ def read_trajectory(shape: Path = RunPaths().shape_json,
 
 
 def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
-           figures: list[str], paths: RunPaths = RunPaths(), answers: dict | None = None) -> str:
+           figures: list[str], paths: RunPaths = RunPaths(), answers: dict | None = None,
+           not_drawn: list[str] | None = None, drawn_seed: int | None = None) -> str:
     """reports/report.md: the answers of docs/science.md §1 across seeds, with the "Tasks not
-    learned" and "Run health" blocks first when anything went wrong."""
+    learned", learned-check and "Run health" blocks first when anything went wrong."""
     lines = ["# ticketsplit report", "", configuration_line(params, metrics, tasks, paths), "",
              "## Does the ticket split?", ""]
     if not metrics.get("split_applicable", True):
@@ -89,8 +90,21 @@ def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
     else:
         lines += split_answer_lines(metrics, tasks) + per_seed_lines(seeds)
     lines += dying_lines(answers)
-    lines += ["", "## Figures", "", *[f"![{f}](figures/{f})" for f in figures]]
+    lines += ["", *figure_lines(figures, not_drawn or [], drawn_seed)]
     return with_blocks("\n".join(lines) + "\n", metrics)
+
+
+def figure_lines(figures: list[str], not_drawn: list[str], drawn_seed: int | None) -> list[str]:
+    """The report's "Figures" section: every figure of reports/figures embedded (git-tracked, so
+    a clone shows them), the drawings of every level named (reports/every_level: DVC-cached,
+    not in git for their size) and one line per figure not drawn, saying why."""
+    lines = ["## Figures", "", *[f"![{f}](figures/{f})" for f in figures]]
+    if "network.png" in figures and drawn_seed is not None:
+        lines += ["", f"Every IMP level of seed {drawn_seed} in the layout of network.png: "
+                  "`reports/every_level/network_levels.png` and, one frame per level, "
+                  "`reports/every_level/network_levels.gif` (written by `dvc repro`; kept out of "
+                  "git for their size)."]
+    return lines + (["", *[f"- {line}." for line in not_drawn]] if not_drawn else [])
 
 
 def configuration_line(params: config.Params, metrics: dict, tasks, paths: RunPaths) -> str:
@@ -175,9 +189,18 @@ def degradation_line(metrics: dict) -> str:
 
 
 def learned_block(learned: dict | None) -> list[str]:
-    """The report's "Tasks not learned" block (stage `learned`), [] when every task was learned
-    or the check did not run."""
-    if not learned or not learned.get("checked") or learned.get("all_learned"):
+    """The report's blocks about learning (stage `learned`), each only when it has something to
+    say: "Tasks not learned" (the check ran and some task is not learned), "Tasks learned: not
+    checked" (the check was skipped: why, and the command that runs it) and "Dense nets below a
+    linear model or near chance" (checked or not)."""
+    if not learned:
+        return []
+    return [*not_learned_block(learned), *not_checked_block(learned), *linear_block(learned)]
+
+
+def not_learned_block(learned: dict) -> list[str]:
+    """"Tasks not learned": the tasks whose dense accuracy is not that of the task alone."""
+    if not learned.get("checked") or learned.get("all_learned"):
         return []
     lines = ["## Tasks not learned", "",
              f"{', '.join(f'**{t}**' for t in learned['not_learned'])}: the dense net's test "
@@ -195,22 +218,74 @@ def learned_block(learned: dict | None) -> list[str]:
     return lines + ["", "Check it for other seeds or presets with `python -m pipeline.baseline`.", ""]
 
 
+def not_checked_block(learned: dict) -> list[str]:
+    """"Tasks learned: not checked": why the comparison with each task alone did not run, and
+    the one command that runs it."""
+    if learned.get("checked"):
+        return []
+    return ["## Tasks learned: not checked", "",
+            f"Each task's dense accuracy was not compared with the same task trained alone "
+            f"({learned.get('reason', 'no reason recorded')}; docs/science.md §4), so nothing "
+            "below says whether the dense nets learned their tasks as well as the protocol can. "
+            f"Check it: `{learned.get('command', 'python -m pipeline.baseline')}`.", ""]
+
+
+def linear_block(learned: dict) -> list[str]:
+    """"Dense nets below a linear model or near chance": the tasks whose mean dense test
+    accuracy is below a linear model's on the same rows, or within the margin of always guessing
+    the most frequent class; the split and the dying structure of such nets say little."""
+    linear = learned.get("linear")
+    if not linear or not (linear["below"] or linear["near_chance"]):
+        return []
+    weak = list(dict.fromkeys(linear["below"] + linear["near_chance"]))
+    n = linear.get("seeds")
+    lines = ["## Dense nets below a linear model or near chance", "",
+             f"{', '.join(f'**{t}**' for t in weak)}: the dense nets' mean test accuracy is below "
+             f"that of a {linear['model']}, or within {linear['near_chance_margin']:g} of always "
+             "guessing the most frequent class (docs/science.md §4). Everything below analyses "
+             "nets that did not learn these tasks; read it with this in mind.", "",
+             "| task | dense test acc, mean | linear model | most frequent class | nets below "
+             "the linear model |", "|---|---|---|---|---|"]
+    for name in weak:
+        r = linear["tasks"][name]
+        below = f"{r['nets_below']}" + (f"/{n}" if n else "")
+        lines.append(f"| {name} | {r['dense_test_acc']:.3f} | {r['test_acc']:.3f} | "
+                     f"{r['majority_rate']:.3f} | {below} |")
+    return lines + [""]
+
+
 def learned_lines(metrics: dict) -> list[str]:
-    """One line: was every task learned (stage `learned`), not checked, or which were not."""
+    """Was every task learned (stage `learned`), not checked, or which were not; and the linear
+    reference beside the dense accuracy."""
     learned = metrics.get("learned")
     if not learned:
         return []
     if not learned.get("checked"):
-        return [f"- Tasks learned: not checked ({learned.get('reason', '')})."]
-    if learned.get("all_learned"):
-        return [f"- Every task learned: each within {learned['tolerance']:g} of the same task "
-                "trained alone (docs/science.md §4)."]
-    return [f"- **Not learned**: {', '.join(learned['not_learned'])} (see *Tasks not learned*)."]
+        lines = ["- Tasks learned: not checked against each task alone (see *Tasks learned: not "
+                 "checked* above)."]
+    elif learned.get("all_learned"):
+        lines = [f"- Every task learned: each within {learned['tolerance']:g} of the same task "
+                 "trained alone (docs/science.md §4)."]
+    else:
+        lines = [f"- **Not learned**: {', '.join(learned['not_learned'])} (see *Tasks not "
+                 "learned*)."]
+    linear = learned.get("linear")
+    if linear:
+        pairs = ", ".join(f"{t} {r['dense_test_acc']:.3f} vs {r['test_acc']:.3f}"
+                          for t, r in linear["tasks"].items())
+        if linear["below"] or linear["near_chance"]:
+            lines.append(f"- **Below a linear model or near chance**: "
+                         f"{', '.join(dict.fromkeys(linear['below'] + linear['near_chance']))} "
+                         f"(dense vs linear test accuracy: {pairs}; see above).")
+        else:
+            lines.append(f"- Above a linear model: every task's mean dense test accuracy beats a "
+                         f"logistic regression on the same rows ({pairs}).")
+    return lines
 
 
 def with_blocks(report_text: str, metrics: dict) -> str:
-    """report.md with the "Tasks not learned" block and then the "Run health" block right after
-    its title (each only when something is off)."""
+    """report.md with the learning blocks (learned_block) and then the "Run health" block right
+    after its title (each only when something is off)."""
     text = health.with_block(report_text, metrics.get("health"))
     lines = learned_block(metrics.get("learned"))
     if not lines:
@@ -233,7 +308,7 @@ def split_figures(analysis: pd.DataFrame, seeds: pd.DataFrame, tasks,
             "split_distance.png": plots.split_distance_over_levels(
                 analysis, random, *(base if base is not None else (None, None)))}
     path = folder / "coverage.npz"
-    if path.exists():
+    if path.exists() and palette.colour_only_refusal("coverage maps", len(tasks)) is None:
         f = io.read_npz(path)
         figs["coverage_maps.png"] = plots.coverage_maps(f["used"], f["levels"], f["task"],
                                                         tasks, seeds, f["seeds"])
@@ -496,11 +571,14 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     chosen = drawing_levels(seeds, seed, last)
 
     plots.style()
-    paths.figures.mkdir(parents=True, exist_ok=True)
-    io.remove_stale(paths.figures)  # what a killed write left is never published with them
+    for folder in (paths.figures, paths.every_level):
+        folder.mkdir(parents=True, exist_ok=True)
+        io.remove_stale(folder)  # what a killed write left is never published with them
+    not_drawn = task_figure_refusals(len(tasks))
     figs = {
-        "accuracy.png": plots.accuracy_vs_params(imp, seeds, names,
-                                                 params.analysis.degradation_threshold),
+        **({} if len(tasks) > palette.MAX_STYLED_TASKS else {
+            "accuracy.png": plots.accuracy_vs_params(imp, seeds, names,
+                                                     params.analysis.degradation_threshold)}),
         "split.png": plots.split_over_levels(analysis),
         "states.png": plots.state_composition(analysis),
         "neurons.png": plots.neuron_classes(layers),
@@ -519,11 +597,30 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     figs["dying.png"] = dying_plots.run_figure_from(paths.analysis, analysis, random, answers)
     for name, fig in figs.items():
         plots.save(fig, paths.figures / name, dpi)
-    names_out = [*figs, *draw_networks(tasks, seed, chosen, last + 1, dpi, imp, analysis, paths)]
+    names_out = list(figs)
+    if palette.colour_only_refusal("drawings", len(tasks)) is None:
+        draw_networks(tasks, seed, chosen, last + 1, dpi, imp, analysis, paths)
+        names_out.append("network.png")
     io.write_csv(paths.plots_curves_csv, curve_table(curves, seed))
-    io.write_text(paths.report_md, report(params, metrics, seeds, tasks, names_out, paths, answers))
+    io.write_text(paths.report_md, report(params, metrics, seeds, tasks, names_out, paths, answers,
+                                          not_drawn, seed))
+    for line in not_drawn:
+        print(f"plot: {line}")
     print(f"plot: {len(names_out)} figures in {paths.figures}, report in {paths.report_md}")
-    return [paths.figures, paths.report_md, paths.plots_curves_csv]
+    return [paths.figures, paths.every_level, paths.report_md, paths.plots_curves_csv]
+
+
+def task_figure_refusals(n_tasks: int) -> list[str]:
+    """One line per figure not drawn because it could not give each of n_tasks tasks a colour
+    (drawings, coverage maps: colour alone) or a (colour, marker) pair (accuracy.png) of its
+    own: a colour never names two tasks (pipeline/palette.py)."""
+    lines = [line for figure in ("network drawings (network.png, network_levels.png and .gif)",
+                                 "coverage_maps.png")
+             if (line := palette.colour_only_refusal(figure, n_tasks)) is not None]
+    if n_tasks > palette.MAX_STYLED_TASKS:
+        lines.insert(0, f"accuracy.png not drawn: {n_tasks} tasks but "
+                        f"{palette.MAX_STYLED_TASKS} (colour, marker) pairs")
+    return lines
 
 
 def main() -> None:

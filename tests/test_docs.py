@@ -1,6 +1,7 @@
 """The README and docs/ say what the project does: the README stays a short newcomer's page with
-the two commands CI runs, every link and anchor resolves, nothing links or points outside the
-repository (a clone stands on its own), every default number quoted is the committed
+the two commands CI runs, every link and anchor of every Markdown file resolves in a fresh clone
+(git-tracked files only), nothing links or points outside the repository (a clone stands on its
+own), every name of code the definitions cite exists, every default number quoted is the committed
 reports/metrics.json, every params key is documented, and every preset's `Run:` line works as
 written (run with `dvc` replaced by a recorder; its arguments parsed by DVC's own command-line
 parser and its -S values validated as the study pipeline validates them)."""
@@ -64,8 +65,18 @@ def github_slug(heading: str) -> str:
 
 
 def anchors(page: Path) -> set[str]:
-    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
-    return {github_slug(m.group(1)) for m in re.finditer(r"^#{1,6} (.+)$", text, re.M)}
+    """The #anchors GitHub gives a Markdown page: one per ATX heading (outside fenced code), a
+    repeated heading's slug with -1, -2, … as GitHub numbers them, and explicit HTML anchors
+    (`<a id=…>`, `name=…`)."""
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+    seen: dict[str, int] = {}
+    found = set()
+    for m in re.finditer(r"^ {0,3}#{1,6} +(.+?) *#* *$", text, re.M):
+        slug = github_slug(m.group(1))
+        found.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+        seen[slug] = seen.get(slug, 0) + 1
+    found |= set(re.findall(r"<a\s[^>]*\b(?:id|name)\s*=\s*[\"']([^\"']+)[\"']", text))
+    return found
 
 
 def test_readme_is_short_and_has_the_two_commands_ci_runs():
@@ -82,21 +93,109 @@ def test_readme_is_short_and_has_the_two_commands_ci_runs():
         assert step in ci, step
 
 
-def test_every_link_and_anchor_resolves():
-    """Every link of the README and the docs names a file of the clone, and every anchor a
-    heading of it. Links leaving the repository are test_nothing_links_or_points_outside_…'s
-    to refuse; reports/report.md is left out: it links figures that `dvc repro` makes."""
-    for page in [*QUOTING, ROOT / "benchmarks/README.md"]:
-        text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
-        for target in re.findall(r"\]\(([^)\s]+)\)", text):
-            if outside_target(ROOT, page, target):
-                continue
-            path, _, anchor = target.partition("#")
-            file = (page.parent / path).resolve() if path else page
-            assert file.exists(), f"{page.relative_to(ROOT)}: link to missing {target}"
-            if anchor and file.suffix == ".md":
-                assert anchor in anchors(file), \
-                    f"{page.relative_to(ROOT)}: no heading #{anchor} in {path}"
+# ---- every link and anchor resolves in a fresh clone -----------------------------------------
+CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)  # fenced blocks and code spans: not links
+AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.-]*:[^>\s]*)>")
+LINE_ANCHOR = re.compile(r"L\d+(-L\d+)?")  # GitHub's line anchors of a source file
+
+
+def git_files(root: Path, *args: str) -> list[str]:
+    out = subprocess.run(["git", "ls-files", "-z", *args], cwd=root, capture_output=True,
+                         check=True).stdout.decode()
+    return [name for name in out.split("\0") if name]
+
+
+def clone_files(root: Path) -> set[str]:
+    """The files a fresh clone of the committed tree has: tracked by git (and not deleted here).
+    A DVC output (ignored by git) or a new file not yet added is missing there."""
+    return set(git_files(root, "--cached")) - set(git_files(root, "--deleted"))
+
+
+def markdown_pages(root: Path) -> list[Path]:
+    """Every Markdown file of the repository: tracked, and new ones git does not ignore."""
+    return sorted(root / n for n in git_files(root, "--cached", "--others", "--exclude-standard")
+                  if n.endswith(".md") and (root / n).is_file())
+
+
+def link_targets(text: str) -> list[str]:
+    """Every link target of a Markdown text: inline links and images, reference definitions,
+    HTML href/src and autolinks; not inside code."""
+    text = CODE.sub("", text)
+    return [t for pattern in (*MD_LINKS, AUTOLINK) for t in pattern.findall(text)]
+
+
+def dead_links(root: Path, page: Path, files: set[str]) -> list[str]:
+    """What in `page` a fresh clone cannot follow: a link leaving the repository (a web or other
+    URL, an absolute path, a relative path out of the clone), a link to a file or folder git does
+    not track (a DVC output, an uncommitted file), an #anchor with no heading of that Markdown
+    page, or another anchor into a file that is not Markdown (GitHub's #L<n> line anchors
+    excepted)."""
+    from urllib.parse import unquote
+
+    dead = []
+    for target in link_targets(page.read_text(encoding="utf-8")):
+        if outside_target(root, page, target):
+            dead.append(f"{target} (leaves the repository)")
+            continue
+        path, _, anchor = target.partition("#")
+        file = (page.parent / unquote(path)).resolve() if path else page.resolve()
+        name = file.relative_to(root.resolve()).as_posix()
+        if path and not (name in files or any(f.startswith(name + "/") for f in files)):
+            dead.append(f"{target} (not tracked by git: a fresh clone lacks {name})")
+        elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+            dead.append(f"{target} (no heading #{anchor} in {name})")
+        elif anchor and file.suffix != ".md" and not LINE_ANCHOR.fullmatch(anchor):
+            dead.append(f"{target} (#{anchor}: {name} is not a Markdown page)")
+    return dead
+
+
+def test_every_link_and_anchor_resolves_in_a_fresh_clone():
+    """Every link of every Markdown file (the committed reports/report.md included) names a file
+    or folder that git tracks, and every anchor a heading of its page: a clone holds no DVC
+    output (the report's figures once were one) and nothing beside the checkout."""
+    files = clone_files(ROOT)
+    pages = markdown_pages(ROOT)
+    assert {ROOT / "README.md", ROOT / "docs/science.md", ROOT / "reports/report.md"} <= set(pages)
+    dead = {str(p.relative_to(ROOT)): hits for p in pages if (hits := dead_links(ROOT, p, files))}
+    assert not dead, dead
+    report = (ROOT / "reports/report.md").read_text(encoding="utf-8")
+    assert "](figures/split.png)" in report  # the committed report embeds its figures
+
+
+def test_dead_links_catch_every_kind(tmp_path):
+    """In a throwaway repository: links to an ignored output, an untracked file, a missing file,
+    a missing heading, out of the repository and to the web are dead; links to tracked files and
+    folders, existing headings (a repeated one numbered as GitHub does) and line anchors of a
+    source file, and anything inside code, are not."""
+    repo = tmp_path / "repo"
+    (repo / "docs").mkdir(parents=True)
+    (repo / "out").mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / ".gitignore").write_text("/out\n")
+    (repo / "docs/a.md").write_text("# A\n\n## Notes\n\n## Notes\n")
+    (repo / "tool.py").write_text("X = 1\n")
+    (repo / "out/figure.png").write_bytes(b"png")
+    subprocess.run(["git", "add", ".gitignore", "docs/a.md", "tool.py"], cwd=repo, check=True)
+    (repo / "new.md").write_text("untracked\n")
+    up = "." * 2 + "/"
+    cases = {
+        "[a](docs/a.md) [n](docs/a.md#notes) [n1](docs/a.md#notes-1) [d](docs/) [t](tool.py#L1)"
+        " [self](#top) `[x](missing.md)`\n\n```\n[y](missing.md)\n```\n\n# Top\n": [],
+        "![f](out/figure.png)": ["out/figure.png"],
+        "[n](new.md)": ["new.md"],
+        "[m](missing.md)": ["missing.md"],
+        "[h](docs/a.md#nothing)": ["docs/a.md#nothing"],
+        "[h](docs/a.md#notes-2)": ["docs/a.md#notes-2"],
+        f"[o]({up}outside.md)": [f"{up}outside.md"],
+        "[w](https://example.org) <https://example.org>": ["https://example.org"] * 2,
+        "[p](tool.py#main)": ["tool.py#main"],
+    }
+    files = clone_files(repo)
+    assert files == {".gitignore", "docs/a.md", "tool.py"}
+    for text, dead in cases.items():
+        (repo / "README.md").write_text(text + "\n")
+        assert [d.split(" (")[0] for d in dead_links(repo, repo / "README.md", files)] == dead, text
+    assert repo / "new.md" in markdown_pages(repo)  # new pages are checked too
 
 
 # ---- nothing links or points outside the repository ------------------------------------------
@@ -105,7 +204,8 @@ def test_every_link_and_anchor_resolves():
 # The patterns below are written so that this file's own source never matches them.
 SCANNED = (".md", ".py", ".yaml", ".yml", ".toml")  # docs, code, presets and params, config
 MD_LINKS = (re.compile(r"\]\(\s*<?([^)\s>]+)"),                          # [text](target), images
-            re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?([^\s>]+)", re.M),         # [label]: target
+            re.compile(r"^ {0,3}\[[^\]]+\]:[ \t]*<?([^\s>]+)>?"              # [label]: target
+                       r"(?:[ \t]+(?:\"[^\"]*\"|'[^']*'|\([^)]*\)))?[ \t]*$", re.M),  # ["title"]
             re.compile(r"\b(?:href|src)\s*=\s*[\"']([^\"']+)[\"']"))       # <a href>, <img src>
 CLIMBING = re.compile(r"(?<![\w.])(?:\.\.[/\\])+[\w.\-/]*")  # a relative path going up: two dots, /
 SIBLING = re.compile(r"(?<![\w./-])shared[/]")  # the folder beside the checkout that held the spec
@@ -173,6 +273,8 @@ def test_outside_pointers_catch_every_form(tmp_path):
         "[file](file:///etc/passwd)": True,
         "[abs](/etc/hosts)": True,
         f"[ref]: {up}notes.md": True,
+        f'[ref]: {up}notes.md "a title"': True,
+        "[P_0, …, P_T]: pruning S_k for k levels": False,  # text, not a reference definition
         f'<img src="{up}figure.png">': True,
         f"see `{beside}` for the definitions": True,
         "[a](docs/a.md#a), [b](#a), [c](docs/)": False,
@@ -186,6 +288,47 @@ def test_outside_pointers_catch_every_form(tmp_path):
     assert outside_pointers(repo, repo / "tool.py")
     assert repository_files(repo) == sorted([repo / "README.md", repo / "docs/a.md",
                                              repo / "docs/b.md", repo / "tool.py"])
+
+
+def cited_code(text: str) -> list[str]:
+    """The dotted names in code spans of `text` whose first part is a pipeline module
+    (`graph.analyze`, `engine.loop.epoch_loop`): what a definition says implements it."""
+    import pkgutil
+
+    import pipeline
+    modules = {m.name for m in pkgutil.iter_modules(pipeline.__path__)}
+    params = config.parse(config.read_sections(ROOT / "params.yaml"))
+    is_key = lambda n: n.count(".") == 1 and hasattr(getattr(params, n.split(".")[0], None),  # noqa: E731
+                                                     n.split(".")[1])  # `data.image_size`
+    names = re.findall(r"`([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)`", text)
+    files = ("json", "csv", "png", "gif", "md", "gz", "pt", "npz", "yaml", "py")  # `dying.json`
+    return [n for n in names if n.split(".")[0] in modules and not is_key(n)
+            and n.rsplit(".", 1)[1] not in files]
+
+
+def test_every_cited_function_exists():
+    """docs/science.md's **Code** lines and docs/engine.md's "Where each definition lives" name
+    functions that exist: a renamed function cannot leave a definition pointing at nothing."""
+    import importlib
+
+    science = (ROOT / "docs/science.md").read_text(encoding="utf-8")
+    code_lines = [unit for unit in units(science) if unit.startswith("**Code (§")]
+    assert len(code_lines) == 7  # §2 … §8
+    engine = (ROOT / "docs/engine.md").read_text(encoding="utf-8")
+    table = engine[engine.index("## Where each definition lives"):engine.index("## Extending")]
+    names = cited_code("\n".join(code_lines)) + cited_code(table)
+    assert len(names) > 60
+    for name in names:
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):  # the longest importable module prefix
+            try:
+                obj = importlib.import_module("pipeline." + ".".join(parts[:cut]))
+                break
+            except ModuleNotFoundError:
+                continue
+        for attr in parts[cut:]:
+            assert hasattr(obj, attr), f"{name}: pipeline.{'.'.join(parts[:cut])} has no {attr}"
+            obj = getattr(obj, attr)
 
 
 def test_github_slug_matches_known_anchors():

@@ -37,19 +37,23 @@ LINEAR_MAX_ITER = 1000  # lbfgs iterations of the linear reference (linear_accur
 LINEAR_MODEL = ("logistic regression on the task's own input columns and training rows "
                 "(scikit-learn LogisticRegression: L2, C = 1, lbfgs, at most "
                 f"{LINEAR_MAX_ITER} iterations)")
+ALONE_INPUTS = ("own", "all")  # --alone-inputs: the input columns a net alone sees
 FAILURES = ("never_improved", "diverged", "at_chance")  # pipeline.health checks that fail a net
 
 
-def task_alone(task, index: int, splits: dict) -> tuple[object, dict]:
-    """Task number `index` (data.TaskInfo `task`) on its own: its input columns and its label
-    column of every split (engine.Split x [N, n_in], y [N, T]) → (the TaskInfo with inputs and
-    outputs renumbered from 0, {split: Split x [N, len(task.inputs)], y [N, 1]})."""
+def task_alone(task, index: int, splits: dict, inputs: str = "own") -> tuple[object, dict]:
+    """Task number `index` (data.TaskInfo `task`) on its own: its label column of every split
+    and its own input columns (`inputs` "own") or every input column of the side-by-side data
+    (`inputs` "all": the other tasks' inputs stay, as noise for this task, and only their outputs
+    go) (engine.Split x [N, n_in], y [N, T]) → (the TaskInfo with inputs and outputs renumbered
+    from 0, {split: Split x [N, len(task.inputs) or n_in], y [N, 1]})."""
     import torch
 
     from pipeline.engine import Split
 
-    cols = torch.tensor(task.inputs)
-    alone = dataclasses.replace(task, inputs=list(range(len(task.inputs))),
+    n_in = next(iter(splits.values())).x.shape[1]
+    cols = torch.tensor(task.inputs if inputs == "own" else list(range(n_in)))
+    alone = dataclasses.replace(task, inputs=list(range(len(cols))),
                                 outputs=list(range(len(task.outputs))))
     return alone, {s: Split(sp.x[:, cols].contiguous(), sp.y[:, index:index + 1].contiguous())
                    for s, sp in splits.items()}
@@ -93,11 +97,11 @@ def train_dense(layers: list[int], tasks: list, splits: dict, params: config.Par
 
 
 def train_alone(task, index: int, splits: dict, layers: list[int], params: config.Params,
-                seeds: list[int], log=print) -> dict:
+                seeds: list[int], log=print, inputs: str = "own") -> dict:
     """Task number `index` trained alone (task_alone's columns, the hidden widths of `layers`)
     → train_dense's dict for that one task."""
-    alone_task, alone_splits = task_alone(task, index, splits)
-    alone_layers = [len(task.inputs), *layers[1:-1], len(task.outputs)]
+    alone_task, alone_splits = task_alone(task, index, splits, inputs)
+    alone_layers = [len(alone_task.inputs), *layers[1:-1], len(task.outputs)]
     start = time.perf_counter()
     alone = train_dense(alone_layers, [alone_task], alone_splits, params, seeds)
     log(f"baseline: {task.name} alone {alone_layers}, {time.perf_counter() - start:.1f}s")
@@ -150,12 +154,14 @@ def comparison_rows(tasks: list, seeds: list[int], side: dict, alone: list[dict]
     return frame
 
 
-def compare(params: config.Params, seeds: list[int] | None = None, log=print):
+def compare(params: config.Params, seeds: list[int] | None = None, log=print,
+            alone_inputs: str = "own"):
     """Side by side vs alone for every task and seed → pandas.DataFrame with one row per
     (seed, task): side_test_acc, alone_test_acc, gap (alone − side, accuracy units),
     side_train_acc, alone_train_acc, side_epochs, alone_epochs, side_best_epoch,
     alone_best_epoch, side_problems, alone_problems (space-separated FAILURES of that net on
-    that task, "" when none). Raises data.DataError for unreadable data files."""
+    that task, "" when none). `alone_inputs` "all" gives each net alone every task's input
+    columns (task_alone). Raises data.DataError for unreadable data files."""
     import torch  # here, not at the top: bad command-line input is refused without it
 
     from pipeline import data
@@ -171,7 +177,7 @@ def compare(params: config.Params, seeds: list[int] | None = None, log=print):
     start = time.perf_counter()
     side = train_dense(layers, tasks, splits, params, seeds)
     log(f"baseline: side by side {layers}, {len(seeds)} seeds, {time.perf_counter() - start:.1f}s")
-    alone = [train_alone(task, i, splits, layers, params, seeds, log)
+    alone = [train_alone(task, i, splits, layers, params, seeds, log, alone_inputs)
              for i, task in enumerate(tasks)]
     return comparison_rows(tasks, seeds, side, alone)
 
@@ -289,6 +295,12 @@ def main(argv: list[str]) -> int:
                         help="largest allowed mean gap (alone − side by side) per task, accuracy "
                              "units (default 0.02); a task is learned when its gap is within it "
                              "and no net failed on it (never improved, diverged, at chance)")
+    parser.add_argument("--alone-inputs", choices=ALONE_INPUTS, default="own",
+                        help="what each net alone sees: its task's own input columns (own, the "
+                             "reference of the learned check) or every task's (all: the other "
+                             "tasks' inputs kept as noise, their outputs dropped; own − all is "
+                             "what the other inputs cost, all − side by side what sharing the "
+                             "hidden units costs)")
     parser.add_argument("--out", help="also write the per-seed rows to this CSV file")
     args = parser.parse_args(argv)
     from pipeline import data
@@ -312,7 +324,8 @@ def main(argv: list[str]) -> int:
                                      "a number in [0, 1)")
         if args.out is not None:
             _check_out(args.out)
-        frame = compare(params, seeds, log=lambda text: print(text, file=sys.stderr))
+        frame = compare(params, seeds, log=lambda text: print(text, file=sys.stderr),
+                        alone_inputs=args.alone_inputs)
     except (config.ConfigError, data.DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

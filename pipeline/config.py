@@ -156,16 +156,18 @@ class StudyConfig:
     method: tuple[str, ...] = ("rewind",)            # prune.method
     weight_decay: tuple[float, ...] = (0.0,)         # train.weight_decay
     bias_init: tuple[str, ...] = ("default",)        # model.bias_init
+    n_samples: tuple[int, ...] = (1000,)             # data.n_samples (per task)
 
 
 STUDY_AXES = {"extensions": ("prune", "extensions"), "iterations": ("prune", "iterations"),
               "tasks": ("data", "tasks"), "hidden": ("model", "hidden"),
               "init": ("model", "init"), "noise": ("data", "noise"),
               "method": ("prune", "method"), "weight_decay": ("train", "weight_decay"),
-              "bias_init": ("model", "bias_init")}
+              "bias_init": ("model", "bias_init"), "n_samples": ("data", "n_samples")}
 # Axes added later name a configuration only when they differ from these values, so the
 # configurations of older studies keep their names (and their result folders, metrics keys).
-STUDY_AXIS_DEFAULTS = {"method": "rewind", "weight_decay": 0.0, "bias_init": "default"}
+STUDY_AXIS_DEFAULTS = {"method": "rewind", "weight_decay": 0.0, "bias_init": "default",
+                       "n_samples": DataConfig.n_samples}
 
 
 @dataclass(frozen=True)
@@ -514,10 +516,10 @@ def configurations(study: StudyConfig) -> list[dict]:
 
 def configuration_name(combo: dict) -> str:
     """Name of a configuration, e.g. ext0-it20-moons+circles-40x40-torch_default-noise0.1, with
-    -finetune, -wd<λ> and -bias<init> appended only when prune.method / train.weight_decay /
-    model.bias_init differ from their defaults (rewind, 0, default), so configurations of
-    studies made before these axes keep their names. A combo without those axes (an older
-    result file) means the defaults."""
+    -finetune, -wd<λ>, -bias<init> and -n<samples> appended only when prune.method /
+    train.weight_decay / model.bias_init / data.n_samples differ from their defaults (rewind, 0,
+    default, 1000), so configurations of studies made before these axes keep their names. A
+    combo without those axes (an older result file) means the defaults."""
     name = (f"ext{combo['extensions']}-it{combo['iterations']}-{combo['tasks']}-"
             f"{combo['hidden']}-{combo['init']}-noise{_number(combo['noise'])}")
     if combo.get("method", STUDY_AXIS_DEFAULTS["method"]) != STUDY_AXIS_DEFAULTS["method"]:
@@ -526,6 +528,8 @@ def configuration_name(combo: dict) -> str:
         name += f"-wd{_number(combo['weight_decay'])}"
     if combo.get("bias_init", STUDY_AXIS_DEFAULTS["bias_init"]) != STUDY_AXIS_DEFAULTS["bias_init"]:
         name += f"-bias{combo['bias_init']}"
+    if int(combo.get("n_samples", STUDY_AXIS_DEFAULTS["n_samples"])) != STUDY_AXIS_DEFAULTS["n_samples"]:
+        name += f"-n{int(combo['n_samples'])}"
     return name
 
 
@@ -565,7 +569,7 @@ def _check_study_integers(raw) -> None:
     the values on) as written, so `20.0` would name a stage `…-it20.0-…` that no configuration
     of ours matches. Only the study pipeline needs this; the main run never reads `study`."""
     section = raw.get("study") if isinstance(raw, dict) else None
-    for axis in ("extensions", "iterations"):
+    for axis in ("extensions", "iterations", "n_samples"):
         values = section.get(axis) if isinstance(section, dict) else None
         for i, v in enumerate(values if isinstance(values, list) else []):
             _require(not isinstance(v, float), f"study.{axis}[{i}]", v,
@@ -587,6 +591,10 @@ def parse(raw, *, study: bool = False) -> Params:
             raise ConfigError(f"{name}: unknown section; allowed sections: "
                               + ", ".join(map(str, SECTIONS)))
     params = Params(**{name: _build_section(name, raw[name]) for name in raw})
+    if not isinstance(raw.get("study"), dict) or "n_samples" not in raw["study"]:
+        # a study section written before the n_samples axis studies data.n_samples as it is
+        params = dataclasses.replace(params, study=dataclasses.replace(
+            params.study, n_samples=(params.data.n_samples,)))
     if study:
         _check_study_integers(raw)
         validate_study(params)

@@ -300,7 +300,7 @@ def short_label(row: dict, varied: list[str]) -> str:
 
     names = {"iterations": "T = {}", "hidden": "{}", "bias_init": "bias {}", "extensions": "ext {}",
              "method": "{}", "weight_decay": "wd {}", "init": "{}", "noise": "noise {}",
-             "tasks": "{}"}
+             "tasks": "{}", "n_samples": "n {}"}
     axes = varied or [a for a in STUDY_AXES if a in row]
     return ", ".join(names[a].format(row[a]) for a in axes)
 

@@ -494,6 +494,7 @@ STUDY_AXIS_LABELS = {
     "method": "pruning method (prune.method)",
     "weight_decay": "weight decay (train.weight_decay)",
     "bias_init": "bias initialisation (model.bias_init)",
+    "n_samples": "samples per task (data.n_samples)",
 }
 
 

@@ -48,6 +48,42 @@ def test_task_alone_is_its_own_columns_and_labels(kinds):
             assert np.array_equal(parts[s].y.numpy(), a["y"][:, [i]])
 
 
+@pytest.mark.parametrize("kinds", [["moons", "circles"], ["moons", "moons", "circles"],
+                                   ["digits", "moons"], ["circles"]])
+def test_task_alone_with_all_inputs_keeps_every_column_and_only_its_label(kinds):
+    """--alone-inputs all: the net alone sees the side-by-side inputs (the other tasks' columns
+    as noise) and predicts its own task only; with one task it is the own-columns net."""
+    params = config.parse(tiny_params(**{"data.tasks": kinds, "data.n_samples": 200}))
+    arrays, meta = data.build(params.data)
+    tasks = [data.TaskInfo(**t) for t in meta["tasks"]]
+    splits = {s: Split(torch.from_numpy(a["x"]), torch.from_numpy(a["y"])) for s, a in arrays.items()}
+    for i, task in enumerate(tasks):
+        alone, parts = baseline.task_alone(task, i, splits, inputs="all")
+        assert alone.inputs == list(range(arrays["train"]["x"].shape[1]))
+        assert alone.outputs == list(range(len(task.outputs)))
+        for s, a in arrays.items():
+            assert np.array_equal(parts[s].x.numpy(), a["x"])
+            assert np.array_equal(parts[s].y.numpy(), a["y"][:, [i]])
+        own = baseline.task_alone(task, i, splits, inputs="own")[1]
+        assert (len(kinds) == 1) == all(torch.equal(own[s].x, parts[s].x) for s in splits)
+
+
+def test_alone_with_all_inputs_trains_the_wide_input_net():
+    """compare(alone_inputs="all"): one net per task on every input column; with one task
+    it is the side-by-side net (gap exactly 0), with two it differs from the own-columns one."""
+    one = tiny_params(**{"data.tasks": ["circles"], "model.seeds": [3, 4], "plot.draw_seed": None})
+    frame = baseline.compare(config.parse(one), log=lambda *_: None, alone_inputs="all")
+    assert (frame["gap"] == 0).all()
+    two = config.parse(tiny_params(**{"model.seeds": [3, 4], "plot.draw_seed": None}))
+    logs = []
+    wide = baseline.compare(two, log=logs.append, alone_inputs="all")
+    own = baseline.compare(two, log=lambda *_: None)
+    assert wide["side_test_acc"].tolist() == own["side_test_acc"].tolist()
+    n_in = sum(len(t["inputs"]) for t in data.build(two.data)[1]["tasks"])
+    assert any(f"alone [{n_in}, " in line for line in logs), logs
+    assert wide["alone_test_acc"].tolist() != own["alone_test_acc"].tolist()
+
+
 def test_side_by_side_is_the_train_stage_dense_net(prepared_run):
     """The side-by-side nets are bit for bit the dense nets `dvc repro` trains (prepared_run:
     the train stage run on tiny params, shared)."""

@@ -280,10 +280,10 @@ def test_study_figures_for_every_axis(tmp_path):
                                                                   "moons+circles"],
               "hidden": ["40", "40x40"], "init": ["normal", "torch_default"], "noise": [0.1, 0.2],
               "method": ["rewind", "finetune"], "weight_decay": [0.0, 0.0001],
-              "bias_init": ["default", "zero"]}
+              "bias_init": ["default", "zero"], "n_samples": [1000, 15000]}
     base = {"extensions": 0, "iterations": 5, "tasks": "moons+circles", "hidden": "40x40",
             "init": "torch_default", "noise": 0.1, "method": "rewind", "weight_decay": 0.0,
-            "bias_init": "default"}
+            "bias_init": "default", "n_samples": 1000}
     rows, seeds = [], []
     for axis in STUDY_AXES:
         for i, v in enumerate(values[axis]):

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.e2e
 
 TINY_STUDY = {"extensions": [0, 1], "iterations": [3], "tasks": ["moons+circles"],
               "hidden": ["6x6"], "init": ["torch_default"], "noise": [0.1],
-              "method": ["rewind"], "weight_decay": [0], "bias_init": ["default"]}
+              "method": ["rewind"], "weight_decay": [0], "bias_init": ["default"],
+              "n_samples": [tiny_params()["data"]["n_samples"]]}
 OUTPUTS = ("summary.csv", "tidy.csv", "seeds.csv", "metrics.json")
 
 
@@ -63,7 +64,7 @@ def test_matrix_has_one_stage_per_configuration(tmp_path):
     assert len(runs) == 6 and "aggregate" in names
     combos = config.configurations(config.load(repo / "params.yaml").study)
     assert runs == sorted(
-        f"run@{c['extensions']}-3-moons+circles-6x6-{c['init']}-0.1-rewind-0-default"
+        f"run@{c['extensions']}-3-moons+circles-6x6-{c['init']}-0.1-rewind-0-default-120"
         for c in combos)
 
 
@@ -194,7 +195,7 @@ def test_presets_are_valid_and_their_flags_round_trip(preset):
 @pytest.mark.xdist_group("study_repo")
 def test_a_configuration_is_exactly_a_plain_run_of_its_params(study_repo, tmp_path):
     from conftest import run_stage
-    name = "ext1-it3-moons+circles-6x6-torch_default-noise0.1"
+    name = "ext1-it3-moons+circles-6x6-torch_default-noise0.1-n120"  # n_samples 120: not 1000
     work = study_repo / "models/study" / name
     params = yaml.safe_load((study_repo / "params.yaml").read_text())
     params.pop("study")

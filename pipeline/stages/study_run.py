@@ -2,7 +2,7 @@
 
     python -m pipeline.stages.study_run --work-root models/study --out reports/study/runs/NAME \\
         --extensions 0 --iterations 20 --tasks moons+circles --hidden 40x40 --init ... --noise 0.1 \\
-        --method rewind --weight-decay 0 --bias-init default
+        --method rewind --weight-decay 0 --bias-init default --n-samples 1000
 
 `run_configuration` calls the main pipeline's stage functions (`run(params, root)`) with the
 configuration's work folder as root: no change of directory, so several configurations can run
@@ -73,8 +73,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     work = parser.add_mutually_exclusive_group(required=True)
     work.add_argument("--work", type=Path, help="work folder (kept for resume)")
     # studies/dvc.yaml: the work folder is <root>/<configuration name>, the name it had before
-    # the method / weight-decay / bias-init axes existed when they have their defaults (DVC's
-    # templates cannot leave a value out of a name), so interrupted configurations resume there
+    # the method / weight-decay / bias-init / n-samples axes existed when they have their
+    # defaults (DVC's templates cannot leave a value out of a name), so interrupted
+    # configurations resume there
     work.add_argument("--work-root", type=Path, help="folder of the work folders, each named "
                                                      "after its configuration")
     parser.add_argument("--out", required=True, type=Path, help="result folder")
@@ -90,6 +91,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         default=config.STUDY_AXIS_DEFAULTS["weight_decay"])
     parser.add_argument("--bias-init", dest="bias_init",
                         default=config.STUDY_AXIS_DEFAULTS["bias_init"])
+    # (before the n_samples axis, a configuration had the base's data.n_samples)
+    parser.add_argument("--n-samples", dest="n_samples", type=int, default=None)
     return parser.parse_args(argv)
 
 
@@ -97,6 +100,8 @@ def main() -> None:
     args = parse_args(sys.argv[1:])
     params = config.load(study=True)  # every configuration checked, errors name it
     combo = {axis: getattr(args, axis) for axis in config.STUDY_AXES}
+    if combo["n_samples"] is None:
+        combo["n_samples"] = params.data.n_samples
     if combo not in config.configurations(params.study):
         raise StageError(f"configuration {config.configuration_name(combo)} is not in the "
                          "study section of params.yaml")

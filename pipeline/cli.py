@@ -1,6 +1,9 @@
-"""Command lines that refuse a wrong argument the project's way: one line naming it and what is
-allowed, exit code 2, no usage block and no traceback (argparse's own errors print the usage
-first, a block that buries the one line that matters)."""
+"""What the command-line tools share: an argument parser whose errors are one line naming the
+argument, exit code 2 (argparse prints its whole usage first), a one-line stop, and the `dvc`
+command to run. Used by pipeline.study and pipeline.compare (the same API as robust36's
+pipeline.cli for pipeline.sweep, pipeline.baseline and docs/runs/*.py, which also makes the
+streams safe for any locale).
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,19 +12,23 @@ from typing import NoReturn
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse.ArgumentParser whose errors are one line on stderr, `error: <prog>: <what>;
-    see <prog> --help`, and exit code 2 (argparse's own code for a usage error). Subcommand
-    parsers made by add_subparsers are of the same class."""
+    """argparse.ArgumentParser with one-line errors: `error: argument --temp: not allowed with
+    argument --queue (python -m pipeline.study run --help shows every argument)`, exit code 2.
+    Its subcommands' parsers are of this class too."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"error: {self.prog}: {message}; see `{self.prog} --help`", file=sys.stderr)
-        sys.exit(2)
+        self.exit(2, f"error: {message} ({self.prog} --help shows every argument)\n")
 
 
-def fail(message: str) -> int:
-    """Print `error: <message>` (one line) on stderr; the exit code of a refused argument."""
+def parser(prog: str, description: str | None = None, **kwargs) -> Parser:
+    """The parser of a command-line tool; call it first in its main()."""
+    return Parser(prog=prog, description=description, **kwargs)
+
+
+def stop(message: str) -> NoReturn:
+    """End a tool with one line on stderr, `error: <message>`, and exit code 2."""
     print(f"error: {message}", file=sys.stderr)
-    return 2
+    raise SystemExit(2)
 
 
 def dvc_command() -> list[str]:

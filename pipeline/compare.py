@@ -445,13 +445,12 @@ def accuracy_table(exps: list[Experiment]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    from pipeline.cli import Parser, fail
+    from pipeline import cli
 
-    parser = Parser(prog="python -m pipeline.compare",
-                    description="Compare experiments (dvc exp show's names; workspace, HEAD, "
-                                "a branch or a commit hash prefix too): split fractions with "
-                                "Wilson intervals, Fisher's exact test and Mann–Whitney on d "
-                                "against the first one named.")
+    parser = cli.parser("python -m pipeline.compare",
+                        "Compare experiments (dvc exp show's names; workspace, HEAD, a branch "
+                        "or a commit hash prefix too): split fractions with Wilson intervals, "
+                        "Fisher's exact test and Mann–Whitney on d against the first one named.")
     parser.add_argument("experiments", nargs="+", metavar="EXPERIMENT")
     parser.add_argument("-A", "--all-commits", action="store_true",
                         help="look among the experiments of every commit (dvc exp show -A)")
@@ -462,7 +461,7 @@ def main(argv: list[str]) -> int:
         for exp in exps:
             check(exp)
     except CompareError as exc:
-        return fail(str(exc))
+        cli.stop(str(exc))
     distances = {e.rev: seed_distances(e) for e in exps}
     text = "\n".join(report(exps, distances)) + "\n"
     try:

@@ -514,10 +514,10 @@ def exp_run_command(flags: list[str], args) -> list[str]:
 def main(argv: list[str]) -> int:
     import shlex
 
-    from pipeline.cli import Parser, fail
+    from pipeline import cli
 
-    parser = Parser(prog="python -m pipeline.study",
-                    description="Study presets (files under studies/): check one and run it.")
+    parser = cli.parser("python -m pipeline.study",
+                        "Study presets (files under studies/): check one and run it.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{run,flags}")
     r = sub.add_parser("run", help="check a preset, then run it with dvc exp run studies/dvc.yaml "
                                    "-S … (nothing starts when the preset is wrong)",
@@ -545,11 +545,11 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     problem = run_problem(args) if args.command == "run" else None
     if problem:
-        return fail(problem)
+        cli.stop(problem)
     try:
         flags = checked_flags(Path(args.preset), plain=args.command == "run" and args.plain)
     except (config.ConfigError, OSError) as exc:
-        return fail(str(exc))
+        cli.stop(str(exc))
     if args.command == "flags":
         print(" ".join(shlex.quote(x) for x in flags))
         return 0
@@ -562,7 +562,7 @@ def main(argv: list[str]) -> int:
     try:
         os.execvp(command[0], command)  # DVC's output, exit code and signals are the user's
     except OSError as exc:
-        return fail(f"cannot start {command[0]}: {exc.strerror or exc}")
+        cli.stop(f"cannot start {command[0]}: {exc.strerror or exc}")
 
 
 if __name__ == "__main__":

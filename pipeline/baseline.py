@@ -278,7 +278,7 @@ def main(argv: list[str]) -> int:
                     "configuration, set its values with -S (e.g. -S prune.extensions=3). "
                     "Base: --preset is applied to the params file as it is in the working tree "
                     "(default params.yaml, uncommitted changes included), the file that "
-                    "`dvc exp run studies/dvc.yaml $(python -m pipeline.study flags PRESET)` "
+                    "`python -m pipeline.study run PRESET` (dvc exp run studies/dvc.yaml) "
                     "and `python -m pipeline.sweep --preset PRESET` apply the same preset to, so "
                     "the baseline checks the dense nets that study trains; keys where that file "
                     "differs from its committed version and the preset does not set are named "

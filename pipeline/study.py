@@ -7,8 +7,9 @@ exactly what `dvc repro` would compute for those params; `collect` turns that fo
 into the configuration's small result files, and `aggregate` combines the result files of a study
 into its tidy table and summary.
 
-`python -m pipeline.study flags studies/size.yaml` prints a preset (a partial params.yaml) as
-`-S key=value` arguments for `dvc exp run`.
+`python -m pipeline.study run studies/size.yaml` checks a preset (a partial params.yaml) and
+runs it with `dvc exp run studies/dvc.yaml -S key=value …`; nothing starts when the preset is
+wrong. `python -m pipeline.study flags studies/size.yaml` only prints the `-S` arguments.
 """
 from __future__ import annotations
 
@@ -466,28 +467,102 @@ def drift_note(params_path: Path, document: dict) -> str | None:
             "does: `git checkout params.yaml` to start from the committed one")
 
 
+def checked_flags(preset: Path, plain: bool = False) -> list[str]:
+    """The preset's `-S` arguments after checking it fully against the working params.yaml (the
+    file `dvc exp run` applies them to): every study configuration, and with plain=True the
+    main run's params too. Raises ConfigError (one line); the drift note goes to stderr."""
+    raw = apply_preset(Path("params.yaml"), preset)
+    if plain:
+        config.parse(raw)
+    note = drift_note(Path("params.yaml"), config.read_yaml(preset, what="preset file") or {})
+    if note:
+        print(note, file=sys.stderr)
+    return preset_flags(preset)
+
+
+def run_problem(args) -> str | None:
+    """What is wrong with `run`'s arguments, one line naming it and what is allowed, or None.
+    (DVC would refuse a bad name too, but with its own exit code and wording.)"""
+    import subprocess
+
+    pipeline = Path("dvc.yaml" if args.plain else "studies/dvc.yaml")
+    if not pipeline.is_file():
+        return (f"{pipeline} not found in {Path.cwd()}; allowed: run it from the repository "
+                "root (the folder with params.yaml and dvc.yaml)")
+    if args.name is not None:
+        try:
+            ok = subprocess.run(["git", "check-ref-format", f"refs/exps/{args.name}"],
+                                capture_output=True, timeout=20).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            ok = True  # no git: DVC's own check still refuses before any work
+        if not ok:
+            return (f"-n/--name: {args.name!r} is not allowed; allowed: a git reference name "
+                    "(letters, digits, '-', '_', '.'; no spaces, no '..', '~', '^', ':', '?', "
+                    "'*', '[', '\\')")
+    return None
+
+
+def exp_run_command(flags: list[str], args) -> list[str]:
+    """`dvc exp run` with the preset's flags: the study pipeline, or the main one (--plain)."""
+    from pipeline.cli import dvc_command
+
+    command = [*dvc_command(), "exp", "run", *([] if args.plain else ["studies/dvc.yaml"]), *flags]
+    command += ["--temp"] if args.temp else ["--queue"] if args.queue else []
+    return command + (["-n", args.name] if args.name is not None else [])
+
+
 def main(argv: list[str]) -> int:
-    import argparse
     import shlex
 
-    parser = argparse.ArgumentParser(prog="python -m pipeline.study",
-                                     description="Study presets (files under studies/).")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from pipeline import cli
+
+    parser = cli.parser("python -m pipeline.study",
+                        "Study presets (files under studies/): check one and run it.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,flags}")
+    r = sub.add_parser("run", help="check a preset, then run it with dvc exp run studies/dvc.yaml "
+                                   "-S … (nothing starts when the preset is wrong)",
+                       description="Check a preset against the working params.yaml (every "
+                                   "study configuration), then replace this process with `dvc "
+                                   "exp run studies/dvc.yaml -S key=value …`. A wrong preset "
+                                   "stops with one line, exit code 2, and nothing runs.")
+    r.add_argument("preset", help="a preset file, e.g. studies/size.yaml")
+    r.add_argument("--plain", action="store_true",
+                   help="one plain run (dvc.yaml) of the preset's keys instead of the study")
+    where = r.add_mutually_exclusive_group()
+    where.add_argument("--temp", action="store_true",
+                       help="run in a temporary copy: the results go to the experiment, the "
+                            "workspace stays as it is")
+    where.add_argument("--queue", action="store_true",
+                       help="queue it (dvc queue start runs it, outside the workspace)")
+    r.add_argument("-n", "--name", help="the experiment's name (dvc exp run -n)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print the dvc command instead of running it")
     f = sub.add_parser("flags", help="print a preset as -S arguments for dvc exp run (the "
                                      "preset is checked against the working params.yaml, the "
-                                     "file dvc exp run applies the flags to)")
+                                     "file dvc exp run applies the flags to); exit code 2 and "
+                                     "nothing printed on stdout when it is wrong")
     f.add_argument("preset")
     args = parser.parse_args(argv)
+    problem = run_problem(args) if args.command == "run" else None
+    if problem:
+        cli.stop(problem)
     try:
-        apply_preset(Path("params.yaml"), Path(args.preset))  # validate before printing
-        print(" ".join(shlex.quote(x) for x in preset_flags(args.preset)))
-        note = drift_note(Path("params.yaml"), config.read_yaml(args.preset) or {})
-        if note:
-            print(note, file=sys.stderr)
+        flags = checked_flags(Path(args.preset), plain=args.command == "run" and args.plain)
     except (config.ConfigError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        cli.stop(str(exc))
+    if args.command == "flags":
+        print(" ".join(shlex.quote(x) for x in flags))
+        return 0
+    command = exp_run_command(flags, args)
+    if args.dry_run:
+        print(shlex.join(command))
+        return 0
+    print(f"python -m pipeline.study: {shlex.join(command)}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    try:
+        os.execvp(command[0], command)  # DVC's output, exit code and signals are the user's
+    except OSError as exc:
+        cli.stop(f"cannot start {command[0]}: {exc.strerror or exc}")
 
 
 if __name__ == "__main__":

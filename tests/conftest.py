@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -84,6 +85,33 @@ def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
     if check and proc.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+DVC_RECORDER = """#!{python}
+import json, sys
+with open({out!r}, "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\\n")
+"""
+
+
+def with_recorded_dvc(command: list[str], tmp_path: Path, cwd: Path = ROOT
+                      ) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
+    """Run `command` in cwd with `dvc` on PATH a recorder of its arguments (nothing runs):
+    (the process, the argument lists of every `dvc` call, in order)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    out = tmp_path / "calls.jsonl"
+    out.unlink(missing_ok=True)
+    fake = bin_dir / "dvc"
+    fake.write_text(DVC_RECORDER.format(python=sys.executable, out=str(out)))
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "PATH": f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}"
+                   f"{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    calls = ([json.loads(line) for line in out.read_text().splitlines()] if out.exists()
+             else [])
+    return proc, calls
 
 
 @pytest.fixture

@@ -8,15 +8,13 @@ parser and its -S values validated as the study pipeline validates them)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import unicodedata
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, with_recorded_dvc
 
 from pipeline import config
 from pipeline.study import apply_preset
@@ -394,40 +392,25 @@ def test_every_params_key_is_documented():
 
 
 # ---- every preset's Run: line ----------------------------------------------------------------
-RECORDER = """#!{python}
-import json, sys
-with open({out!r}, "a") as f:
-    f.write(json.dumps(sys.argv[1:]) + "\\n")
-"""
+RUN_FORMS = ("python -m pipeline.study run", "eval ", "dvc exp run")
 
 
 def run_lines(preset: Path) -> list[str]:
-    """The `dvc exp run` command lines of a preset's header comment (`Run:` and `or …:`)."""
+    """The command lines of a preset's header comment (`Run:` and `or …:`) that run it:
+    `python -m pipeline.study run …` (or a plain `dvc exp run …`)."""
     out = []
     for line in preset.read_text().splitlines():
-        if not line.startswith("#") or "dvc exp run" not in line:
-            continue
-        start = min(i for i in (line.find("eval "), line.find("dvc exp run")) if i >= 0)
-        out.append(line[start:].strip())
+        starts = [i for i in map(line.find, RUN_FORMS) if i >= 0]
+        if line.startswith("#") and starts:
+            out.append(line[min(starts):].strip())
     return out
 
 
 def recorded_calls(command: str, tmp_path: Path) -> list[list[str]]:
     """Run `command` with bash in the repository, `dvc` on PATH a recorder of its arguments."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    out = tmp_path / "calls.jsonl"
-    out.unlink(missing_ok=True)
-    fake = bin_dir / "dvc"
-    fake.write_text(RECORDER.format(python=sys.executable, out=str(out)))
-    fake.chmod(0o755)
-    env = {**os.environ, "PYTHONPATH": str(ROOT),
-           "PATH": f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}"
-                   f"{os.environ.get('PATH', '')}"}
-    proc = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True,
-                          text=True)
+    proc, calls = with_recorded_dvc(["bash", "-c", command], tmp_path)
     assert proc.returncode == 0, f"{command}\n{proc.stderr}"
-    return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    return calls
 
 
 def apply_set_params(raw: dict, assignments: list[str]) -> dict:
@@ -446,8 +429,8 @@ def test_every_preset_has_a_run_line():
 
 @pytest.mark.parametrize("preset", [p for p in PRESETS if run_lines(p)], ids=lambda p: p.name)
 def test_preset_run_lines_work_as_written(preset, tmp_path):
-    """Each line, run by bash as written, calls `dvc exp run` once with arguments DVC's own
-    parser accepts; its -S values turn params.yaml into exactly the preset applied to it, and
+    """Each line, run by bash as written, calls `dvc exp run` once (the project command execs
+    it) with arguments DVC's own parser accepts; its -S values turn params.yaml into exactly the preset applied to it, and
     that document passes the checks of the pipeline it targets (every study configuration for
     studies/dvc.yaml). The size study's line lacked `eval`: DVC got `'model.hidden=[8,` and
     `8]'` as two arguments and refused the second."""

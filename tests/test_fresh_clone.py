@@ -6,11 +6,14 @@ The maintainers' side commits the results of both pipelines (the study's lock in
 """
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
-from conftest import dvc, git, tiny_params, write_params
+import yaml
+from conftest import ROOT, dvc, git, tiny_params, write_params
 
 pytestmark = pytest.mark.e2e
 
@@ -62,3 +65,49 @@ def test_readme_dvc_commands_are_clean_in_a_fresh_clone(tiny_repo, tmp_path):
     assert "iterations: 1" in (clone / "params.yaml").read_text()
     status = clean(dvc(clone, "status", "dvc.yaml", check=False), "dvc status dvc.yaml")
     assert status.strip() == UP_TO_DATE, status
+
+
+def cached_outputs() -> set[str]:
+    """Paths of the main pipeline's outputs kept in DVC's cache (not in git): what a clone
+    lacks until `dvc repro` (or `dvc pull`) makes them."""
+    out = set()
+    for stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values():
+        for entry in stage.get("outs", []) + stage.get("metrics", []):
+            path, opts = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
+            if opts.get("cache", True):
+                out.add(path)
+    return out
+
+
+def test_a_clone_of_this_repository_has_nothing_to_rerun(tmp_path):
+    """`git clone` of the repository under test (its HEAD: what a user gets). Both locks match
+    the committed code, params and git-tracked outputs: `dvc status studies/dvc.yaml` is up to
+    date (every output that lock names is in git), and `dvc status` names nothing but the main
+    pipeline's cached outputs, which no clone has without a DVC remote ("not in cache", and
+    "deleted" where a stage depends on one). Issue 35: studies/dvc.lock was stale at HEAD
+    (`modified: pipeline/study.py`), so the study could start in a fresh clone."""
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=ROOT, capture_output=True,
+                         text=True)
+    if top.returncode != 0 or Path(top.stdout.strip()).resolve() != ROOT.resolve():
+        pytest.skip(f"{ROOT} is not a git checkout: there is no commit to clone")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    study = clean(dvc(clone, "status", "studies/dvc.yaml", check=False),
+                  "dvc status studies/dvc.yaml")
+    assert study.strip() == UP_TO_DATE, study
+    status = json.loads(dvc(clone, "status", "--json").stdout)
+    cached = cached_outputs()
+
+    def cached_path(path: str) -> bool:
+        return any(path == o or path.startswith(o.rstrip("/") + "/") for o in cached)
+
+    unexpected = {}
+    for stage, changes in status.items():
+        for change in changes:
+            for kind, paths in (change.items() if isinstance(change, dict) else [(change, {})]):
+                allowed = {"changed outs": "not in cache", "changed deps": "deleted"}.get(kind)
+                bad = {p: what for p, what in (paths.items() if isinstance(paths, dict) else [])
+                       if what != allowed or not cached_path(p)} if allowed else {kind: paths}
+                if bad:
+                    unexpected.setdefault(stage, {}).update(bad)
+    assert not unexpected, f"dvc status in a fresh clone: {unexpected}"

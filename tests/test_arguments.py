@@ -1,13 +1,16 @@
 """Every argument validated before work starts (issue 36): each params key is bounded by what
-the library it reaches accepts; a wrong value is one line naming it and what is allowed, exit
-code 2, no traceback, nothing written. For each, a value at the boundary is accepted. (The type,
-range and cross-key checks from before: tests/test_config.py.)"""
+the library it reaches accepts, and each command-line argument of pipeline.sweep,
+pipeline.baseline and docs/runs/*.py is checked; a wrong value is one line naming it and what is
+allowed, exit code 2, no traceback, nothing written. For each, a value at the boundary is
+accepted. (The type, range and cross-key checks from before: tests/test_config.py.)"""
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_stage, tiny_params, write_params
@@ -154,3 +157,130 @@ def test_a_run_too_big_for_the_memory_is_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: train: out of memory (")
     assert "model.hidden" in lines[0] and not (tmp_path / "models" / "dense.pt").exists()
+
+
+# ---- command-line tools ------------------------------------------------------------------------
+def run_main(main, argv, capsys) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of an in-process main(argv) (argparse exits via SystemExit)."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(code: int, out: str, err: str, named: str) -> None:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("error: ") and named in lines[0], lines[0]
+    assert out == ""
+
+
+SWEEP = [
+    (["--scheduler", "local", "--workers", "two"], "--workers"),
+    (["--scheduler", "local", "--shards", "1.5"], "--shards"),
+    (["--scheduler", "locl"], "--scheduler"),     # the field case (41 lines of Dask's traceback)
+    (["--scheduler", "local", "--workers", "0"], "--workers"),  # the field case (a silent hang)
+    (["--scheduler", "local", "--params", "/nonexistent/params.yaml"], "/nonexistent/params.yaml"),
+    (["--scheduler", "local", "--preset", "/nonexistent/preset.yaml"], "/nonexistent/preset.yaml"),
+    (["--workers", "2"], "--scheduler"),          # required
+    (["--scheduler", "local", "--bogus"], "--bogus"),
+]
+
+
+@pytest.mark.parametrize("argv, named", SWEEP, ids=[" ".join(a) for a, _ in SWEEP])
+def test_sweep_arguments(argv, named, capsys):
+    from pipeline.sweep import main
+
+    one_line(*run_main(main, argv, capsys), named)
+
+
+BASELINE = [
+    (["--seeds", "0,x"], "--seeds"),
+    (["--seeds", "0,0"], "--seeds"),
+    (["--tolerance", "1"], "--tolerance"),
+    (["--tolerance", "nan"], "--tolerance"),
+    (["--tolerance", "x"], "--tolerance"),
+    (["-S", "data.seed=4294967296"], "data.seed"),
+    (["-S", "train.lr=1e39"], "train.lr"),
+    (["-S", "data"], "-S"),
+    (["--params", "/nonexistent/params.yaml"], "/nonexistent/params.yaml"),
+    (["--preset", "/nonexistent/preset.yaml"], "/nonexistent/preset.yaml"),
+    (["--out", "/"], "--out"),
+    (["--bogus"], "--bogus"),
+]
+
+
+@pytest.mark.parametrize("argv, named", BASELINE, ids=[" ".join(a) for a, _ in BASELINE])
+def test_baseline_arguments(argv, named, capsys):
+    from pipeline.baseline import main
+
+    one_line(*run_main(main, argv, capsys), named)
+
+
+RESULT = ROOT / "docs/runs/real-mnist/ext0-it20-mnist+fashion_mnist-784x392-kaiming_normal-noise0.1"
+BASELINE_CSV = ROOT / "docs/runs/real-mnist/baseline_mnist_thesis.csv"
+DYING = ROOT / "docs/runs/dying/ext0-it10-moons+circles-40x40-torch_default-noise0.1-rewind-wd0-biaszero"
+
+
+def script(name: str, *args, cwd: Path = ROOT) -> tuple[int, str, str]:
+    proc = subprocess.run([sys.executable, str(ROOT / "docs" / "runs" / f"{name}.py"), *map(str, args)],
+                          cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, encoding="utf-8")
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory) -> dict[str, Path]:
+    """Copies of a result folder and a dying folder with one file cut short each."""
+    root = tmp_path_factory.mktemp("damaged")
+    out = {}
+    for name, src, victim in (("result", RESULT, "levels.csv"), ("dying", DYING, "dying.json")):
+        folder = shutil.copytree(src, root / name)
+        data = (folder / victim).read_bytes()
+        (folder / victim).write_bytes(data[:len(data) // 2])
+        out[name] = folder
+    return out
+
+
+DOCS_RUNS = [
+    ("tables", [], "FOLDER"),
+    ("tables", ["/nonexistent"], "FOLDER '/nonexistent'"),
+    ("tables", [ROOT / "docs"], "config.json is missing"),
+    ("tables", ["damaged:result"], "levels.csv is damaged"),
+    ("tables", ["--bogus", RESULT], "--bogus"),
+    ("against_alone", [RESULT], "BASELINE_CSV"),
+    ("against_alone", [RESULT, BASELINE_CSV, "2"], "THRESHOLD"),
+    ("against_alone", [RESULT, BASELINE_CSV, "x"], "THRESHOLD"),
+    ("against_alone", [RESULT, "/nonexistent.csv"], "/nonexistent.csv is missing"),
+    ("against_alone", [RESULT, RESULT / "seeds.csv"], "seeds.csv is damaged"),
+    ("against_alone", [RESULT, ROOT / "docs/runs/real-mnist/baseline_mnist_pair.csv"],
+     "BASELINE_CSV"),
+    ("against_alone", ["/nonexistent", BASELINE_CSV], "FOLDER '/nonexistent'"),
+    ("dying_tables", [], "FOLDER"),
+    ("dying_tables", ["/nonexistent"], "FOLDER '/nonexistent'"),
+    ("dying_tables", [DYING, "--rows", "0,x"], "--rows"),
+    ("dying_tables", [DYING, "--rows", "99"], "--rows"),
+    ("dying_tables", [DYING, "--per-level", "nothing-matches"], "--per-level"),
+    ("dying_tables", ["damaged:dying"], "dying.json is damaged"),
+]
+
+
+@pytest.mark.parametrize("name, args, named", DOCS_RUNS,
+                         ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(DOCS_RUNS)])
+def test_docs_runs_arguments(name, args, named, damaged):
+    args = [damaged[a.split(":")[1]] if str(a).startswith("damaged:") else a for a in args]
+    one_line(*script(name, *args), named)
+
+
+@pytest.mark.parametrize("name, args", [
+    ("tables", [RESULT]),
+    ("against_alone", [RESULT, BASELINE_CSV, "0"]),
+    ("against_alone", [RESULT, BASELINE_CSV, "1"]),
+    ("dying_tables", [DYING, "--rows", "0,10", "--per-level", "biaszero"]),
+], ids=["tables", "against-alone-0", "against-alone-1", "dying-tables"])
+def test_docs_runs_accept_boundary_values(name, args):
+    code, out, err = script(name, *args)
+    assert code == 0 and out and err == "", err

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 
 from pipeline.config import ConfigError
-from pipeline.io import ReadError, WriteError
+from pipeline.io import ReadError, WriteError, safe_streams
 
 
 class StageError(Exception):
@@ -88,6 +88,7 @@ def cli(main: Callable[[], None]) -> None:
     the line names the file. Stages write their outputs atomically, so nothing is half-written.
     A stage without its own argument parser (every one but study_run) takes no arguments: -h /
     --help prints its docstring and exits 0 without running it; anything else is an error."""
+    safe_streams()  # a print of `→` under a Latin-1 locale must not end a finished stage
     module = sys.modules.get(main.__module__)
     args = sys.argv[1:]
     if args and not hasattr(module, "parse_args"):

@@ -1,0 +1,35 @@
+"""What the command-line tools share (pipeline.sweep, pipeline.baseline, docs/runs/*.py): an
+argument parser whose errors are one line naming the argument, exit code 2 (argparse prints its
+whole usage first), and streams that print in any locale (io.safe_streams). The stages have
+their own runner, pipeline.stages.cli, which takes no arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from pipeline import io
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse.ArgumentParser with one-line errors: `error: argument --workers: invalid int
+    value: 'x' (python -m pipeline.sweep --help shows every argument)`, exit code 2. Its
+    subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} ({self.prog} --help shows every argument)\n")
+
+
+def parser(prog: str, description: str | None = None, **kwargs) -> Parser:
+    """The parser of a command-line tool; call it first in its main(): it also makes stdout and
+    stderr safe for any text in any locale (io.safe_streams), so that --help and every later
+    print work under a Latin-1 locale too."""
+    io.safe_streams()
+    return Parser(prog=prog, description=description, **kwargs)
+
+
+def stop(message: str) -> NoReturn:
+    """End a tool with one line on stderr, `error: <message>`, and exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)

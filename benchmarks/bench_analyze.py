@@ -108,9 +108,9 @@ def dying_run_wide(tracker: dying.Tracker, levels, seeds: list[int]) -> None:
 
     tables, without = tracker.tables()
     with tempfile.TemporaryDirectory() as tmp:
-        dying.comatose_events(tables["episodes"]).to_csv(Path(tmp) / "events.csv")
-        tables["episodes"].to_csv(Path(tmp) / "episodes.csv")
-        tables["bias_survival"].to_csv(Path(tmp) / "bias_survival.csv")
+        dying.comatose_events(tables["episodes"]).to_csv(Path(tmp) / "events.csv", encoding="utf-8")
+        tables["episodes"].to_csv(Path(tmp) / "episodes.csv", encoding="utf-8")
+        tables["bias_survival"].to_csv(Path(tmp) / "bias_survival.csv", encoding="utf-8")
         dying.write_csv_gz(Path(tmp) / "frozen_deaths.csv.gz", tables["frozen_deaths"])
     frame = pd.concat(levels, ignore_index=True)
     episodes = tables["episodes"]

@@ -101,14 +101,14 @@ def table() -> None:
                 best = min(best, (time.perf_counter() - t) / cfg.max_epochs * 1e3)
             out[f"{k},{width}"] = best
             print(f"K = {k:2d}, width {width}: {best:.3f} ms / epoch", flush=True)
-    TABLE.write_text(json.dumps(out, indent=1))
+    TABLE.write_text(json.dumps(out, indent=1), encoding="utf-8")
 
 
 def schedule(folder: Path, workers: int = 2) -> None:
     from pipeline.imp import load_level
     from pipeline.model import Layout, canonical_width, kept_neurons
 
-    costs = json.loads(TABLE.read_text())
+    costs = json.loads(TABLE.read_text(encoding="utf-8"))
     grid = np.array([[costs[f"{k},{w}"] for w in WIDTHS] for k in KS])
 
     def cost(k: int, width: float) -> float:  # ms per epoch, interpolated in K and width
@@ -117,7 +117,7 @@ def schedule(folder: Path, workers: int = 2) -> None:
         col = [np.interp(k, KS, grid[:, j]) for j in range(len(WIDTHS))]
         return float(np.interp(min(max(width, WIDTHS[0]), WIDTHS[-1]), WIDTHS, col))
 
-    shape = json.loads((ROOT / "models" / "shape.json").read_text())
+    shape = json.loads((ROOT / "models" / "shape.json").read_text(encoding="utf-8"))
     layout = Layout(tuple(shape["layers"]))
     files = sorted(folder.glob("level_*.pt"))[1:]  # level 0 is the train stage's
     epochs, widths = [], []

@@ -128,7 +128,7 @@ def main() -> None:
     params = config.load()
     tasks, splits = load_splits()
     init = torch.load("models/init.pt", weights_only=True)
-    layout = Layout(tuple(json.loads(Path("models/shape.json").read_text())["layers"]))
+    layout = Layout(tuple(json.loads(Path("models/shape.json").read_text(encoding="utf-8"))["layers"]))
     cfg = dataclasses.replace(params.train, max_epochs=args.epochs, patience=10 ** 6,
                               loss_cutoff=0.0, min_delta=0.0)
     n_train, n_val = splits["train"].x.shape[0], splits["val"].x.shape[0]

@@ -69,7 +69,7 @@ def epochs(folder: Path, levels: list[int], n_epochs: int, repeats: int) -> None
     tasks, splits = load_splits()
     init = torch.load("models/init.pt", weights_only=True)
     levels_found = [lv for lv in levels if level_path(Path("models/imp"), lv).exists()]
-    layout = Layout(tuple(json.loads(Path("models/shape.json").read_text())["layers"]))
+    layout = Layout(tuple(json.loads(Path("models/shape.json").read_text(encoding="utf-8"))["layers"]))
     theta0 = layout.from_state(init)[:1]
     cfg = dataclasses.replace(params.train, max_epochs=n_epochs, patience=10 ** 6,
                               loss_cutoff=0.0, min_delta=0.0)

@@ -59,7 +59,7 @@ def main() -> None:
         k, width, n, epochs = (int(v) for v in case.split(","))
         cmd = [sys.executable, "-c", CHILD, str(k), str(width), str(n), str(epochs)]
         out = subprocess.run(cmd + (["--old-malloc"] if args.old_malloc else []),
-                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
+                             cwd=ROOT, capture_output=True, text=True, encoding="utf-8", check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         rows = n * 8 // 10  # train + validation rows (the tasks sit side by side in one row)
         print(f"| {k} | {width} | {rows} | {epochs} | {r['peak_mb']:.0f} | {r['baseline_mb']:.0f} | "

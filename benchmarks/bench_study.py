@@ -31,14 +31,14 @@ from pipeline.study import apply_preset  # noqa: E402
 
 def fresh_copy(dest: Path, raw: dict) -> Path:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
-                           check=True, capture_output=True, text=True).stdout.split()
+                           check=True, capture_output=True, text=True, encoding="utf-8").stdout.split()
     for name in files:
         if name.startswith(("reports/", "tests/")) or not (ROOT / name).is_file():
             continue
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes((ROOT / name).read_bytes())
-    (dest / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    (dest / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@invalid",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@invalid"}
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
@@ -49,7 +49,7 @@ def fresh_copy(dest: Path, raw: dict) -> Path:
 def run(cmd: list[str], cwd: Path) -> tuple[float, str]:
     env = {**os.environ, "PYTHONPATH": str(cwd), "DVC_NO_ANALYTICS": "1"}
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, encoding="utf-8")
     took = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

@@ -23,7 +23,6 @@ beside it: a gap at equal training accuracy is generalisation, not under-trainin
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
@@ -268,21 +267,23 @@ def _seed_list(text: str) -> list[int]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.baseline",
-        description="Train the run's dense side-by-side nets and every task alone with the same "
-                    "protocol (same rows, the task's own columns, same widths, seeds and "
-                    "stopping; docs/science.md §4) and print, per task, the test accuracies, the gap "
-                    "and whether the task was learned. It checks the run the params' data, "
-                    "model and train sections describe, not the study axes: for one study "
-                    "configuration, set its values with -S (e.g. -S prune.extensions=3). "
-                    "Base: --preset is applied to the params file as it is in the working tree "
-                    "(default params.yaml, uncommitted changes included), the file that "
-                    "`python -m pipeline.study run PRESET` (dvc exp run studies/dvc.yaml) "
-                    "and `python -m pipeline.sweep --preset PRESET` apply the same preset to, so "
-                    "the baseline checks the dense nets that study trains; keys where that file "
-                    "differs from its committed version and the preset does not set are named "
-                    "on stderr. Writes nothing unless --out is given.")
+    from pipeline import cli
+
+    parser = cli.parser(
+        "python -m pipeline.baseline",
+        "Train the run's dense side-by-side nets and every task alone with the same "
+        "protocol (same rows, the task's own columns, same widths, seeds and "
+        "stopping; docs/science.md §4) and print, per task, the test accuracies, the gap "
+        "and whether the task was learned. It checks the run the params' data, "
+        "model and train sections describe, not the study axes: for one study "
+        "configuration, set its values with -S (e.g. -S prune.extensions=3). "
+        "Base: --preset is applied to the params file as it is in the working tree "
+        "(default params.yaml, uncommitted changes included), the file that "
+        "`python -m pipeline.study run PRESET` (dvc exp run studies/dvc.yaml) "
+        "and `python -m pipeline.sweep --preset PRESET` apply the same preset to, so "
+        "the baseline checks the dense nets that study trains; keys where that file "
+        "differs from its committed version and the preset does not set are named "
+        "on stderr. Writes nothing unless --out is given.")
     parser.add_argument("--params", default="params.yaml",
                         help="the params file (default: params.yaml)")
     parser.add_argument("--preset", help="a studies/*.yaml preset applied to the params file as "

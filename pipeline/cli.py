@@ -1,8 +1,8 @@
-"""What the command-line tools share: an argument parser whose errors are one line naming the
-argument, exit code 2 (argparse prints its whole usage first), a one-line stop, and the `dvc`
-command to run. Used by pipeline.study and pipeline.compare (the same API as robust36's
-pipeline.cli for pipeline.sweep, pipeline.baseline and docs/runs/*.py, which also makes the
-streams safe for any locale).
+"""What the command-line tools share (pipeline.sweep, pipeline.baseline, pipeline.study,
+pipeline.compare, docs/runs/*.py): an argument parser whose errors are one line naming the
+argument, exit code 2 (argparse prints its whole usage first), streams that print in any locale
+(io.safe_streams), a one-line stop, and the `dvc` command to run. The stages have their own
+runner, pipeline.stages.cli, which takes no arguments.
 """
 from __future__ import annotations
 
@@ -10,18 +10,23 @@ import argparse
 import sys
 from typing import NoReturn
 
+from pipeline import io
+
 
 class Parser(argparse.ArgumentParser):
-    """argparse.ArgumentParser with one-line errors: `error: argument --temp: not allowed with
-    argument --queue (python -m pipeline.study run --help shows every argument)`, exit code 2.
-    Its subcommands' parsers are of this class too."""
+    """argparse.ArgumentParser with one-line errors: `error: argument --workers: invalid int
+    value: 'x' (python -m pipeline.sweep --help shows every argument)`, exit code 2. Its
+    subcommands' parsers are of this class too."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message} ({self.prog} --help shows every argument)\n")
 
 
 def parser(prog: str, description: str | None = None, **kwargs) -> Parser:
-    """The parser of a command-line tool; call it first in its main()."""
+    """The parser of a command-line tool; call it first in its main(): it also makes stdout and
+    stderr safe for any text in any locale (io.safe_streams), so that --help and every later
+    print work under a Latin-1 locale too."""
+    io.safe_streams()
     return Parser(prog=prog, description=description, **kwargs)
 
 

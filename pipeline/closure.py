@@ -32,7 +32,7 @@ def _packages(name: str) -> list[str]:
 def imported_modules(file: Path, root: Path = ROOT) -> set[str]:
     """Dotted names of the `pipeline` modules one source file imports, anywhere in it (module
     level, inside functions, under `if TYPE_CHECKING:`), including `from pkg import submodule`."""
-    tree = ast.parse(file.read_text(), filename=str(file))
+    tree = ast.parse(file.read_text(encoding="utf-8"), filename=str(file))
     package = list(file.relative_to(root).with_suffix("").parts[:-1])
     found: set[str] = set()
     for node in ast.walk(tree):

@@ -23,6 +23,13 @@ from pathlib import Path
 from pipeline import trajectory as traj
 
 MAX_SEED = 2**63 - 1  # seeds are stored in checkpoints as torch.long (int64)
+# What the libraries accept, so that no value reaches them to fail there with a traceback:
+MAX_DATA_SEED = 2**32 - 1      # data.seed is sklearn's random_state (numpy's legacy RandomState)
+MAX_INT = 2**63 - 1            # every other integer ends up in numpy / torch int64
+MAX_FLOAT = 3.4028234663852886e38  # float32's largest: data, weights and optimizer scalars are float32
+MAX_PARAMS = 2**31 - 1         # a network's parameters: level files store positions as int32
+MAX_SAMPLES = 10**8            # per task: the data are held in memory and trained on every epoch
+MAX_LEVELS = 10_000            # prune.iterations, prune.extensions: each level trains every seed
 
 
 class ConfigError(Exception):
@@ -242,8 +249,11 @@ def _coerce(key: str, value, tp):
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{key}: {value!r} is not allowed; allowed: a finite number")
+        if abs(value) > MAX_FLOAT:  # float32 would make it inf (an int of any size compares exactly)
+            raise ConfigError(f"{key}: {value!r} is not allowed; allowed: a number of magnitude at "
+                              f"most {MAX_FLOAT:.7g} (data, weights and optimizer steps are float32)")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -291,7 +301,8 @@ def _validate_sections(p: Params) -> None:
     _require(len(d.tasks) >= 1, "data.tasks", list(d.tasks), "a non-empty list of task kinds")
     for i, kind in enumerate(d.tasks):
         _one_of(f"data.tasks[{i}]", kind, TASK_SPECS)
-    _require(d.n_samples >= 10, "data.n_samples", d.n_samples, "an integer >= 10")
+    _require(10 <= d.n_samples <= MAX_SAMPLES, "data.n_samples", d.n_samples,
+             f"an integer from 10 to {MAX_SAMPLES} per task (the data are held in memory)")
     _require(d.noise >= 0, "data.noise", d.noise, "a number >= 0")
     _require(0 < d.circles_factor < 1, "data.circles_factor", d.circles_factor,
              "a number in (0, 1)")
@@ -303,7 +314,8 @@ def _validate_sections(p: Params) -> None:
     n_val, n_test = d.n_samples * d.val_fraction, d.n_samples * d.test_fraction
     _require(min(n_val, n_test) >= 2, "data.n_samples", d.n_samples,
              "enough samples for at least 2 validation and 2 test samples")
-    _require(d.seed >= 0, "data.seed", d.seed, "an integer >= 0")
+    _require(0 <= d.seed <= MAX_DATA_SEED, "data.seed", d.seed,
+             f"an integer from 0 to {MAX_DATA_SEED} (sklearn's random_state)")
     _require(2 <= d.image_size <= IDX_SIZE, "data.image_size", d.image_size,
              f"an integer from 2 to {IDX_SIZE} (mnist / fashion_mnist images are area-averaged "
              "to image_size × image_size)")
@@ -324,7 +336,8 @@ def _validate_sections(p: Params) -> None:
     _require(len(m.hidden) >= 1, "model.hidden", list(m.hidden),
              "a non-empty list of hidden-layer widths")
     for i, w in enumerate(m.hidden):
-        _require(w >= 1, f"model.hidden[{i}]", w, "a positive integer")
+        _require(1 <= w <= MAX_PARAMS, f"model.hidden[{i}]", w,
+                 f"a positive integer of at most {MAX_PARAMS}")
     _one_of("model.activation", m.activation, ACTIVATIONS)
     _one_of("model.init", m.init, INITS)
     _one_of("model.bias_init", m.bias_init, BIAS_INITS)
@@ -337,13 +350,17 @@ def _validate_sections(p: Params) -> None:
              f"integers from 0 to {MAX_SEED} (checkpoints store seeds as int64)")
 
     _one_of("train.optimizer", t.optimizer, OPTIMIZERS)
-    _require(t.lr > 0, "train.lr", t.lr, "a number > 0")
+    _require(0 < t.lr <= MAX_FLOAT / 10, "train.lr", t.lr,
+             f"a number > 0 and at most {MAX_FLOAT / 10:.7g} (Adam's first step is "
+             "lr / (1 − β₁) = 10 · lr in float32)")
     _require(0 <= t.momentum < 1, "train.momentum", t.momentum, "a number in [0, 1)")
     if t.batch_size is not None:
-        _require(t.batch_size >= 1, "train.batch_size", t.batch_size,
-                 "a positive integer, or null for full batch")
-    _require(t.max_epochs >= 1, "train.max_epochs", t.max_epochs, "an integer >= 1")
-    _require(t.patience >= 1, "train.patience", t.patience, "an integer >= 1")
+        _require(1 <= t.batch_size <= MAX_INT, "train.batch_size", t.batch_size,
+                 f"an integer from 1 to {MAX_INT}, or null for full batch")
+    _require(1 <= t.max_epochs <= MAX_INT, "train.max_epochs", t.max_epochs,
+             f"an integer from 1 to {MAX_INT}")
+    _require(1 <= t.patience <= MAX_INT, "train.patience", t.patience,
+             f"an integer from 1 to {MAX_INT}")
     _require(t.min_delta >= 0, "train.min_delta", t.min_delta, "a number >= 0")
     _require(t.loss_cutoff >= 0, "train.loss_cutoff", t.loss_cutoff, "a number >= 0 (0 disables)")
     _require(1 <= t.threads <= 256, "train.threads", t.threads, "an integer from 1 to 256")
@@ -353,8 +370,10 @@ def _validate_sections(p: Params) -> None:
     _require(t.weight_decay >= 0, "train.weight_decay", t.weight_decay,
              "a number >= 0 (0 disables; Neural Sculpting used 1e-4)")
 
-    _require(pr.iterations >= 1, "prune.iterations", pr.iterations, "an integer >= 1")
-    _require(pr.extensions >= 0, "prune.extensions", pr.extensions, "an integer >= 0")
+    _require(1 <= pr.iterations <= MAX_LEVELS, "prune.iterations", pr.iterations,
+             f"an integer from 1 to {MAX_LEVELS}")
+    _require(0 <= pr.extensions <= MAX_LEVELS, "prune.extensions", pr.extensions,
+             f"an integer from 0 to {MAX_LEVELS}")
     _require(0 <= pr.rewind < t.max_epochs, "prune.rewind", pr.rewind,
              f"an integer from 0 to train.max_epochs - 1 = {t.max_epochs - 1}")
     _one_of("prune.method", pr.method, METHODS)
@@ -364,6 +383,21 @@ def _validate_sections(p: Params) -> None:
     if (pr.target is None) == (pr.rate is None):
         raise ConfigError(f"prune.target/prune.rate: target={pr.target!r}, rate={pr.rate!r} is "
                           "not allowed; allowed: exactly one of them set, the other null")
+    _require(0 <= a.degradation_threshold <= 1, "analysis.degradation_threshold",
+             a.degradation_threshold, "a number in [0, 1] (accuracy points as a fraction)")
+    _one_of("analysis.split", a.split, ("complete", "effective", "output"))
+    _require(0 <= a.functional_tolerance <= 1, "analysis.functional_tolerance",
+             a.functional_tolerance, "a number in [0, 1] (accuracy points as a fraction)")
+    _one_of("analysis.check_learned", a.check_learned, CHECK_LEARNED)
+    _require(pl.draw_seed is None or pl.draw_seed in m.seeds, "plot.draw_seed", pl.draw_seed,
+             "null (the first seed that splits) or one of model.seeds " + str(list(m.seeds)))
+    _require(50 <= pl.dpi <= 600, "plot.dpi", pl.dpi, "an integer from 50 to 600")
+
+    # the trajectory last: it is computed from the checked values (sizes, levels)
+    size = traj.param_count(p.base_layers, True)
+    _require(size <= MAX_PARAMS, "model.hidden", list(m.hidden),
+             f"widths whose network {p.base_layers} has at most {MAX_PARAMS} parameters (this "
+             f"one has {size}; level files store a parameter's position as int32)")
     p0 = traj.param_count(p.base_layers, pr.biases)
     shape = f"base shape {p.base_layers}, biases {'' if pr.biases else 'not '}prunable"
     if pr.target is not None:
@@ -375,17 +409,32 @@ def _validate_sections(p: Params) -> None:
         _require(final >= 1, "prune.rate", pr.rate,
                  f"a rate that leaves at least 1 of P_0 = {p0} parameters after "
                  f"{pr.iterations} levels (this one leaves {final})")
+    _check_extended_size(p, p0)
     _check_every_level_prunes(p, p0, shape)
 
-    _require(0 <= a.degradation_threshold <= 1, "analysis.degradation_threshold",
-             a.degradation_threshold, "a number in [0, 1] (accuracy points as a fraction)")
-    _one_of("analysis.split", a.split, ("complete", "effective", "output"))
-    _require(0 <= a.functional_tolerance <= 1, "analysis.functional_tolerance",
-             a.functional_tolerance, "a number in [0, 1] (accuracy points as a fraction)")
-    _one_of("analysis.check_learned", a.check_learned, CHECK_LEARNED)
-    _require(pl.draw_seed is None or pl.draw_seed in m.seeds, "plot.draw_seed", pl.draw_seed,
-             "null (the first seed that splits) or one of model.seeds " + str(list(m.seeds)))
-    _require(50 <= pl.dpi <= 600, "plot.dpi", pl.dpi, "an integer from 50 to 600")
+
+def _extended_size(p: Params, p0: int, extensions: int) -> int | None:
+    """Parameters of the widest network with `extensions` extensions (None: above MAX_PARAMS,
+    told from logarithms first, so that no width is computed from an overflowing number)."""
+    pr = p.prune
+    q = traj.keep_ratio(p0, pr.target, pr.iterations) if pr.target is not None else 1.0 - pr.rate
+    if math.log(p0) - extensions * math.log(q) > math.log(MAX_PARAMS) + 1:  # P_-k = P_0 / q^k
+        return None
+    layers = dataclasses.replace(p, prune=dataclasses.replace(pr, extensions=extensions)) \
+        .trajectory().layers
+    size = traj.param_count(layers, True)
+    return size if size <= MAX_PARAMS else None
+
+
+def _check_extended_size(p: Params, p0: int) -> None:
+    """The extended network S_-k must fit in a level file (MAX_PARAMS parameters)."""
+    k = p.prune.extensions
+    if k == 0 or _extended_size(p, p0, k) is not None:
+        return
+    fits = next((j for j in range(k - 1, -1, -1) if _extended_size(p, p0, j) is not None), 0)
+    raise ConfigError(f"prune.extensions: {k} is not allowed; allowed: at most {fits} at this "
+                      f"pruning rate (the widest network may have at most {MAX_PARAMS} "
+                      "parameters: level files store a parameter's position as int32)")
 
 
 def _strict(counts: list[int]) -> bool:
@@ -395,6 +444,17 @@ def _strict(counts: list[int]) -> bool:
 def _shown(counts: list[int]) -> str:
     text = ", ".join(map(str, counts[:12]))
     return text + (", …" if len(counts) > 12 else "")
+
+
+def _first(candidates, works, cost: int, budget: int = 4_000_000):
+    """The first candidate that works, or None; tries at most budget / cost of them (each costs
+    about `cost` steps), so that a hint never makes validation slow."""
+    for tried, candidate in enumerate(candidates):
+        if tried * cost > budget:
+            return None
+        if works(candidate):
+            return candidate
+    return None
 
 
 def _check_every_level_prunes(p: Params, p0: int, shape: str) -> None:
@@ -415,23 +475,30 @@ def _check_every_level_prunes(p: Params, p0: int, shape: str) -> None:
     by = "prune.target, prune.iterations" if pr.target is not None else \
         "prune.rate, prune.iterations"
     if lv <= 0:  # the extended part: S_{-k} … S_0
-        fits = [k for k in range(pr.extensions - 1, -1, -1)
-                if _strict(dataclasses.replace(p, prune=dataclasses.replace(
-                    pr, extensions=k)).trajectory().params)]
-        hint = ("a larger rate" if not fits else
-                f"{'no' if fits[0] == 0 else f'at most {fits[0]}'} extensions at this rate, or a "
+        fits = _first(range(pr.extensions - 1, -1, -1), lambda k: _strict(dataclasses.replace(
+            p, prune=dataclasses.replace(pr, extensions=k)).trajectory().params), len(counts))
+        hint = ("a larger rate" if fits is None else
+                f"{'no' if fits == 0 else f'at most {fits}'} extensions at this rate, or a "
                 "larger rate")
         raise ConfigError(f"prune.extensions, {by}: {what} is not allowed; allowed: a "
                           f"trajectory in which every level removes at least one parameter "
                           f"({hint})")
     base = traj.base_trajectory
-    fits = [n for n in range(pr.iterations - 1, 0, -1)
-            if _strict(base(p0, n, pr.target, pr.rate))]
-    fewer = f"at most {fits[0]} level{'s' if fits[0] > 1 else ''}" if fits else "fewer levels"
+    most = pr.iterations - 1
+    if pr.target is not None:
+        # the last level removes a parameter only if round(P_T / q) > P_T, i.e. q ≤ 1 / (1 +
+        # 1 / (2 P_T)): no more levels than this can work (+1 against rounding in the logs)
+        t = pr.target
+        most = min(most, int(math.log(p0 / t) / math.log1p(0.5 / t)) + 1)
+    else:  # at a rate, n levels are the first n + 1 counts of these: level lv is the first bad
+        most = min(most, lv - 1)
+    fits = _first(range(most, 0, -1), lambda n: _strict(base(p0, n, pr.target, pr.rate)),
+                  len(counts))
+    fewer = f"at most {fits} level{'s' if fits > 1 else ''}" if fits else "fewer levels"
     if pr.target is not None:
         # the largest target that works for these levels (a bounded search down from it)
-        lower = next((t for t in range(pr.target - 1, max(0, pr.target - 20000), -1)
-                      if _strict(base(p0, pr.iterations, t))), None)
+        lower = _first(range(pr.target - 1, max(0, pr.target - 20000), -1),
+                       lambda t: _strict(base(p0, pr.iterations, t)), len(counts))
         hint = f"{fewer} to this target" + (
             f", or a target of at most {lower} for {pr.iterations} levels" if lower else "")
     else:

@@ -330,7 +330,7 @@ def _changes(old: dict, new: dict) -> str | None:
 def read_manifest(folder: Path) -> dict:
     """models/imp/manifest.json as a dict ({} when missing or unreadable)."""
     try:
-        return json.loads((folder / "manifest.json").read_text())
+        return json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
 

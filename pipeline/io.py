@@ -6,6 +6,10 @@ Every output goes to a temporary file (or folder) beside its final path, named
 whose one-line message names the output (not the temporary file); the previous version, or
 nothing, stays. What a killed process left (a temporary file it could not remove) is removed by
 `remove_stale` before a stage publishes a folder output.
+
+Text is UTF-8 whatever the locale: every text file is written and read with encoding="utf-8"
+(tests/test_locale.py checks every call), and entry points call `safe_streams` first, so a print
+of `→` or `×` under a Latin-1 locale cannot end a stage after its outputs are written.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +30,17 @@ os.umask(_UMASK)
 
 # a temporary name of _atomic / atomic_dir: `.NAME.<8 random>.tmp`, optionally + NAME's suffix
 _TEMP = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
+
+
+def safe_streams() -> None:
+    """Make stdout and stderr print any text in any locale: a character the locale's encoding
+    lacks (`→` under Latin-1 or ASCII) is written as its escape (`\\u2192`), as Python already
+    does on stderr, instead of raising UnicodeEncodeError. Every entry point calls it first."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a TextIOWrapper, or closed
+            pass
 
 
 class WriteError(Exception):
@@ -178,7 +194,7 @@ def remove_stale(folder: str | os.PathLike, name: str | None = None) -> list[Pat
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-    _atomic(path, lambda p: p.write_text(text))
+    _atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
@@ -187,7 +203,8 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 def write_csv(path: str | os.PathLike, frame) -> None:
     """A pandas DataFrame as CSV with a fixed float format, so reruns give identical bytes."""
-    _atomic(path, lambda p: frame.to_csv(p, index=False, float_format="%.6g", lineterminator="\n"))
+    _atomic(path, lambda p: frame.to_csv(p, index=False, float_format="%.6g",
+                                             lineterminator="\n", encoding="utf-8"))
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict) -> None:

@@ -11,7 +11,6 @@ setting out of git, so a clone without the file still renders with DVC's default
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import io
@@ -73,8 +72,9 @@ def build_page(sources: dict[str, str]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.offline_plots",
-                                     description=__doc__.split("\n\n")[0])
+    from pipeline import cli
+
+    parser = cli.parser("python -m pipeline.offline_plots", __doc__.split("\n\n")[0])
     parser.add_argument("--output", default=".dvc/plots/offline.html")
     parser.add_argument("--no-config", action="store_true",
                         help="only write the page; do not run `dvc config --local`")

@@ -434,7 +434,7 @@ def workspace_drift(params_path: Path, document: dict) -> list[str]:
     try:
         shown = subprocess.run(["git", "show", f"HEAD:./{params_path.name}"],
                                cwd=params_path.resolve().parent, capture_output=True,
-                               text=True, timeout=20)
+                               text=True, encoding="utf-8", timeout=20)
     except (OSError, subprocess.SubprocessError):
         return []
     if shown.returncode != 0:

@@ -173,8 +173,9 @@ def argument_problem(args: argparse.Namespace) -> str | None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.sweep", description=__doc__.split(
-        "\n\n")[0])
+    from pipeline import cli
+
+    parser = cli.parser("python -m pipeline.sweep", __doc__.split("\n\n")[0])
     parser.add_argument("--scheduler", required=True,
                         help="'local' for a LocalCluster, or a scheduler address tcp://host:port")
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")

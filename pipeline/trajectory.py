@@ -98,6 +98,6 @@ def plan(n_in: int, n_out: int, hidden: list[int] | tuple[int, ...], iterations:
 def read_csv(path: str | os.PathLike) -> tuple[list[int], list[int]]:
     """(levels, prunable parameters per level) from reports/trajectory.csv, as the trajectory
     stage wrote them (level order, extended levels negative)."""
-    with open(path) as f:
+    with open(path, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     return [int(r["level"]) for r in rows], [int(r["params"]) for r in rows]

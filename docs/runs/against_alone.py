@@ -4,25 +4,65 @@ its tasks alone: per level, the median gap (alone − ticket) per task; per crit
 seeds' first split comes with every task within `threshold` of the same task alone.
 
     python docs/runs/against_alone.py <result folder> <baseline csv> [threshold]
+    python docs/runs/against_alone.py --help
 """
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
-import pandas as pd
-
+from pipeline import cli, io
 from pipeline.analysis import fraction_text
+
+CRITERIA = ("effective", "complete", "output", "functional")
+
+
+def threshold_value(text: str) -> float:
+    """THRESHOLD as a number in [0, 1] (accuracy units), else argparse's one-line error."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: a number in [0, 1] "
+                                         "(accuracy units, e.g. 0.05)")
+    return value + 0.0
+
+
+def read(path: Path, required: tuple[str, ...]):
+    """A table with the `required` columns; a missing or damaged file ends in one line, exit 2."""
+    try:
+        return io.read_csv(path, required)
+    except FileNotFoundError:
+        cli.stop(f"{path} is missing")
+    except io.ReadError as exc:  # its first clause: `<file> is damaged … (<why>)`
+        cli.stop(str(exc).split("; ")[0])
 
 
 def main(argv: list[str]) -> int:
-    folder, baseline = Path(argv[0]), pd.read_csv(argv[1])
-    threshold = float(argv[2]) if len(argv) > 2 else 0.05
-    acc = pd.read_csv(folder / "accuracy.csv")
-    seeds = pd.read_csv(folder / "seeds.csv").set_index("seed")
+    parser = cli.parser("python docs/runs/against_alone.py", __doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path, metavar="FOLDER",
+                        help="a study result folder (accuracy.csv, seeds.csv)")
+    parser.add_argument("baseline", type=Path, metavar="BASELINE_CSV",
+                        help="pipeline.baseline's per-seed rows (--out) for the same seeds and tasks")
+    parser.add_argument("threshold", type=threshold_value, nargs="?", default=0.05,
+                        metavar="THRESHOLD", help="largest gap to the task alone, accuracy units "
+                                                  "(default 0.05)")
+    args = parser.parse_args(argv)
+    folder, threshold = args.folder, args.threshold
+    if not folder.is_dir():
+        cli.stop(f"FOLDER {str(folder)!r} is not allowed; allowed: a study result folder")
+    acc = read(folder / "accuracy.csv", ("seed", "level", "task", "test_acc"))
+    seeds = read(folder / "seeds.csv",
+                 ("seed", *(f"first_split_level_{c}" for c in CRITERIA))).set_index("seed")
+    baseline = read(args.baseline, ("seed", "task", "alone_test_acc"))
     alone = baseline.set_index(["seed", "task"])["alone_test_acc"]
     if not set(acc.set_index(["seed", "task"]).index) <= set(alone.index):
-        raise SystemExit("the baseline lacks some of the study's seeds or tasks")
+        cli.stop(f"BASELINE_CSV {str(args.baseline)!r} lacks some of the study's seeds or tasks; "
+                 f"allowed: the baseline of the same seeds and tasks as {folder}")
     acc["gap"] = acc.set_index(["seed", "task"]).index.map(alone) - acc["test_acc"]
     gaps = acc.groupby(["level", "task"], sort=False)["gap"].median().unstack()
     print("median gap to the task alone (accuracy units), per level:")
@@ -30,7 +70,7 @@ def main(argv: list[str]) -> int:
     within = (acc.assign(ok=acc["gap"] <= threshold)
               .groupby(["seed", "level"])["ok"].all())
     n = len(seeds)
-    for c in ("effective", "complete", "output", "functional"):
+    for c in CRITERIA:
         first = seeds[f"first_split_level_{c}"].dropna()
         k = sum(bool(within[(s, int(lv))]) for s, lv in first.items())
         print(f"{c}: first split with every task within {threshold} of alone: "

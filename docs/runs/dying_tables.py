@@ -2,6 +2,7 @@
 analysed runs.
 
     python docs/runs/dying_tables.py FOLDER [FOLDER ...] [--per-level all|none|SUBSTRING,...]
+    python docs/runs/dying_tables.py --help
 
 A FOLDER is either a work folder (params.yaml, reports/analysis/{dying.json, episodes.csv,
 bias_survival.csv, levels.csv, random_masks.csv}) or a flat result folder as the study collects
@@ -21,19 +22,15 @@ scipy's (two-sided). Reads only these files; prints markdown on stdout.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from pipeline import dying_answers, study_dying
+from pipeline import cli, config, dying_answers, io, study_dying
 from pipeline.analysis import fisher_p, wilson
 
 ALPHA = 0.05
@@ -60,8 +57,8 @@ class Run:
 
 
 def stop(message: str) -> None:
-    print(f"dying_tables: {message}", file=sys.stderr)
-    sys.exit(2)
+    """One line on stderr, exit code 2 (nothing printed on stdout yet)."""
+    cli.stop(message)
 
 
 def _axes(params: dict) -> dict:
@@ -77,27 +74,41 @@ def _axes(params: dict) -> dict:
 
 
 def load(folder: Path) -> Run:
-    """A work folder (files under reports/analysis/) or a flat result folder."""
+    """A work folder (files under reports/analysis/) or a flat result folder; a missing or
+    damaged file ends the script with one line naming it (io.read_csv / read_json)."""
+    try:
+        return _load(folder)
+    except FileNotFoundError as exc:
+        stop(f"{folder}: {exc.filename} is missing")
+    except io.ReadError as exc:  # its first clause: `<file> is damaged … (<why>)`; the rest is
+        stop(str(exc).split("; ")[0])  # about remaking pipeline outputs
+    except config.ConfigError as exc:  # params.yaml of a work folder: not YAML, not readable
+        stop(str(exc))
+
+
+def _load(folder: Path) -> Run:
     if (folder / "reports" / "analysis" / "dying.json").is_file():
         files, random_name = folder / "reports" / "analysis", "random_masks.csv"
-        params = yaml.safe_load((folder / "params.yaml").read_text())
+        params = config.read_sections(folder / "params.yaml")
         name = folder.resolve().name
     elif (folder / "dying.json").is_file():
         files, random_name = folder, "random_levels.csv"
-        config = json.loads((folder / "config.json").read_text())
-        params, name = config.get("params", config), config.get("name", folder.resolve().name)
+        info = io.read_json(folder / "config.json")
+        if not isinstance(info, dict):
+            raise io.read_error(folder / "config.json", "not a configuration")
+        params, name = info.get("params", info), info.get("name", folder.resolve().name)
     else:
-        stop(f"{folder}: no dying.json (neither reports/analysis/dying.json nor dying.json); "
-             "give a work folder or a study result folder")
+        stop(f"FOLDER {str(folder)!r} is not allowed; allowed: a work folder "
+             "(reports/analysis/dying.json) or a study result folder (dying.json)")
     read = {}
     for n in ("episodes", "bias_survival", "levels"):
         path = files / f"{n}.csv"
         if not path.is_file():
             stop(f"{folder}: {n}.csv missing beside dying.json")
-        read[n] = pd.read_csv(path)
+        read[n] = io.read_csv(path)
     random_path = files / random_name
-    random = pd.read_csv(random_path) if random_path.is_file() else pd.DataFrame()
-    run = Run(name, _axes(params), json.loads((files / "dying.json").read_text()),
+    random = io.read_csv(random_path) if random_path.is_file() else pd.DataFrame()
+    run = Run(name, _axes(params), io.read_json(files / "dying.json"),
               read["episodes"], read["bias_survival"], read["levels"], random)
     run.seeds = seed_values(run)
     return run
@@ -475,8 +486,10 @@ def width(hidden) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("folders", nargs="+", type=Path)
+    ap = cli.parser("python docs/runs/dying_tables.py", __doc__.split("\n\n")[0])
+    ap.add_argument("folders", nargs="+", type=Path, metavar="FOLDER",
+                    help="a work folder (params.yaml, reports/analysis/dying.json, …) or a study "
+                         "result folder (config.json, dying.json, …)")
     ap.add_argument("--per-level", default=None,
                     help="all, none, or comma-separated substrings of configuration names "
                          "(default: all for up to 3 folders, else none)")
@@ -486,11 +499,25 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rows_at = [int(x) for x in args.rows.split(",")] if args.rows else None
     except ValueError:
-        stop(f"--rows {args.rows!r}: give comma-separated level numbers, e.g. 0,5,10,20")
+        stop(f"--rows: {args.rows!r} is not allowed; allowed: comma-separated level numbers, "
+             "e.g. 0,5,10,20")
+    if args.per_level is not None and not all(args.per_level.split(",")):
+        stop(f"--per-level: {args.per_level!r} is not allowed; allowed: all, none, or "
+             "comma-separated substrings of configuration names")
     runs = [load(f) for f in args.folders]
+    levels = sorted({int(v) for r in runs for v in r.levels["level"]})
+    if rows_at and not set(rows_at) <= set(levels):
+        stop(f"--rows: {args.rows!r} is not allowed; allowed: levels of the runs "
+             f"({levels[0]} to {levels[-1]})")
     # T, then width, then bias init: the order of the tables in docs/results.md (j)
     runs.sort(key=lambda r: (int(r.axes.get("T") or 0), width(r.axes.get("hidden")),
                              str(r.axes.get("bias_init"))))
+    choice = args.per_level or ("all" if len(runs) <= 3 else "none")
+    chosen = (runs if choice == "all" else [] if choice == "none"
+              else [r for r in runs if any(s in r.name for s in choice.split(","))])
+    if choice not in ("all", "none") and not chosen:
+        stop(f"--per-level: {choice!r} is not allowed; allowed: all, none, or substrings of the "
+             "configuration names: " + ", ".join(r.name for r in runs))
     axes = varied(runs)
 
     def lab(r: Run) -> str:
@@ -510,9 +537,6 @@ def main(argv: list[str] | None = None) -> None:
                       across(runs, "T", "H3 across T (same width and bias init)") + "\n\n"
                       + across(runs, "hidden", "H3 across widths (same T and bias init)")),
                      ("bias_init: default against zero", bias_init_table(runs))]
-    choice = args.per_level or ("all" if len(runs) <= 3 else "none")
-    chosen = (runs if choice == "all" else [] if choice == "none"
-              else [r for r in runs if any(s in r.name for s in choice.split(","))])
     for r in chosen:
         sections.append(("Per level", per_level(r, lab, rows_at)))
     for title, text in sections:

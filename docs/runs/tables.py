@@ -2,6 +2,7 @@
 (reports/study/runs/<config>/ as `dvc repro studies/dvc.yaml` or the sweep writes them).
 
     python docs/runs/tables.py docs/runs/real-mnist/<config> [<config> ...]
+    python docs/runs/tables.py --help
 
 Per configuration: every split criterion's fraction of seeds with its 95% Wilson interval, at
 any level and before degradation (docs/science.md §6–7); the split distance d per level, median and
@@ -14,13 +15,13 @@ on the last level's d. Reads only the result files; prints markdown on stdout.
 from __future__ import annotations
 
 import itertools
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from pipeline import cli, io
 from pipeline.analysis import fisher_p, fraction_text
 
 CRITERIA = ("effective", "complete", "output", "functional")
@@ -42,12 +43,41 @@ class Result:
     random: pd.DataFrame  # random_levels.csv; empty where the control did not run
 
 
+# the result files a configuration needs (random_levels.csv is optional) and columns each must
+# have: a folder of another kind, or a damaged file, is one line naming it
+FILES = {"levels": ("seed", "level", "params", "split_distance"),
+         "seeds": ("seed", "degradation_level", "first_level_distance_0"),
+         "controls": ("seed",),
+         "accuracy": ("seed", "level", "task", "test_acc")}
+
+
 def load(folder: Path) -> Result:
+    """One result folder's files; raises io.ReadError / FileNotFoundError naming the file."""
     random_path = folder / "random_levels.csv"
-    return Result(json.loads((folder / "config.json").read_text())["name"],
-                  *(pd.read_csv(folder / f"{n}.csv")
-                    for n in ("levels", "seeds", "controls", "accuracy")),
-                  pd.read_csv(random_path) if random_path.exists() else pd.DataFrame())
+    info = io.read_json(folder / "config.json")
+    if not isinstance(info, dict) or not isinstance(info.get("name"), str):
+        raise io.read_error(folder / "config.json", "no configuration name")
+    return Result(info["name"], *(io.read_csv(folder / f"{n}.csv", required)
+                                  for n, required in FILES.items()),
+                  io.read_csv(random_path) if random_path.exists() else pd.DataFrame())
+
+
+def load_all(folders: list[Path]) -> list[Result]:
+    """Every folder's files, read before anything is printed; a problem ends the script with one
+    line naming the folder or file, exit code 2."""
+    results = []
+    for folder in folders:
+        if not folder.is_dir():
+            cli.stop(f"FOLDER {str(folder)!r} is not allowed; allowed: a study result folder "
+                     "(reports/study/runs/<configuration>/, docs/runs/real-mnist/<configuration>/)")
+        try:
+            results.append(load(folder))
+        except FileNotFoundError as exc:
+            cli.stop(f"{exc.filename} is missing: {folder} is no study result folder (config.json, "
+                     + ", ".join(f"{n}.csv" for n in FILES) + ")")
+        except io.ReadError as exc:  # its first clause: `<file> is damaged … (<why>)`; the
+            cli.stop(str(exc).split("; ")[0])  # rest is about remaking pipeline outputs
+    return results
 
 
 def split_counts(seeds: pd.DataFrame, criterion: str) -> tuple[int, int]:
@@ -199,7 +229,12 @@ def configuration(r: Result) -> str:
 
 
 def main(argv: list[str]) -> int:
-    results = [load(Path(a)) for a in argv]
+    parser = cli.parser("python docs/runs/tables.py", __doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path, metavar="FOLDER",
+                        help="a study result folder: config.json, levels.csv, seeds.csv, "
+                             "controls.csv, accuracy.csv (random_levels.csv if the random-mask "
+                             "control ran); with several, the tables that compare them too")
+    results = load_all(parser.parse_args(argv).folders)
     print("\n\n".join(configuration(r) for r in results))
     if len(results) > 1:
         print("\n### Configurations side by side\n")

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 
 from pipeline.config import ConfigError
-from pipeline.io import ReadError, WriteError
+from pipeline.io import ReadError, WriteError, safe_streams
 
 
 class StageError(Exception):
@@ -88,6 +88,7 @@ def cli(main: Callable[[], None]) -> None:
     the line names the file. Stages write their outputs atomically, so nothing is half-written.
     A stage without its own argument parser (every one but study_run) takes no arguments: -h /
     --help prints its docstring and exits 0 without running it; anything else is an error."""
+    safe_streams()  # a print of `→` under a Latin-1 locale must not end a finished stage
     module = sys.modules.get(main.__module__)
     args = sys.argv[1:]
     if args and not hasattr(module, "parse_args"):
@@ -118,6 +119,16 @@ def cli(main: Callable[[], None]) -> None:
                   "first (dvc repro)", file=sys.stderr)
             sys.exit(2)
         _exit_interrupted(stage)
+    except (MemoryError, RuntimeError) as exc:
+        if _SIGNAL["received"] is not None:
+            _exit_interrupted(stage)
+        reason = out_of_memory(exc)
+        if reason is None:  # a bug: the traceback is wanted
+            raise
+        print(f"error: {stage}: out of memory ({reason}); the run does not fit in this machine: "
+              "fewer model.seeds, narrower model.hidden, fewer prune.extensions or data.n_samples, "
+              "or a train.batch_size", file=sys.stderr)
+        sys.exit(2)
     except (KeyboardInterrupt, Interrupted):
         _SIGNAL["received"] = _SIGNAL["received"] or signal.SIGINT
         _exit_interrupted(stage)
@@ -130,6 +141,19 @@ def cli(main: Callable[[], None]) -> None:
     # restores the default action for handlers, which would end a finished stage with -15.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """The library's own words when `exc` is a failed allocation (numpy's MemoryError, torch's
+    CPU allocator or CUDA out of memory), else None. Params within what the libraries accept can
+    still ask for more memory than the machine has (pipeline.config bounds what they accept)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return text
+    for mark in ("DefaultCPUAllocator: ", "CUDA out of memory"):
+        if mark in text:
+            return text[text.index(mark):].removeprefix("DefaultCPUAllocator: ")
+    return None
 
 
 def _exit_interrupted(stage: str) -> None:

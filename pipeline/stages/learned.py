@@ -22,9 +22,11 @@ import torch
 
 from pipeline import baseline, config, io
 from pipeline.engine import STOP_REASONS, load_splits
-from pipeline.imp import load_level
+from pipeline.imp import check_networks, load_level
+from pipeline.model import Layout
 from pipeline.paths import RunPaths
 from pipeline.stages import cli
+from pipeline.trajectory import read_shape
 
 COSTLY_KINDS = ("mnist", "fashion_mnist")  # auto skips these: a dense training per task is long
 
@@ -89,9 +91,10 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
         return [paths.learned_json]
     torch.set_num_threads(params.train.threads)
     start = time.perf_counter()
-    layers = io.read_json(paths.shape_json)["layers"]
+    layers = list(read_shape(paths.shape_json))
     state = load_level(paths.dense_pt)
-    seeds = state["seeds"].tolist()
+    seeds = list(params.model.seeds)
+    check_networks(paths.dense_pt, state, Layout(tuple(layers)), seeds)
     side = side_by_side(state, tasks, seeds, splits["test"].y.numpy(), params.train.patience)
     alone = [baseline.train_alone(t, i, splits, layers, params, seeds, log=lambda *_: None)
              for i, t in enumerate(tasks)]

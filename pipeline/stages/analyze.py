@@ -200,8 +200,8 @@ def add_learned(metrics: dict, rp: RunPaths) -> None:
     metrics["degradation"]["unlearned_reference"] = metrics["learned"]["not_learned"]
 
 
-def main() -> None:
-    run(config.load())
+def main() -> list[Path]:
+    return run(config.load())
 
 
 if __name__ == "__main__":

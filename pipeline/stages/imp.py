@@ -231,8 +231,8 @@ def run_levels(ctx: Context, folder: Path, manifest: dict, levels: list[int], co
     io.remove_stale(folder)
 
 
-def main() -> None:
-    run(config.load())
+def main() -> list[Path]:
+    return run(config.load())
 
 
 if __name__ == "__main__":

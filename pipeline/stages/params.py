@@ -26,8 +26,8 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     return [path]
 
 
-def main() -> None:
-    run(config.load())
+def main() -> list[Path]:
+    return run(config.load())
 
 
 if __name__ == "__main__":

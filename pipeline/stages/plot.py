@@ -530,8 +530,8 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     return [paths.figures, paths.report_md, paths.plots_curves_csv]
 
 
-def main() -> None:
-    run(config.load())
+def main() -> list[Path]:
+    return run(config.load())
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     return [paths.shape_json, paths.trajectory_csv]
 
 
-def main() -> None:
-    run(config.load())
+def main() -> list[Path]:
+    return run(config.load())
 
 
 if __name__ == "__main__":

@@ -128,9 +128,9 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     manifest = prepare_folder(folder, warn, fingerprint(run_record(params), inputs(paths), root),
                               seed_hashes(init, dense))
     del init, dense
-    # finished levels are reused only as the files recorded: the others are made again
+    # finished levels are reused only as the files recorded: the others are made again (the
+    # manifest on disk changes when they are: a stage that fails before leaves it as it was)
     remade = drop_bad_levels(folder, manifest, params.prune.biases, warn)
-    write_manifest(folder, manifest)
     report_progress("before level 1 was finished")
     start = time.perf_counter()
     pool = make_pool(workers)

@@ -733,3 +733,32 @@ def section_dict(section) -> dict:
     """A section as a plain dict (lists instead of tuples) for fingerprints and records."""
     out = dataclasses.asdict(section)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+# ---- params edited while a stage runs (pipeline.stages.cli) -----------------------------------
+def changed_params(before, after, declared: list[str] | None) -> list[str]:
+    """The keys ('section.key') among `declared` (dvc.yaml entries: 'section' or 'section.key';
+    None: every section) whose values differ between two params.yaml documents (read_yaml),
+    sorted. A section that is not a mapping in either document counts as one key."""
+    def part(document, name: str):
+        return document.get(name, _ABSENT) if isinstance(document, dict) else _ABSENT
+
+    if declared is None:
+        declared = sorted({*(before if isinstance(before, dict) else {}),
+                           *(after if isinstance(after, dict) else {})}, key=str)
+    changed = set()
+    for entry in declared:
+        section, _, key = str(entry).partition(".")
+        a, b = part(before, section), part(after, section)
+        if key:
+            a, b = part(a, key), part(b, key)
+            if a != b:
+                changed.add(entry)
+        elif isinstance(a, dict) and isinstance(b, dict):
+            changed |= {f"{section}.{k}" for k in {*a, *b} if a.get(k, _ABSENT) != b.get(k, _ABSENT)}
+        elif a != b:
+            changed.add(section)
+    return sorted(changed)
+
+
+_ABSENT = object()  # a key missing from a document (differs from any value, null included)

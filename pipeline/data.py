@@ -372,10 +372,19 @@ def build(cfg: DataConfig) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
 def load(folder: str | Path = "data") -> tuple[list[TaskInfo], dict[str, dict[str, np.ndarray]]]:
     """Tasks and arrays as written by the generate stage (no pickle)."""
     folder = Path(folder)
-    meta = io.read_json(folder / "tasks.json")
-    tasks = [TaskInfo(**t) for t in meta["tasks"]]
+    path = folder / "tasks.json"
+    meta = io.read_json(path, required=("tasks", "n_inputs", "n_outputs"))
+    with io.reading(path, (TypeError, ValueError)):  # task entries of another kind
+        tasks = [TaskInfo(**t) for t in meta["tasks"]]
+        n_inputs = int(meta["n_inputs"])
     arrays = {}
     for split in SPLITS:
-        f = io.read_npz(folder / f"{split}.npz")
-        arrays[split] = {"x": f["x"], "y": f["y"]}
+        path = folder / f"{split}.npz"
+        f = io.read_npz(path, required=("x", "y"))
+        x, y = f["x"], f["y"]
+        if x.ndim != 2 or x.shape[1] != n_inputs or len(y) != len(x):
+            raise io.read_error(path, f"x {list(x.shape)} and y {list(y.shape)} are not "
+                                f"samples of the {n_inputs} inputs of tasks.json",
+                                "is another run's file")
+        arrays[split] = {"x": x, "y": y}
     return tasks, arrays

@@ -26,7 +26,7 @@ from pipeline import io
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.data import TaskInfo
 from pipeline.engine import STOP_REASONS, Split, TaskLoss, TrainResult, evaluate, train_population
-from pipeline.model import Layout, init_population
+from pipeline.model import Layout, init_population, layers_from_state
 
 CONTROLS = ("reinit", "random")  # prefixes of the control networks' keys in a level file
 
@@ -267,7 +267,7 @@ def level_path(folder: Path, level: int) -> Path:
     return folder / f"level_{level:02d}.pt"
 
 
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3  # 3: `files`, each level file's sha256, seeds and P_k
 
 
 def fingerprint(record: dict, files: list[str | Path], root: str | Path = ".",
@@ -327,38 +327,71 @@ def _changes(old: dict, new: dict) -> str | None:
     return " and ".join(parts) + " changed" if parts else None
 
 
-def read_manifest(folder: Path) -> dict:
-    """models/imp/manifest.json as a dict ({} when missing or unreadable)."""
+def _malformed(manifest) -> str | None:
+    """What makes a manifest of this version unusable (None: nothing): a part missing or of
+    another type (a file edited by hand, or of another program)."""
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    if manifest.get("version") != MANIFEST_VERSION:
+        return None  # an older version: prepare_folder starts over, saying so
+    for part in ("params", "inputs", "code", "seeds", "levels", "files"):
+        if not isinstance(manifest.get(part), dict):
+            return f"no {part}"
+    if not all(isinstance(v, dict) for v in (*manifest["params"].values(),
+                                             *manifest["levels"].values())):
+        return "levels or params not objects"
+    for record in manifest["files"].values():
+        if not (isinstance(record, dict) and isinstance(record.get("sha256"), str)
+                and isinstance(record.get("seeds"), list)
+                and isinstance(record.get("params"), list)):
+            return "a file record without sha256, seeds and params"
+    return None
+
+
+def read_manifest(folder: Path) -> tuple[dict, str | None]:
+    """(models/imp/manifest.json as a dict, None), or ({}, why it cannot be used) when it is
+    missing ("missing"), unreadable or malformed."""
+    path = folder / "manifest.json"
     try:
-        return json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}, "missing"
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, not UTF-8
+        return {}, f"cannot be read ({type(exc).__name__})"
+    why = _malformed(manifest)
+    return ({}, f"is malformed ({why})") if why else (manifest, None)
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
-    io.write_json(folder / "manifest.json", manifest)
+    """Written with the levels in level order, so that a level made again (drop_bad_levels)
+    leaves the manifest byte for byte as an uninterrupted run's."""
+    in_order = {part: dict(sorted(manifest[part].items(), key=lambda kv: int(kv[0])))
+                for part in ("levels", "files") if part in manifest}
+    io.write_json(folder / "manifest.json", {**manifest, **in_order})
 
 
 def prepare_folder(folder: Path, print_fn, fp: dict, seeds: dict[int, str] | None = None) -> dict:
     """Keep finished levels only if params, inputs, code and torch are the same as when they
-    were made; otherwise print one line saying which changed and start over. Returns the
-    manifest (written to folder/manifest.json): the fingerprint, `seeds` {seed: hash of its
-    starting networks now (seed_hashes)} and `levels` {level: {seed: the hash its row in that
-    file was made from}}, in the file's row order. A row is reused only while its seed's hash
-    is the same (level_rows), so seeds can be added to or removed from a finished run without
-    redoing the others."""
+    were made; otherwise print one line saying which changed (or that the manifest is missing
+    or cannot be read) and start over. Returns the manifest (written to folder/manifest.json):
+    the fingerprint, `seeds` {seed: hash of its starting networks now (seed_hashes)}, `levels`
+    {level: {seed: the hash its row in that file was made from}}, in the file's row order, and
+    `files` {level: what the file holds (file_record)}. A row is reused only while its seed's
+    hash is the same (reusable_rows), so seeds can be added to or removed from a finished run
+    without redoing the others; a file only while it is the one recorded (drop_bad_levels)."""
     seeds = {str(k): v for k, v in (seeds or {}).items()}
-    old = read_manifest(folder) if folder.exists() else {}
-    reason = _changes(old, fp) if old else "no manifest"
-    if folder.exists() and reason is None:
+    old, unusable = read_manifest(folder) if folder.exists() else ({}, "missing")
+    reason = _changes(old, fp) if old else None
+    if folder.exists() and old and reason is None:
         manifest = {**old, "seeds": seeds}
     else:
         if folder.exists():
             if any(folder.glob("level_*.pt")):
-                print_fn(f"imp: {reason} since {folder} was written; starting over")
+                print_fn(f"imp: {reason} since {folder} was written; starting over" if reason
+                         else f"imp: {folder / 'manifest.json'} {unusable}; starting over")
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        manifest = {"version": MANIFEST_VERSION, **fp, "seeds": seeds, "levels": {}}
+        manifest = {"version": MANIFEST_VERSION, **fp, "seeds": seeds, "levels": {}, "files": {}}
     io.remove_stale(folder)
     write_manifest(folder, manifest)
     return manifest
@@ -372,9 +405,126 @@ def reusable_rows(manifest: dict, level: int) -> list[int]:
     return [int(s) for s, h in rows.items() if now.get(s) == h]
 
 
-def record_level(manifest: dict, level: int, seeds: list[int]) -> None:
-    """The level file now holds exactly `seeds` (rows in that order), made from today's nets."""
+def record_level(manifest: dict, level: int, seeds: list[int], file: dict) -> None:
+    """The level file now holds exactly `seeds` (rows in that order), made from today's nets;
+    `file`: its file_record."""
     manifest["levels"][str(level)] = {str(s): manifest["seeds"][str(s)] for s in seeds}
+    manifest["files"][str(level)] = file
+
+
+# ---- what a level file holds: checked before a finished level is reused -----------------------
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def live_params(state: dict[str, torch.Tensor], layout: Layout,
+                prunable: torch.Tensor) -> list[int]:
+    """P_k of every network in a (dense) level dict: its unpruned prunable parameters."""
+    return (layout.from_state(state, masks=True) & prunable).sum(dim=1).tolist()
+
+
+def file_record(path: Path, state: dict[str, torch.Tensor], layout: Layout,
+                prunable: torch.Tensor) -> dict:
+    """What the level file at `path` (just written from `state`) holds, for the manifest: its
+    sha256, its seeds (row order) and P_k per seed."""
+    return {"sha256": sha256_file(path), "seeds": state["seeds"].tolist(),
+            "params": live_params(state, layout, prunable)}
+
+
+def _listed(values: list[int]) -> str:
+    return ", ".join(map(str, values[:8])) + (f" and {len(values) - 8} more"
+                                              if len(values) > 8 else "")
+
+
+def level_problem(folder: Path, level: int, manifest: dict, biases: bool) -> str | None:
+    """Why the file of `level` in `folder` is not the one the manifest records (None: it is,
+    byte for byte), in words: missing, empty, unreadable, another level's file, a file of other
+    seeds or of another run. `biases`: prune.biases (P_k counts them). Never loads anything
+    but tensors."""
+    path = level_path(folder, level)
+    record = manifest["files"].get(str(level))
+    if record is None:
+        return "is not recorded in the manifest (written by an interrupted run)"
+    try:
+        digest = sha256_file(path)
+    except FileNotFoundError:
+        return "is missing"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or type(exc).__name__})"
+    if digest == record["sha256"]:
+        return None
+    if path.stat().st_size == 0:
+        return "is empty (0 bytes)"
+    twin = next((int(k) for k, r in manifest["files"].items() if r["sha256"] == digest), None)
+    if twin is not None:
+        return f"is a copy of {level_path(folder, twin).name}, not the level {level} written"
+    try:
+        state = load_level(path)
+        seeds = state["seeds"].tolist()
+        layout = Layout(layers_from_state(state))
+        params = live_params(state, layout, layout.prunable(biases))
+    except io.ReadError as exc:
+        return f"is damaged ({exc.why})"
+    except (KeyError, RuntimeError, ValueError, IndexError):  # no such keys or shapes
+        return "is not a level file (other keys or shapes)"
+    if seeds != record["seeds"]:
+        return (f"holds seeds {_listed(seeds)}, not the seeds {_listed(record['seeds'])} "
+                "written (another run's file)")
+    if params != record["params"]:
+        return (f"holds networks of {_listed(params)} parameters, not the "
+                f"{_listed(record['params'])} written (another level's or run's file)")
+    return "has other bytes than the file written (another run's, or changed by hand)"
+
+
+def drop_bad_levels(folder: Path, manifest: dict, biases: bool, print_fn) -> dict[int, str]:
+    """Check every finished level's file against the manifest; forget (and remove) each one that
+    is not the file recorded, with one line naming it and why, so that the stage makes it
+    again. Returns {level: the sha256 recorded for it}: a remade level that comes out with
+    other bytes invalidates the levels made from it (forget_after)."""
+    dropped = {}
+    for key in sorted(manifest["levels"], key=int):
+        level = int(key)
+        problem = level_problem(folder, level, manifest, biases)
+        if problem is None:
+            continue
+        print_fn(f"imp: {level_path(folder, level)} {problem}; making level {level} again")
+        record = manifest["files"].pop(key, None)
+        del manifest["levels"][key]
+        level_path(folder, level).unlink(missing_ok=True)
+        if record is not None:
+            dropped[level] = record["sha256"]
+    return dropped
+
+
+def forget_after(manifest: dict, level: int) -> list[int]:
+    """Forget the finished levels after `level` (made from another file of it); returns them."""
+    later = sorted(int(k) for k in manifest["levels"] if int(k) > level)
+    for lv in later:
+        manifest["levels"].pop(str(lv))
+        manifest["files"].pop(str(lv), None)
+    return later
+
+
+def check_written(folder: Path, biases: bool) -> None:
+    """Raise io.ReadError naming the first level file in `folder` that is not the one the imp
+    stage recorded in its manifest, and why (level_problem), or that it did not record (for
+    the stages that read the levels: analyze, plot; `biases`: prune.biases). Folders without a
+    manifest of this version (made before it, or by hand) are not checked."""
+    manifest, _ = read_manifest(folder)
+    if manifest.get("version") != MANIFEST_VERSION:
+        return
+    files = sorted(int(p.stem.split("_")[1]) for p in folder.glob("level_*.pt")
+                   if p.stem.split("_")[1].isdigit())
+    for level in sorted({*map(int, manifest["files"]), *files}):
+        problem = level_problem(folder, level, manifest, biases)
+        if problem is not None:
+            path = level_path(folder, level)
+            raise io.ReadError(f"{io.public_path(path)} {problem}; {io.remake_hint(path)}", path,
+                               problem)
 
 
 def select_seeds(state: dict[str, torch.Tensor], seeds: list[int]) -> dict[str, torch.Tensor]:
@@ -493,8 +643,45 @@ def save_level(path: Path, state: dict[str, torch.Tensor], layout: Layout) -> No
 def load_level(path: Path) -> dict[str, torch.Tensor]:
     """A level file (dense or packed) as the dense dict of the checkpoint contract
     (docs/running.md): `layers.{i}.weight` [K, out, in], `.bias`, `.weight_mask`, `.bias_mask`, metrics,
-    curves, seeds; controls under their prefixes. Read with torch.load(weights_only=True)."""
-    return unpack_level(io.read_torch(path))
+    curves, seeds; controls under their prefixes. Read with torch.load(weights_only=True); a
+    damaged file, or one of another kind, raises io.ReadError naming it."""
+    state = io.read_torch(path, required=("seeds",))
+    with io.reading(path):  # a packed file missing parts: damaged
+        return unpack_level(state)
+
+
+# what every trained population's file holds besides its layers (train: dense.pt; imp: levels)
+TRAINED_KEYS = (*(f"metrics.{split}_{what}" for split in ("train", "val", "test")
+                  for what in ("loss", "acc_tasks")),
+                "metrics.epochs", "metrics.best_epoch", "metrics.stop_code",
+                "curves.train_loss", "curves.val_loss")
+
+
+def check_networks(path: Path, state: dict[str, torch.Tensor], layout: Layout,
+                   seeds: list[int] | None = None, trained: bool = True) -> None:
+    """Raise io.ReadError naming `path` unless the (dense) checkpoint dict read from it holds
+    one network of `layout` per seed (of `seeds`, when given, in that order), every tensor with
+    one row per network: θ (models/init.pt), or with trained=True masks, metrics and curves too
+    (models/dense.pt, level files). A file of another run (other seeds or shapes) is named so."""
+    held = state["seeds"]
+    if held.dim() != 1:
+        raise io.read_error(path, "seeds is not a list")
+    if seeds is not None and held.tolist() != list(seeds):
+        raise io.read_error(path, f"it holds seeds {_listed(held.tolist())}; model.seeds are "
+                            f"{_listed(list(seeds))}", "is another run's file")
+    parts = ("weight", "bias", *(("weight_mask", "bias_mask") if trained else ()))
+    for i, (n_in, n_out) in enumerate(zip(layout.layers[:-1], layout.layers[1:])):
+        for part in parts:
+            key, shape = f"layers.{i}.{part}", (n_out, n_in) if "weight" in part else (n_out,)
+            if key not in state:
+                raise io.read_error(path, f"no key {key}")
+            if tuple(state[key].shape[1:]) != shape:
+                raise io.read_error(path, f"its networks are not {list(layout.layers)}",
+                                    "is another run's file")
+    io.require_keys(path, state, TRAINED_KEYS if trained else ())
+    ragged = next((k for k, v in state.items() if v.dim() == 0 or len(v) != len(held)), None)
+    if ragged is not None:
+        raise io.read_error(path, f"{ragged} has not one row per seed")
 
 
 def describe_level(state: dict[str, torch.Tensor], tasks: list[TaskInfo], params: int) -> str:
@@ -510,6 +697,11 @@ def describe_level(state: dict[str, torch.Tensor], tasks: list[TaskInfo], params
 
 
 # ---- tables -------------------------------------------------------------------------------------
+# columns of reports/imp/levels.csv that tell it from any other table (the stages reading it ask
+# for them: a table of another kind under its name is named so, not a KeyError)
+LEVELS_COLUMNS = ("seed", "level", "base_level", "params", "epochs", "stop_reason", "test_acc")
+
+
 def level_tables(state: dict[str, torch.Tensor], layout: Layout, prunable: torch.Tensor,
                  tasks: list[TaskInfo], level: int, base_level: int, prefix: str = ""):
     """(rows of levels.csv, curves frame) of one level file for one population."""

@@ -49,12 +49,30 @@ class WriteError(Exception):
 
 class ReadError(Exception):
     """An input file exists but cannot be read (truncated, overwritten, not what its name says):
-    the message names it and how to make it again."""
+    the message names it (`path`) and how to make it again."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None,
+                 why: str | None = None) -> None:
+        super().__init__(message)
+        self.path, self.why = path, why
 
 
-def read_error(path: str | os.PathLike, why: str) -> ReadError:
-    return ReadError(f"{public_path(path)} is damaged and cannot be read ({why}); remove it and "
-                     "run `dvc repro` again to remake it")
+def remake_hint(path: str | os.PathLike) -> str:
+    """How to make `path` again: the main pipeline's stage that writes it (pipeline.paths), forced
+    alone, or for any other file (a study's work folder, a file of no stage) its removal."""
+    from pipeline.paths import made_by
+
+    stage = made_by(public_path(path))
+    if stage is None:
+        return "remove it and run `dvc repro` again to remake it"
+    return f"the {stage} stage writes it: run `dvc repro -f -s {stage}`, then `dvc repro`"
+
+
+def read_error(path: str | os.PathLike, why: str,
+               what: str = "is damaged and cannot be read") -> ReadError:
+    """`path` `what` (`why`); how to make it again. what="is another run's file": a readable
+    file whose content is not this run's (other seeds, other shapes)."""
+    return ReadError(f"{public_path(path)} {what} ({why}); {remake_hint(path)}", path, why)
 
 
 @contextlib.contextmanager
@@ -65,33 +83,69 @@ def reading(path: str | os.PathLike, damage: tuple[type[BaseException], ...] = (
     makes it)."""
     try:
         yield
-    except FileNotFoundError:
+    except (FileNotFoundError, ReadError):
         raise
     except damage as exc:
         raise read_error(path, type(exc).__name__) from exc
 
 
-def read_torch(path: str | os.PathLike) -> dict:
-    """torch.load(path, weights_only=True); a damaged file raises ReadError naming it."""
+def require_keys(path: str | os.PathLike, found, required: tuple[str, ...]) -> None:
+    """ReadError unless `found` (a file's keys) holds every key in `required` (a file of
+    another kind, or another version, under this name)."""
+    missing = [k for k in required if k not in found]
+    if missing:
+        raise read_error(path, f"no key {', '.join(missing)}")
+
+
+def read_torch(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict:
+    """torch.load(path, weights_only=True) of a file of this project: a flat dict of tensors
+    holding the keys in `required`. Raises ReadError naming the file when it is damaged (cut
+    short, overwritten, empty) or not such a file; never loads anything but tensors."""
+    import pickle
+    import warnings
+
     import torch
 
-    with reading(path):  # RuntimeError (zip), UnpicklingError, EOFError, ...: all damage
-        return torch.load(path, weights_only=True)
+    with reading(path), warnings.catch_warnings():
+        # torch warns about pickle protocols it may not support: the one line below says it all
+        warnings.simplefilter("ignore")
+        try:
+            state = torch.load(path, weights_only=True)
+        except pickle.UnpicklingError:  # random bytes too: not a zip, read as a legacy pickle
+            raise read_error(path, "torch.load(weights_only=True) refuses it: not a file of "
+                             "tensors, damaged or foreign") from None
+        except (RuntimeError, EOFError, OSError) as exc:  # the zip reader's errors
+            if isinstance(exc, OSError) and type(exc) is not OSError:
+                raise  # missing (the stage's line), no permission, a folder: not damage
+            raise read_error(path, f"cut short or overwritten: {type(exc).__name__}") from None
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise read_error(path, "not a dict of tensors")
+    require_keys(path, state, required)
+    return state
 
 
-def read_npz(path: str | os.PathLike) -> dict:
-    """Every array of an .npz file (no pickle), read at once; a damaged file raises ReadError."""
+def read_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict:
+    """Every array of an .npz file (no pickle), read at once, holding the arrays in `required`;
+    a damaged or foreign file raises ReadError."""
     import numpy as np
 
     with reading(path):  # BadZipFile, ValueError, EOFError, OSError, ...
         with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+            arrays = {k: f[k] for k in f.files}
+    require_keys(path, arrays, required)
+    return arrays
 
 
-def read_json(path: str | os.PathLike):
-    """json of a UTF-8 file; a damaged file raises ReadError naming it."""
+def read_json(path: str | os.PathLike, required: tuple[str, ...] = ()):
+    """json of a UTF-8 file; with `required`, an object holding those keys. A damaged or
+    foreign file raises ReadError naming it."""
     with reading(path, (ValueError, OSError)):  # JSONDecodeError, UnicodeDecodeError: ValueErrors
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if required and not isinstance(data, dict):
+        raise read_error(path, f"not a JSON object with keys {', '.join(required)}")
+    require_keys(path, data if required else {}, required)
+    return data
 
 
 def read_csv(path: str | os.PathLike, required: tuple[str, ...] = ("seed",), **kwargs):

@@ -113,3 +113,30 @@ class RunPaths:
 
     def study_work(self, name: str) -> Path:
         return self.root / "models" / "study" / name
+
+
+def outputs_by_stage(paths: RunPaths = RunPaths()) -> dict[str, list[Path]]:
+    """What each stage of the main pipeline writes (its dvc.yaml `outs` and `metrics`)."""
+    return {"params": [paths.root / "reports" / "params_checked.txt"],
+            "generate": [paths.data],
+            "trajectory": [paths.shape_json, paths.trajectory_csv],
+            "train": [paths.init_pt, paths.dense_pt],
+            "learned": [paths.learned_json],
+            "imp": [paths.imp, paths.imp_levels_csv, paths.imp_curves_csv, paths.imp_controls_csv],
+            "analyze": [paths.analysis, paths.plots_levels_csv, paths.metrics_json],
+            "plot": [paths.figures, paths.report_md, paths.plots_curves_csv]}
+
+
+def made_by(path: str | Path) -> str | None:
+    """The main pipeline's stage whose output holds `path` (relative to the repository root, or
+    absolute inside the current folder), or None: a study work folder's file, or no stage's."""
+    path = Path(path)
+    if path.is_absolute():
+        try:
+            path = path.relative_to(Path.cwd())
+        except ValueError:
+            return None
+    for stage, outs in outputs_by_stage().items():
+        if any(path == out or out in path.parents for out in outs):
+            return stage
+    return None

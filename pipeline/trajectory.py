@@ -4,7 +4,6 @@ Pure Python on purpose: the config validator needs P_0 before any heavy import.
 """
 from __future__ import annotations
 
-import csv
 import math
 import os
 from dataclasses import dataclass
@@ -97,7 +96,25 @@ def plan(n_in: int, n_out: int, hidden: list[int] | tuple[int, ...], iterations:
 
 def read_csv(path: str | os.PathLike) -> tuple[list[int], list[int]]:
     """(levels, prunable parameters per level) from reports/trajectory.csv, as the trajectory
-    stage wrote them (level order, extended levels negative)."""
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [int(r["level"]) for r in rows], [int(r["params"]) for r in rows]
+    stage wrote them (level order, extended levels negative). A damaged or foreign file raises
+    io.ReadError naming it."""
+    from pipeline import io
+
+    frame = io.read_csv(path, required=("level", "params"))
+    with io.reading(path):  # not integers: ValueError, a float NaN: IntCastingNaNError
+        levels, params = frame["level"].astype(int).tolist(), frame["params"].astype(int).tolist()
+    if not levels or levels != list(range(levels[0], levels[0] + len(levels))):
+        raise io.read_error(path, "its levels are not consecutive")
+    return levels, params
+
+
+def read_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The layer sizes in models/shape.json, as the trajectory stage wrote them. A damaged or
+    foreign file raises io.ReadError naming it."""
+    from pipeline import io
+
+    layers = io.read_json(path, required=("layers",))["layers"]
+    if not (isinstance(layers, list) and len(layers) >= 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in layers)):
+        raise io.read_error(path, "layers is not a list of layer sizes")
+    return tuple(layers)

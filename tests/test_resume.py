@@ -186,8 +186,8 @@ def test_adding_seeds_keeps_the_finished_ones_and_equals_a_run_of_all(two_seeds,
     stop_after_level(run, 2)
     manifest = json.loads((run / "models/imp/manifest.json").read_text())
     # level 3's file held seeds 0, 1 only
-    manifest["levels"]["3"] = json.loads(
-        (two_seeds / "models/imp/manifest.json").read_text())["levels"]["3"]
+    two = json.loads((two_seeds / "models/imp/manifest.json").read_text())
+    manifest["levels"]["3"], manifest["files"]["3"] = two["levels"]["3"], two["files"]["3"]
     shutil.copy(two_seeds / "models/imp/level_03.pt", run / "models/imp/level_03.pt")
     (run / "models/imp/manifest.json").write_text(json.dumps(manifest))
     stage("imp", run)

@@ -8,11 +8,13 @@ inputs under `root`, write its outputs there, return them; paths from pipeline.p
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, changed_params, read_yaml
 from pipeline.io import ReadError, WriteError, safe_streams
 
 
@@ -107,7 +109,9 @@ def cli(main: Callable[[], None]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):  # both end the stage the same way
         signal.signal(sig, _raise_interrupted)
     try:
-        main()
+        started = _params_document()
+        outputs = main()
+        _refuse_changed_params(stage, started, outputs)
     except (ConfigError, StageError, ReadError, WriteError) as exc:
         if _SIGNAL["received"] is None:
             print(f"error: {exc}", file=sys.stderr)
@@ -154,6 +158,84 @@ def out_of_memory(exc: BaseException) -> str | None:
         if mark in text:
             return text[text.index(mark):].removeprefix("DefaultCPUAllocator: ")
     return None
+
+
+# ---- params.yaml edited while the stage ran ----------------------------------------------------
+# DVC records params.yaml as it is when a stage *ends* (treeverse/dvc#11058): a value edited
+# while the stage ran would be recorded as the one it used. The stage compares the sections it
+# declares with those it started with and refuses, leaving its outputs for DVC to rerun.
+DVC_STAGES = {"study_run": ("studies/dvc.yaml", "run"), "aggregate": ("studies/dvc.yaml", "aggregate")}
+CODE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _params_document():
+    """params.yaml as DVC reads it, or None when it cannot be read (the stage says so itself)."""
+    try:
+        return read_yaml("params.yaml")
+    except ConfigError:
+        return None
+
+
+def declaration(stage: str) -> dict | None:
+    """The dvc.yaml entry of the stage run by module `stage` (the current folder's file, as DVC
+    runs it, else the one beside the code), or None when neither names it."""
+    file, name = DVC_STAGES.get(stage, ("dvc.yaml", stage))
+    for folder in (Path.cwd(), CODE_ROOT):
+        try:
+            stages = (read_yaml(folder / file, "pipeline file") or {}).get("stages") or {}
+        except (ConfigError, AttributeError):  # missing, or not a mapping
+            continue
+        if isinstance(stages, dict) and isinstance(stages.get(name), dict):
+            return stages[name]
+    return None
+
+
+def declared_params(entry: dict | None) -> list[str] | None:
+    """The params.yaml entries ('section' or 'section.key') a dvc.yaml stage declares; None
+    (every section) without a declaration."""
+    if entry is None:
+        return None
+    out = []
+    for item in entry.get("params") or []:
+        if isinstance(item, dict):  # {file: [keys]}
+            out += [k for file, keys in item.items() if file == "params.yaml" for k in keys]
+        else:
+            out.append(str(item))
+    return out
+
+
+def persistent_outputs(entry: dict | None) -> set[Path]:
+    """The outputs a dvc.yaml stage declares `persist: true` (kept for resuming)."""
+    outs = (entry or {}).get("outs") or []
+    return {Path(name) for item in outs if isinstance(item, dict)
+            for name, options in item.items() if isinstance(options, dict)
+            and options.get("persist")}
+
+
+def _refuse_changed_params(stage: str, started, outputs) -> None:
+    """Raise StageError when a params key the stage declares changed since it started (or
+    params.yaml no longer reads), after removing the outputs it returned but those it keeps
+    for resuming (persist: true): DVC reruns the stage rather than record params it did not
+    use. Nothing to compare when params.yaml could not be read at the start."""
+    if started is None:
+        return
+    entry = declaration(stage)
+    try:
+        changed = changed_params(started, read_yaml("params.yaml"), declared_params(entry))
+    except ConfigError as exc:
+        changed = [str(exc)]
+    if not changed:
+        return
+    keep = persistent_outputs(entry)
+    for path in map(Path, outputs or []):
+        if path in keep:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+    raise StageError(f"params.yaml changed while {stage} ran ({shown}); run dvc repro again")
 
 
 def _exit_interrupted(stage: str) -> None:

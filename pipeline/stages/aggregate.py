@@ -55,8 +55,8 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
                                             "dying.json", "metrics.json", "figures")]
 
 
-def main() -> None:
-    run(config.load(study=True))
+def main() -> list[Path]:
+    return run(config.load(study=True))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from pipeline.data import load as load_data
 from pipeline.dying_answers import answers, headlines
 from pipeline.functional import functional_split
 from pipeline.graph import STATES, analyze
-from pipeline.imp import level_path, load_level
+from pipeline.imp import LEVELS_COLUMNS, check_networks, check_written, level_path, load_level
 from pipeline.model import Layout, layers_from_state
 from pipeline.paths import RunPaths
 from pipeline.stages import StageError, cli
@@ -66,7 +66,8 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     paths = sorted(rp.imp.glob("level_*.pt"))
     if not paths or paths != [level_path(rp.imp, i) for i in range(len(paths))]:
         raise StageError(f"{rp.imp} holds no complete run of level files; run dvc repro")
-    imp_levels = io.read_csv(rp.imp_levels_csv)
+    check_written(rp.imp, params.prune.biases)  # each level file is the one the imp stage wrote
+    imp_levels = io.read_csv(rp.imp_levels_csv, required=LEVELS_COLUMNS)
 
     frames: dict[str, list[pd.DataFrame]] = {}
     states, masks, used = [], [], []
@@ -171,7 +172,8 @@ def run_info(params: config.Params, rp: RunPaths, layout: Layout, prunable: torc
     """What pipeline.dying needs besides the level files: θ₀ and θ_rewind of the level files'
     seeds (models/init.pt), the method and the training settings that decide start values and
     decay-only steps."""
-    init = io.read_torch(rp.init_pt)
+    init = io.read_torch(rp.init_pt, required=("seeds",))
+    check_networks(rp.init_pt, init, layout, trained=False)
     held = init["seeds"].tolist()
     if any(s not in held for s in seeds):
         raise StageError("models/init.pt was made for other model.seeds than models/imp; "
@@ -194,12 +196,12 @@ def add_learned(metrics: dict, rp: RunPaths) -> None:
 
     if not rp.learned_json.exists():  # runs made before the stage existed
         return
-    metrics["learned"] = io.read_json(rp.learned_json)
+    metrics["learned"] = io.read_json(rp.learned_json, required=("checked", "not_learned"))
     metrics["degradation"]["unlearned_reference"] = metrics["learned"]["not_learned"]
 
 
-def main() -> None:
-    run(config.load())
+def main() -> list[Path]:
+    return run(config.load())
 
 
 if __name__ == "__main__":

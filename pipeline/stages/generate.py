@@ -32,8 +32,8 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     return [paths.data]
 
 
-def main() -> None:
-    run(config.load())
+def main() -> list[Path]:
+    return run(config.load())
 
 
 if __name__ == "__main__":

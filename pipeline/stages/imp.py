@@ -23,9 +23,13 @@ from pipeline.engine import load_splits, resolve_device
 from pipeline.imp import (
     PACK_MIN_PARAMS,
     Context,
+    check_networks,
     close_pool,
     describe_level,
+    drop_bad_levels,
+    file_record,
     fingerprint,
+    forget_after,
     level_path,
     level_tables,
     load_level,
@@ -101,13 +105,13 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     # CUDA does not survive fork: on a GPU the seeds stay in one process, batched
     workers = params.train.workers if resolve_device(params.train.device).type == "cpu" else 1
     tasks, splits = load_splits(paths.data)
-    layout = Layout(tuple(io.read_json(paths.shape_json)["layers"]))
+    layout = Layout(trajectory.read_shape(paths.shape_json))
     levels, counts = trajectory.read_csv(paths.trajectory_csv)
-    init = io.read_torch(paths.init_pt)
-    dense = io.read_torch(paths.dense_pt)
-    seeds = init["seeds"].tolist()
-    if seeds != list(params.model.seeds):
-        raise StageError("models/init.pt was trained for other model.seeds; run dvc repro")
+    seeds = list(params.model.seeds)
+    init = io.read_torch(paths.init_pt, required=("seeds",))
+    check_networks(paths.init_pt, init, layout, seeds, trained=False)
+    dense = load_level(paths.dense_pt)
+    check_networks(paths.dense_pt, dense, layout, seeds)
     refused = rewind_error(params.prune.rewind, seeds, dense["metrics.epochs"].tolist())
     if refused:
         raise StageError(refused)
@@ -120,15 +124,18 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
                   reinit_control=params.prune.reinit_control,
                   random_mask_control=params.prune.random_mask_control,
                   method=params.prune.method)
-    manifest = prepare_folder(folder, lambda m: print(m, file=sys.stderr),
-                              fingerprint(run_record(params), inputs(paths), root),
+    warn = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    manifest = prepare_folder(folder, warn, fingerprint(run_record(params), inputs(paths), root),
                               seed_hashes(init, dense))
     del init, dense
+    # finished levels are reused only as the files recorded: the others are made again (the
+    # manifest on disk changes when they are: a stage that fails before leaves it as it was)
+    remade = drop_bad_levels(folder, manifest, params.prune.biases, warn)
     report_progress("before level 1 was finished")
     start = time.perf_counter()
     pool = make_pool(workers)
     try:
-        run_levels(ctx, folder, manifest, levels, counts, pool, workers, paths)
+        run_levels(ctx, folder, manifest, levels, counts, pool, workers, paths, remade)
     except BaseException:
         close_pool(pool, kill=True)  # an interrupt or an error: no worker outlives the stage
         raise
@@ -152,23 +159,36 @@ def run_record(params: config.Params) -> dict:
 
 
 def run_levels(ctx: Context, folder: Path, manifest: dict, levels: list[int], counts: list[int],
-               pool, workers: int, paths: RunPaths) -> None:
+               pool, workers: int, paths: RunPaths, remade: dict[int, str] | None = None) -> None:
     """Make every level file that does not hold all of ctx.seeds yet; seeds a file already holds
-    (valid per the manifest) are kept, the others trained from their own previous level."""
+    (valid per the manifest) are kept, the others trained from their own previous level.
+    `remade` {level: sha256 recorded before}: levels whose file was bad (drop_bad_levels); if
+    one comes out with other bytes, the finished levels after it are made again too."""
     seeds, layout = ctx.seeds, ctx.layout
+    remade = dict(remade or {})
     def complete(level: int) -> bool:
         # the file holds exactly these seeds' rows, in this order, each made from today's nets
         held = [int(s) for s in manifest["levels"].get(str(level), {})]
         return (held == seeds == reusable_rows(manifest, level)
                 and level_path(folder, level).exists())
 
+    def record(level: int, state: dict[str, torch.Tensor]) -> None:
+        file = file_record(level_path(folder, level), state, layout, ctx.prunable)
+        record_level(manifest, level, seeds, file)
+        if remade.pop(level, file["sha256"]) != file["sha256"]:
+            later = forget_after(manifest, level)
+            if later:
+                print(f"imp: level {level} made again differs from the file it replaces; "
+                      f"making levels {', '.join(map(str, later))} again", file=sys.stderr)
+        write_manifest(folder, manifest)
+
     if not complete(0):
+        dense = load_level(paths.dense_pt)
         if layout.size >= PACK_MIN_PARAMS:  # the dense level, packed like the others
-            save_level(level_path(folder, 0), load_level(paths.dense_pt), layout)
+            save_level(level_path(folder, 0), dense, layout)
         else:  # a copy, byte for byte
             io.copy_file(paths.dense_pt, level_path(folder, 0))
-        record_level(manifest, 0, seeds)
-        write_manifest(folder, manifest)
+        record(0, dense)
     kept_any, last = False, None  # last: the level just written (no reload for the next)
     bar = tqdm(range(1, len(levels)), desc="imp", unit="level", disable=None, leave=False)
     for i in bar:
@@ -197,8 +217,7 @@ def run_levels(ctx: Context, folder: Path, manifest: dict, levels: list[int], co
         save_level(path, state, layout)
         report_progress(f"after level {i}")
         last = state
-        record_level(manifest, i, seeds)
-        write_manifest(folder, manifest)
+        record(i, state)
         if held and missing and not kept_any:
             kept_any = True
             print(f"imp: keeping the finished levels of seeds {', '.join(map(str, held))}; "
@@ -212,8 +231,8 @@ def run_levels(ctx: Context, folder: Path, manifest: dict, levels: list[int], co
     io.remove_stale(folder)
 
 
-def main() -> None:
-    run(config.load())
+def main() -> list[Path]:
+    return run(config.load())
 
 
 if __name__ == "__main__":

@@ -31,9 +31,11 @@ import torch
 from pipeline import baseline, config, health, io
 from pipeline import trajectory as traj
 from pipeline.engine import STOP_REASONS, load_splits
-from pipeline.imp import load_level
+from pipeline.imp import check_networks, load_level
+from pipeline.model import Layout
 from pipeline.paths import RunPaths
 from pipeline.stages import cli
+from pipeline.trajectory import read_shape
 
 # auto's budget, in multiply-adds of forward passes over the training rows (check_cost). Measured
 # on a 2-core CPU: the default run's check (6.1e10) took 20 s, MNIST beside Fashion-MNIST on
@@ -129,8 +131,10 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     torch.set_num_threads(params.train.threads)
     start = time.perf_counter()
     tasks, splits = load_splits(paths.data)
-    layers = io.read_json(paths.shape_json)["layers"]
+    layers = list(read_shape(paths.shape_json))
     state = load_level(paths.dense_pt)
+    seeds = list(params.model.seeds)
+    check_networks(paths.dense_pt, state, Layout(tuple(layers)), seeds)
     cost = check_cost(layers, tasks, len(splits["train"].y), state["metrics.epochs"].tolist())
     always = {"cost": cost, "budget": AUTO_BUDGET,
               "linear": linear_reference(tasks, splits, state["metrics.test_acc_tasks"])}
@@ -143,7 +147,6 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
                                            "not_learned": [], "not_learned_count": 0, **always})
         print(f"learned: not checked ({reason}; check it: {CHECK_COMMAND}){note}")
         return [paths.learned_json]
-    seeds = state["seeds"].tolist()
     side = side_by_side(state, tasks, seeds, splits["test"].y.numpy(), params.train.patience)
     alone = [baseline.train_alone(t, i, splits, layers, params, seeds, log=lambda *_: None)
              for i, t in enumerate(tasks)]
@@ -155,8 +158,8 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     return [paths.learned_json]
 
 
-def main() -> None:
-    run(config.load())
+def main() -> list[Path]:
+    return run(config.load())
 
 
 if __name__ == "__main__":

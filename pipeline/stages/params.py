@@ -77,7 +77,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     return [path]
 
 
-def main() -> None:
+def main() -> list[Path]:
     raw = config.read_yaml("params.yaml")
     params = config.parse(raw)  # every key of the run checked (as config.load does)
     problem = study_problem(raw or {}, Path("."))
@@ -86,7 +86,7 @@ def main() -> None:
         if stop:
             raise StageError(line)
         print(line, file=sys.stderr)
-    run(params)
+    return run(params)
 
 
 if __name__ == "__main__":

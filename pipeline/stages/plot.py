@@ -11,7 +11,7 @@ from pipeline import config, cut, drawing, dying_plots, health, io, palette, plo
 from pipeline import trajectory as traj
 from pipeline.analysis import fraction_text
 from pipeline.data import load as load_data
-from pipeline.imp import level_path, load_level
+from pipeline.imp import LEVELS_COLUMNS, check_written, level_path, load_level
 from pipeline.paths import RunPaths
 from pipeline.stages import cli
 
@@ -75,7 +75,8 @@ def read_trajectory(shape: Path = RunPaths().shape_json,
                     trajectory: Path = RunPaths().trajectory_csv) -> tuple[dict, list[int]]:
     """The run's shape (trajectory stage: layers, base_layers, extensions) and its prunable
     parameter count per level, as the trajectory stage wrote them (not recomputed)."""
-    return io.read_json(Path(shape)), traj.read_csv(trajectory)[1]
+    traj.read_shape(shape)  # a damaged or foreign file: one line naming it
+    return io.read_json(Path(shape), required=("extensions",)), traj.read_csv(trajectory)[1]
 
 
 def report(params: config.Params, metrics: dict, seeds: pd.DataFrame, tasks,
@@ -557,15 +558,18 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     paths = RunPaths(root)
     tasks, _ = load_data(paths.data)
     names = [t.name for t in tasks]
-    imp = io.read_csv(paths.imp_levels_csv)
-    curves = io.read_csv(paths.imp_curves_csv)
-    analysis = io.read_csv(paths.analysis / "levels.csv")
-    layers = io.read_csv(paths.analysis / "layers.csv")
-    seeds = io.read_csv(paths.analysis / "seeds.csv")
-    life = io.read_csv(paths.analysis / "lifetimes.csv")
-    events = io.read_csv(paths.analysis / "events.csv")
-    tm = io.read_csv(paths.analysis / "task_matrix.csv")
-    metrics = io.read_json(paths.metrics_json)
+    # each table with the columns that tell it from the others (one under another's name: a line)
+    imp = io.read_csv(paths.imp_levels_csv, required=LEVELS_COLUMNS)
+    curves = io.read_csv(paths.imp_curves_csv, required=("seed", "level", "epoch", "val_loss"))
+    analysis = io.read_csv(paths.analysis / "levels.csv", required=("seed", "level", "split"))
+    layers = io.read_csv(paths.analysis / "layers.csv", required=("seed", "level", "state"))
+    seeds = io.read_csv(paths.analysis / "seeds.csv", required=("seed", "first_split_level"))
+    life = io.read_csv(paths.analysis / "lifetimes.csv", required=("seed", "mean_levels"))
+    events = io.read_csv(paths.analysis / "events.csv", required=("seed", "first_comatose_level"))
+    tm = io.read_csv(paths.analysis / "task_matrix.csv", required=("seed", "level", "from_task"))
+    metrics = io.read_json(paths.metrics_json,
+                           required=("seeds", "split_applicable", "dense_test_acc", "degradation"))
+    check_written(paths.imp, params.prune.biases)  # the level files drawn are the ones the imp stage wrote
     seed, dpi = draw_seed(params, seeds), params.plot.dpi
     last = int(imp["level"].max())
     chosen = drawing_levels(seeds, seed, last)
@@ -623,8 +627,8 @@ def task_figure_refusals(n_tasks: int) -> list[str]:
     return lines
 
 
-def main() -> None:
-    run(config.load())
+def main() -> list[Path]:
+    return run(config.load())
 
 
 if __name__ == "__main__":

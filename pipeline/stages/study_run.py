@@ -96,7 +96,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main() -> None:
+def main() -> list[Path]:
+    """Returns the result folder (the work folder is kept for resuming)."""
     args = parse_args(sys.argv[1:])
     params = config.load(study=True)  # every configuration checked, errors name it
     combo = {axis: getattr(args, axis) for axis in config.STUDY_AXES}
@@ -110,6 +111,7 @@ def main() -> None:
         args.work_root / config.configuration_name(combo)
     run_configuration(raw, combo, work)
     collect_results(combo, work, args.out)
+    return [args.out]
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pipeline.imp import Context, describe_level, level_state, rewind_error
 from pipeline.model import Layout, init_population
 from pipeline.paths import RunPaths
 from pipeline.stages import StageError, cli
+from pipeline.trajectory import read_shape
 
 
 def check_dense(params: config.Params, seeds: list[int], result: TrainResult,
@@ -58,7 +59,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     torch.set_num_threads(params.train.threads)
     resolve_device(params.train.device)  # a missing GPU is a one-line error before any work
     tasks, splits = load_splits(paths.data)
-    layout = Layout(tuple(io.read_json(paths.shape_json)["layers"]))
+    layout = Layout(read_shape(paths.shape_json))
     seeds = list(params.model.seeds)
     theta0 = init_population(layout, params.model, seeds)
     mask = torch.ones_like(theta0, dtype=torch.bool)
@@ -81,8 +82,8 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     return [paths.init_pt, paths.dense_pt]
 
 
-def main() -> None:
-    run(config.load())
+def main() -> list[Path]:
+    return run(config.load())
 
 
 if __name__ == "__main__":

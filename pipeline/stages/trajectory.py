@@ -12,7 +12,7 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     """The pruning trajectory and the (extended) shape (docs/science.md §3) under root."""
     paths = RunPaths(root)
     try:
-        meta = io.read_json(paths.tasks_json)
+        meta = io.read_json(paths.tasks_json, required=("n_inputs", "n_outputs"))
     except FileNotFoundError:
         raise StageError(f"{paths.tasks_json} is missing; run the generate stage first "
                          "(dvc repro)") from None
@@ -30,8 +30,8 @@ def run(params: config.Params, root: Path = Path(".")) -> list[Path]:
     return [paths.shape_json, paths.trajectory_csv]
 
 
-def main() -> None:
-    run(config.load())
+def main() -> list[Path]:
+    return run(config.load())
 
 
 if __name__ == "__main__":

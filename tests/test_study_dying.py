@@ -26,7 +26,7 @@ from pipeline.sweep import merge_shards
 SEEDS = [0, 1, 2, 3]
 COMBO = {"extensions": 0, "iterations": 4, "tasks": "moons+circles", "hidden": "6x6",
          "init": "torch_default", "noise": 0.1, "method": "rewind", "weight_decay": 0.0,
-         "bias_init": "default"}
+         "bias_init": "default", "n_samples": tiny_params()["data"]["n_samples"]}
 RUNS = {  # name: (seeds, params overrides)
     "all": (SEEDS, {"prune.random_mask_control": True}),
     "shard0": (SEEDS[:2], {"prune.random_mask_control": True}),

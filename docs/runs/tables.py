@@ -2,6 +2,7 @@
 (reports/study/runs/<config>/ as `dvc repro studies/dvc.yaml` or the sweep writes them).
 
     python docs/runs/tables.py docs/runs/real-mnist/<config> [<config> ...]
+    python docs/runs/tables.py --baselines docs/runs/images-data/baseline_*.csv
     python docs/runs/tables.py --help
 
 Per configuration: every split criterion's fraction of seeds with its 95% Wilson interval, at
@@ -10,7 +11,9 @@ interquartile range over seeds, beside the random masks' d (random_levels.csv, w
 control ran); each task's test accuracy with and without the minimum cut C_w zeroed; λ and
 coverage; the first cut-functional split. With several folders, one summary row per
 configuration, Fisher's exact test between every pair on each criterion and Mann–Whitney's test
-on the last level's d. Reads only the result files; prints markdown on stdout.
+on the last level's d. With --baselines (pipeline.baseline --out files), the dense nets against
+each task alone, one row per file and task. Reads only the result files; prints markdown on
+stdout.
 """
 from __future__ import annotations
 
@@ -120,9 +123,11 @@ def criteria_table(seeds: pd.DataFrame, controls: pd.DataFrame, random: pd.DataF
             random[random["level"] > 0]["seed"]).any().sum())
         rows.append(f"| random masks, d = 0 at some level | "
                     f"{fraction_text(k, random['seed'].nunique())} | | | |")
-    deg = seeds["degradation_level"]
-    rows.append(f"\nDegradation level (median, range): {deg.median():g} ({deg.min():g}–"
-                f"{deg.max():g}); seeds {n}.")
+    deg = seeds["degradation_level"].dropna()  # NaN: the seed never degraded
+    rows.append(f"\nSeeds that degrade (a task > 0.05 below dense) at some level: "
+                f"{fraction_text(len(deg), n)}" + (
+                    f"; at level {deg.median():g} (median; {deg.min():g}–{deg.max():g})."
+                    if len(deg) else "."))
     return "\n".join(rows)
 
 
@@ -228,13 +233,50 @@ def configuration(r: Result) -> str:
         functional_table(r.levels, r.seeds, tasks)])
 
 
+def baseline_table(paths: list[Path]) -> str:
+    """Per baseline file (pipeline.baseline --out) and task: the mean test accuracies side by
+    side and alone, the mean gap and the worst seed's in points, and whether the task counts as
+    learned (pipeline.baseline.summary: mean gap within 0.02, no net failed)."""
+    from pipeline.baseline import summary
+
+    rows = ["| baseline | task | seeds | side by side | alone | gap, points (worst seed) | "
+            "learned |", "|---|---|---|---|---|---|---|"]
+    for path in paths:
+        try:
+            frame = io.read_csv(path, required=("seed", "task", "gap"))
+        except FileNotFoundError:
+            cli.stop(f"--baselines: {path} is missing; allowed: files written by "
+                     "python -m pipeline.baseline --out")
+        except io.ReadError as exc:
+            cli.stop(str(exc).split("; ")[0])
+        for col in ("side_problems", "alone_problems"):  # empty cells: no problem, not NaN
+            frame[col] = frame[col].astype(object).where(frame[col].notna(), "")
+        table, seeds = summary(frame), frame["seed"].nunique()
+        for task, r in table.iterrows():
+            rows.append(f"| {path.stem} | {task} | {seeds} | {r['side_test_acc']:.3f} | "
+                        f"{r['alone_test_acc']:.3f} | {100 * r['gap']:.1f} "
+                        f"({100 * r['max_gap']:.1f}) | {'yes' if r['learned'] else 'no'} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str]) -> int:
     parser = cli.parser("python docs/runs/tables.py", __doc__.split("\n\n")[0])
-    parser.add_argument("folders", nargs="+", type=Path, metavar="FOLDER",
+    parser.add_argument("folders", nargs="*", type=Path, metavar="FOLDER",
                         help="a study result folder: config.json, levels.csv, seeds.csv, "
                              "controls.csv, accuracy.csv (random_levels.csv if the random-mask "
                              "control ran); with several, the tables that compare them too")
-    results = load_all(parser.parse_args(argv).folders)
+    parser.add_argument("--baselines", nargs="+", type=Path, default=[], metavar="CSV",
+                        help="per-seed rows of python -m pipeline.baseline --out: the dense "
+                             "nets against each task alone, a row per file and task")
+    args = parser.parse_args(argv)
+    if not args.folders and not args.baselines:
+        cli.stop("FOLDER: none given; allowed: one or more study result folders, and/or "
+                 "--baselines CSV …")
+    if args.baselines:
+        print(baseline_table(args.baselines))
+    if not args.folders:
+        return 0
+    results = load_all(args.folders)
     print("\n\n".join(configuration(r) for r in results))
     if len(results) > 1:
         print("\n### Configurations side by side\n")

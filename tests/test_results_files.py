@@ -1,6 +1,7 @@
-"""docs/results.md (f) against its committed result files (docs/runs/real-mnist/): the tables
-script reads every configuration folder, and each criterion's fraction of seeds it prints is the
-one the section quotes for that configuration."""
+"""docs/results.md (f) and (k) against their committed result files (docs/runs/real-mnist/,
+docs/runs/images-data/): the tables script reads every configuration folder, each criterion's
+fraction of seeds it prints is the one the section quotes for that configuration, and every
+dense-baseline row it prints is in (k) as printed."""
 from __future__ import annotations
 
 import importlib.util
@@ -13,6 +14,9 @@ from conftest import ROOT
 
 RUNS = ROOT / "docs/runs/real-mnist"
 FOLDERS = sorted(p for p in RUNS.iterdir() if (p / "config.json").is_file())
+DATA_RUNS = ROOT / "docs/runs/images-data"
+DATA_FOLDERS = sorted(p for p in DATA_RUNS.iterdir() if (p / "config.json").is_file())
+BASELINES = sorted(DATA_RUNS.glob("*.csv"))
 
 
 def load(name: str):
@@ -51,3 +55,32 @@ def test_quoted_fractions_are_the_result_files(folder):
     assert set(rows) == {"effective", "complete", "output", "functional"}
     for criterion, fraction in rows.items():
         assert fraction in text, (folder.name, criterion, fraction)
+
+
+@pytest.mark.parametrize("folder", DATA_FOLDERS, ids=lambda p: p.name)
+def test_size_study_fractions_are_the_result_files(folder):
+    """(k): ≥ 16 seeds, and every criterion's fraction (at some level and before degradation)
+    and the degrading seeds as the tables script prints them are quoted in the section."""
+    tables = load("tables")
+    assert len(pd.read_csv(folder / "seeds.csv")) >= 16
+    printed = tables.configuration(tables.load(folder))
+    text = section("## (k) Training-set size")
+    rows = re.findall(r"^\| (?:effective|complete|output|functional)[^|]* \| [^|]+ \| [^|]+ \|",
+                      printed, re.M)
+    assert len(rows) == 4
+    for row in rows:
+        assert row in text, row
+    degrade = next(line for line in printed.splitlines() if line.startswith("Seeds that degrade"))
+    assert degrade in text
+
+
+def test_size_study_baseline_tables_are_the_baseline_files():
+    """(k)'s dense-gap tables are what `tables.py --baselines` prints from the committed files:
+    every printed row is in the section, and every file is printed there."""
+    assert DATA_FOLDERS and len(BASELINES) >= 5
+    tables = load("tables")
+    printed = tables.baseline_table(BASELINES).splitlines()[2:]
+    text = section("## (k) Training-set size")
+    assert len(printed) == 2 * len(BASELINES)  # two tasks per file
+    for row in printed:
+        assert row in text, row

@@ -36,6 +36,20 @@ def stop(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def pipe_safe(main, *args) -> int:
+    """main(*args)'s exit code, 0 when the reader of stdout went away (`… | head`: it has what
+    it wanted) instead of a BrokenPipeError traceback."""
+    import os
+
+    try:
+        code = main(*args)
+        sys.stdout.flush()
+        return code or 0
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
+
+
 def dvc_command() -> list[str]:
     """`dvc` as the user's shell finds it, else this interpreter's DVC module (installed with the
     project but not on PATH, e.g. a virtual environment used without activating it)."""

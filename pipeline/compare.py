@@ -10,7 +10,8 @@ Names as `dvc exp show` lists them (experiments, branches, `workspace`, `HEAD`, 
 hash prefix). What it reads: `dvc exp show --json` (the experiments, their params and state),
 each one's reports/metrics.json and dvc.lock from git (`git show REV:…`; the lock says whether
 the metrics were made from its params) and the per-seed d of reports/analysis/seeds.csv from
-the DVC cache (dvc.api). Plain text, at most 100 columns, UTF-8.
+the DVC cache (dvc.api). Plain text, at most 100 columns, in the terminal's encoding (escapes
+for what it lacks).
 """
 from __future__ import annotations
 
@@ -465,7 +466,10 @@ def main(argv: list[str]) -> int:
     distances = {e.rev: seed_distances(e) for e in exps}
     text = "\n".join(report(exps, distances)) + "\n"
     try:
-        sys.__stdout__.buffer.write(text.encode("utf-8"))  # any locale; DVC wraps sys.stdout
+        # any locale: the terminal's encoding, escapes (\\u2192) for what it lacks, as every
+        # tool of the project prints (io.safe_streams); DVC wraps sys.stdout, hence __stdout__
+        encoding = getattr(sys.__stdout__, "encoding", None) or "utf-8"
+        sys.__stdout__.buffer.write(text.encode(encoding, errors="backslashreplace"))
         sys.__stdout__.flush()
     except BrokenPipeError:  # `… | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())

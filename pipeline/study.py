@@ -381,6 +381,9 @@ def apply_preset(params_path: Path, preset: Path) -> dict:
                                                  for v in document.values()):
         raise config.ConfigError(f"{preset}: a preset must be a mapping of sections, each a "
                                  "mapping of keys to values (as in params.yaml)")
+    if not any(document.values()):  # it would silently run the study params.yaml holds
+        raise config.ConfigError(f"{preset}: an empty preset sets no key; allowed: a preset "
+                                 "with at least one key (studies/*.yaml)")
     for section, values in document.items():
         config.section_to_update(raw, section, params_path).update(values or {})
     check_axes_agree(document, raw, preset)

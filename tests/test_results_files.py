@@ -84,3 +84,18 @@ def test_size_study_baseline_tables_are_the_baseline_files():
     assert len(printed) == 2 * len(BASELINES)  # two tasks per file
     for row in printed:
         assert row in text, row
+
+
+@pytest.mark.parametrize("script", ["tables", "against_alone"])
+def test_a_reader_that_stops_early_ends_the_scripts_quietly(script):
+    """`python docs/runs/tables.py … | head`: exit 0 and no BrokenPipeError traceback (found by a
+    new-user review)."""
+    import subprocess
+    folder = DATA_FOLDERS[0]
+    args = [str(folder)] + ([str(DATA_RUNS / "baseline_n5000.csv")] if script == "against_alone"
+                            else [])
+    proc = subprocess.Popen([sys.executable, str(ROOT / "docs/runs" / f"{script}.py"), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc.stdout.close()  # the reader goes away before the script prints
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -355,3 +355,15 @@ def test_drift_from_the_committed_params_is_named(tmp_path):
     assert study.workspace_drift(tmp_path / "params.yaml", {"data": {"noise": 0.3}}) == \
         ["train.monitor"]
     assert "train.monitor" in study.drift_note(tmp_path / "params.yaml", {})
+
+
+@pytest.mark.parametrize("text", ["", "{}\n", "data: null\nmodel: {}\n"])
+def test_an_empty_preset_is_refused(tmp_path, text):
+    """A preset that sets no key would run the study params.yaml already holds (found by a
+    new-user review: `python -m pipeline.study run /dev/null` started it)."""
+    write_params(tmp_path, tiny_params())
+    path = tmp_path / "preset.yaml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError, match="empty preset sets no key") as err:
+        study.apply_preset(tmp_path / "params.yaml", path)
+    assert "\n" not in str(err.value)

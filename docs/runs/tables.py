@@ -289,4 +289,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(cli.pipe_safe(main, sys.argv[1:]))

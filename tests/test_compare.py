@@ -225,7 +225,7 @@ TINY_E2E = {"data.n_samples": 300, "model.hidden": [16, 16], "model.seeds": [0, 
             "prune.iterations": 4, "analysis.check_learned": "off"}
 # README's `dvc exp show` recipe: the experiments' names, the headline k and the changed params
 RECIPE = ["exp", "show", "--no-pager", "--only-changed", "--keep", r"^split\.seeds_split$",
-          "--drop", r"^(?!Experiment|(data|model|train|prune|analysis)\.)"]
+          "--drop", r"^(?!Experiment|(data|model|train|prune|analysis)\.)|^model\.seeds$"]
 
 
 @pytest.fixture(scope="module")

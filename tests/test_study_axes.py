@@ -217,7 +217,8 @@ def test_result_files_made_before_the_bias_init_axis_are_read_with_the_bias_they
     if not folders:
         pytest.skip("no committed docs/runs/real-mnist")
     infos = [yaml.safe_load((f / "config.json").read_text()) for f in folders]
-    assert all("bias_init" not in i for i in infos)
+    infos = [i for i in infos if "bias_init" not in i]  # the folders written before the axis
+    assert len(infos) >= 6
     ran = [i["params"]["model"]["bias_init"] for i in infos]
     assert set(ran) == {"default", "zero"}  # both kinds are among them
     assert [study.axis_value(i, "bias_init") for i in infos] == ran

@@ -45,8 +45,8 @@ def pipe_safe(main, *args) -> int:
         code = main(*args)
         sys.stdout.flush()
         return code or 0
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+    except BrokenPipeError:  # fd 1 to /dev/null: no second error when Python flushes at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
         return 0
 
 

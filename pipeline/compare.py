@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -465,16 +464,15 @@ def main(argv: list[str]) -> int:
         cli.stop(str(exc))
     distances = {e.rev: seed_distances(e) for e in exps}
     text = "\n".join(report(exps, distances)) + "\n"
-    try:
-        # any locale: the terminal's encoding, escapes (\\u2192) for what it lacks, as every
-        # tool of the project prints (io.safe_streams); DVC wraps sys.stdout, hence __stdout__
-        encoding = getattr(sys.__stdout__, "encoding", None) or "utf-8"
-        sys.__stdout__.buffer.write(text.encode(encoding, errors="backslashreplace"))
-        sys.__stdout__.flush()
-    except BrokenPipeError:  # `… | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+    # any locale: the terminal's encoding, escapes (\\u2192) for what it lacks, as every tool
+    # of the project prints (io.safe_streams); DVC wraps sys.stdout, hence __stdout__
+    encoding = getattr(sys.__stdout__, "encoding", None) or "utf-8"
+    sys.__stdout__.buffer.write(text.encode(encoding, errors="backslashreplace"))
+    sys.__stdout__.flush()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from pipeline.cli import pipe_safe
+
+    sys.exit(pipe_safe(main, sys.argv[1:]))  # `… | head`: the reader has what it wanted

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
-import io as io_text
-import json
 import re
 import sys
 import time
 from pathlib import Path
 
 from pipeline import config, io
+from pipeline.pool import merge_shards
 
 
 def shard_seeds(seeds: list[int], shards: int) -> list[list[int]]:
@@ -37,74 +35,6 @@ def shard_seeds(seeds: list[int], shards: int) -> list[list[int]]:
         stop = start + size + (i < extra)
         out.append(list(seeds[start:stop]))
         start = stop
-    return out
-
-
-def _csv_rows(data: bytes) -> tuple[str, list[str], list[dict]]:
-    text = data.decode()
-    lines = text.split("\n")
-    if lines[-1] != "":
-        raise ValueError("a result CSV does not end with a newline")
-    header, rows = lines[0], lines[1:-1]
-    parsed = list(csv.DictReader(io_text.StringIO(text)))
-    if len(parsed) != len(rows):
-        raise ValueError("a result CSV has fields with line breaks: rows cannot be merged")
-    return header, rows, parsed
-
-
-def merge_shards(parts: list[dict[str, bytes]], seeds: list[int]) -> dict[str, bytes]:
-    """One configuration's result files from those of its seed shards (in seed order), byte
-    for byte what the unsharded run writes.
-
-    A seed's results do not depend on which seeds share its run (the engine's batch
-    independence; tests/test_sweep_shard.py checks the whole files), and every CSV row belongs
-    to one seed and is formatted on its own, so the unsharded file holds exactly the shards'
-    rows. Their order is the shards' own: by seed (in model.seeds order), or by level and then
-    seed — detected from the first shard, ValueError when it is neither — or the one
-    study_dying.SHARD_ROW_ORDER gives (episodes.csv). config.json is the shards' (identical
-    apart from their seeds) with every seed. dying.json holds answers over every seed: it is
-    recomputed from the merged files (study_dying.merged_block).
-    """
-    from pipeline import study_dying
-
-    pos = {s: i for i, s in enumerate(seeds)}
-    out = {}
-    for name in parts[0]:
-        if name == "dying.json":  # answers over every seed: recomputed below
-            continue
-        if name.endswith(".json"):
-            infos = [json.loads(p[name]) for p in parts]
-            for info in infos:
-                info.pop("seeds", None)
-            if any(info != infos[0] for info in infos):
-                raise ValueError(f"{name}: the shards disagree on more than their seeds")
-            info = {**json.loads(parts[0][name]), "seeds": list(seeds)}
-            out[name] = (json.dumps(info, indent=2, sort_keys=False) + "\n").encode()
-            continue
-        header, lines, keys = None, [], []
-        orders = None
-        for part in parts:
-            head, rows, parsed = _csv_rows(part[name])
-            if header is not None and head != header:
-                raise ValueError(f"{name}: the shards' columns differ")
-            header = head
-            if name in study_dying.SHARD_ROW_ORDER:  # rows in another order than by seed
-                lines += rows
-                keys += [study_dying.SHARD_ROW_ORDER[name](r, pos) for r in parsed]
-                continue
-            seed_major = [(pos[int(r["seed"])], int(r.get("level") or 0)) for r in parsed]
-            level_major = [(b, a) for a, b in seed_major]
-            if orders is None:  # which order the files are written in: from the first shard
-                orders = [o for o, k in (("level", level_major), ("seed", seed_major))
-                          if k == sorted(k)]
-                if not orders:
-                    raise ValueError(f"{name}: rows neither by seed nor by level and seed")
-            lines += rows
-            keys += level_major if orders[0] == "level" else seed_major
-        order = sorted(range(len(lines)), key=keys.__getitem__)  # stable: ties keep shard order
-        out[name] = "\n".join([header, *(lines[i] for i in order), ""]).encode()
-    if "dying.json" in parts[0]:
-        out["dying.json"] = study_dying.merged_block(out, [p["dying.json"] for p in parts])
     return out
 
 

@@ -157,7 +157,7 @@ ENTRY_POINTS = [
       for s in ("params", "generate", "trajectory", "train", "learned", "imp", "analyze", "plot",
                 "aggregate", "study_run")),
     *([sys.executable, "-m", f"pipeline.{m}", "--help"]
-      for m in ("sweep", "baseline", "study", "offline_plots")),
+      for m in ("sweep", "baseline", "study", "offline_plots", "compare", "pool")),
     *([sys.executable, str(ROOT / "docs" / "runs" / f"{s}.py"), "--help"]
       for s in ("tables", "against_alone", "dying_tables")),
 ]

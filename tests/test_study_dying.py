@@ -20,8 +20,8 @@ from test_palette import figure_colours, is_task_colour
 from pipeline import config, dying_compare, dying_plots, plots, study, study_dying
 from pipeline.analysis import wilson
 from pipeline.config import STUDY_AXES
+from pipeline.pool import merge_shards
 from pipeline.study import RESULT_FILES
-from pipeline.sweep import merge_shards
 
 SEEDS = [0, 1, 2, 3]
 COMBO = {"extensions": 0, "iterations": 4, "tasks": "moons+circles", "hidden": "6x6",

@@ -8,7 +8,8 @@ import json
 import pandas as pd
 import pytest
 
-from pipeline.sweep import main, merge_shards, shard_seeds
+from pipeline.pool import merge_shards
+from pipeline.sweep import main, shard_seeds
 from tests.conftest import tiny_params
 
 
@@ -19,15 +20,25 @@ def test_shard_seeds_splits_in_order_without_empty_groups():
 
 
 def test_merge_restores_the_unsharded_row_order():
-    by_level = b"seed,level,x\n3,0,a\n1,0,b\n3,1,c\n1,1,d\n"  # level-major, seeds [3, 1, 2]
+    """levels.csv is written by level, then seed; the other files by seed, then level
+    (pool.ROW_ORDER): the merge restores that order for any shards, those of one seed too
+    (their rows are in both orders, so the order cannot be read off them)."""
+    by_level = b"seed,level,x\n3,0,a\n1,0,b\n3,1,c\n1,1,d\n"  # seeds [3, 1, 2]
     part2 = b"seed,level,x\n2,0,e\n2,1,f\n"
-    merged = merge_shards([{"t.csv": by_level}, {"t.csv": part2}], [3, 1, 2])
-    assert merged["t.csv"] == b"seed,level,x\n3,0,a\n1,0,b\n2,0,e\n3,1,c\n1,1,d\n2,1,f\n"
+    whole = b"seed,level,x\n3,0,a\n1,0,b\n2,0,e\n3,1,c\n1,1,d\n2,1,f\n"
+    merged = merge_shards([{"levels.csv": by_level}, {"levels.csv": part2}], [3, 1, 2])
+    assert merged["levels.csv"] == whole
+    one_seed = [b"seed,level,x\n3,0,a\n3,1,c\n", b"seed,level,x\n1,0,b\n1,1,d\n", part2]
+    assert merge_shards([{"levels.csv": p} for p in one_seed], [3, 1, 2])["levels.csv"] == whole
+    assert merge_shards([{"accuracy.csv": p} for p in one_seed], [3, 1, 2])["accuracy.csv"] == \
+        b"seed,level,x\n3,0,a\n3,1,c\n1,0,b\n1,1,d\n2,0,e\n2,1,f\n"
     by_seed = {"s.csv": b"seed,y\n3,1.5\n1,2\n"}
     assert merge_shards([by_seed, {"s.csv": b"seed,y\n2,\n"}], [3, 1, 2])["s.csv"] == \
         b"seed,y\n3,1.5\n1,2\n2,\n"
-    with pytest.raises(ValueError, match="neither"):
-        merge_shards([{"t.csv": b"seed,level\n1,0\n3,0\n"}], [3, 1])
+    with pytest.raises(ValueError, match="rows not by seed"):
+        merge_shards([{"accuracy.csv": b"seed,level\n1,0\n3,0\n"}], [3, 1])
+    with pytest.raises(ValueError, match="rows not by level"):
+        merge_shards([{"levels.csv": b"seed,level\n3,0\n3,1\n1,0\n"}], [3, 1])
     with pytest.raises(ValueError, match="more than their seeds"):
         merge_shards([{"c.json": b'{"a": 1, "seeds": [1]}'}, {"c.json": b'{"a": 2, "seeds": [2]}'}],
                      [1, 2])

@@ -154,13 +154,13 @@ def _episode_order(row: dict, position: dict[int, int]) -> tuple:
 
 
 # result files whose rows are not ordered by seed (or level and seed): their order for
-# pipeline.pool.merge_shards, as a key of (CSV row as a dict, {seed: position})
+# pipeline.sweep.merge_shards, as a key of (CSV row as a dict, {seed: position})
 SHARD_ROW_ORDER = {"episodes.csv": _episode_order}
 
 
 def merged_block(files: dict[str, bytes], shard_jsons: list[bytes]) -> bytes:
     """dying.json of a configuration whose seeds ran in shards: recomputed from its merged
-    result files `files` (pipeline.pool.merge_shards), the shards' dying.json for what the
+    result files `files` (pipeline.sweep.merge_shards), the shards' dying.json for what the
     files do not carry; bytes as io.write_json writes them."""
     import io as io_bytes
 

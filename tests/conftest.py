@@ -203,6 +203,27 @@ def reproduced_repo(tmp_path_factory) -> tuple[Path, str]:
     return folder / "repo", (folder / "repro.out").read_text()
 
 
+@pytest.fixture(scope="session")
+def experiments_repo(tmp_path_factory, reproduced_repo) -> Path:
+    """reproduced_repo committed, plus two experiments of the whole pipeline, `short` (2 levels)
+    and `long` (3 levels: the committed value, so DVC takes every stage from its cache — an
+    experiment need not change a value); beside the repository, each one's metrics.json and
+    seeds.csv as it finished (`<name>.metrics.json`, `<name>.seeds.csv`). Its tests share one
+    pytest-xdist worker (mark them xdist_group("experiments_repo")): DVC commands in one
+    repository take its lock."""
+    def build(folder: Path) -> None:
+        repo = copied(reproduced_repo[0], folder / "repo")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "baseline")
+        assert tiny_params()["prune"]["iterations"] == 3
+        for name, levels in (("short", 2), ("long", 3)):
+            dvc(repo, "exp", "run", "-S", f"prune.iterations={levels}", "-n", name)
+            for kept, path in (("metrics.json", "reports/metrics.json"),
+                               ("seeds.csv", "reports/analysis/seeds.csv")):
+                (folder / f"{name}.{kept}").write_bytes((repo / path).read_bytes())
+    return shared_folder(tmp_path_factory, "experiments", build) / "repo"
+
+
 def digits_beside_moons(seeds: int, density: list[float], max_epochs: int):
     """digits (64 pixels, a 10-class task) beside moons on [66, 48, 24, 11], one network per seed
     under a random mask of the given density (one per network): (params, loss, splits, layout,

@@ -16,7 +16,7 @@ from math import comb
 
 import pandas as pd
 import pytest
-from conftest import ROOT, committed_tiny_repo, dvc, git, shared_folder, tiny_params, write_params
+from conftest import ROOT
 from scipy.stats import fisher_exact, mannwhitneyu
 
 from pipeline import compare
@@ -221,45 +221,29 @@ def test_metrics_made_from_other_params_are_refused(monkeypatch):
 
 
 # ---- end to end: two real experiments ----------------------------------------------------------
-TINY_E2E = {"data.n_samples": 300, "model.hidden": [16, 16], "model.seeds": [0, 1, 2, 3],
-            "prune.iterations": 4, "analysis.check_learned": "off"}
 # README's `dvc exp show` recipe: the experiments' names, the headline k and the changed params
 RECIPE = ["exp", "show", "--no-pager", "--only-changed", "--keep", r"^split\.seeds_split$",
           "--drop", r"^(?!Experiment|(data|model|train|prune|analysis)\.)|^model\.seeds$"]
 
 
-@pytest.fixture(scope="module")
-def two_experiments(tmp_path_factory):
-    """A tiny repository (300 samples, [16, 16], 4 seeds, 4 levels) with two experiments of
-    the main pipeline up to `analyze` (the figures are not needed): `small` as committed and
-    `wide` ([24, 24]); each one's metrics.json and per-seed d as it finished."""
-    def build(folder):
-        repo = committed_tiny_repo(folder / "repo")
-        write_params(repo, tiny_params(**TINY_E2E))
-        git(repo, "commit", "-qam", "e2e params")
-        for name, extra in (("small", []), ("wide", ["-S", "model.hidden=[24,24]"])):
-            dvc(repo, "exp", "run", "analyze", "-n", name, *extra)
-            (folder / f"{name}.metrics.json").write_bytes((repo / "reports/metrics.json")
-                                                         .read_bytes())
-            (folder / f"{name}.seeds.csv").write_bytes((repo / "reports/analysis/seeds.csv")
-                                                      .read_bytes())
-    return shared_folder(tmp_path_factory, "compare_e2e", build)
-
-
 @pytest.mark.e2e
-def test_compare_two_real_experiments(two_experiments):
-    repo = two_experiments / "repo"
-    proc = subprocess.run([sys.executable, "-m", "pipeline.compare", "small", "wide"], cwd=repo,
+@pytest.mark.xdist_group("experiments_repo")
+def test_compare_two_real_experiments(experiments_repo):
+    """The shared tiny run's two experiments (conftest.experiments_repo: 2 and 3 levels, 2
+    seeds): every printed k/n is the experiment's metrics.json, every p is scipy's."""
+    repo, kept = experiments_repo, experiments_repo.parent
+    proc = subprocess.run([sys.executable, "-m", "pipeline.compare", "short", "long"], cwd=repo,
                           capture_output=True, text=True, encoding="utf-8",
                           env={**os.environ, "DVC_NO_ANALYTICS": "1"})
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert max(map(len, lines)) <= 100
-    got = {name: json.loads((two_experiments / f"{name}.metrics.json").read_text())
-           for name in ("small", "wide")}
-    d = {name: pd.read_csv(two_experiments / f"{name}.seeds.csv")["split_distance_last"].tolist()
-         for name in ("small", "wide")}
-    assert "wide against small: model.hidden [16, 16] → [24, 24]." in proc.stdout
+    got = {name: json.loads((kept / f"{name}.metrics.json").read_text())
+           for name in ("short", "long")}
+    d = {name: pd.read_csv(kept / f"{name}.seeds.csv")["split_distance_last"].tolist()
+         for name in ("short", "long")}
+    n = len(d["short"])
+    assert "long against short: prune.iterations 2 → 3." in proc.stdout
     for before in (False, True):
         key = "seeds_split_before_degradation" if before else "seeds_split"
         rows = table_rows(proc.stdout, before)
@@ -267,33 +251,34 @@ def test_compare_two_real_experiments(two_experiments):
             row = next(line for line in rows if line.startswith(name))
             assert [k for k, _ in re.findall(r"(\d+)/(\d+) \(", row)] == [
                 str(m[f"split_{c}"][key]) for c in ALL]
-        p_row = next(line for line in rows if "p vs small" in line)
+        p_row = next(line for line in rows if "p vs short" in line)
         assert re.findall(r"p = (\S+)", p_row) == [p_text(fisher_exact(
-            [[got["small"][f"split_{c}"][key], 4 - got["small"][f"split_{c}"][key]],
-             [got["wide"][f"split_{c}"][key], 4 - got["wide"][f"split_{c}"][key]]]).pvalue)
+            [[got["short"][f"split_{c}"][key], n - got["short"][f"split_{c}"][key]],
+             [got["long"][f"split_{c}"][key], n - got["long"][f"split_{c}"][key]]]).pvalue)
             for c in ALL]
-    d_row = next(line for line in lines if line.startswith("wide") and "p = " in line)
-    assert d_row.endswith(f"p = {p_text(mannwhitneyu(d['small'], d['wide']).pvalue)}")
+    d_row = next(line for line in lines if line.startswith("long") and "p = " in line)
+    assert d_row.endswith(f"p = {p_text(mannwhitneyu(d['short'], d['long']).pvalue)}")
 
-    unknown = subprocess.run([sys.executable, "-m", "pipeline.compare", "small", "wdie"],
+    unknown = subprocess.run([sys.executable, "-m", "pipeline.compare", "short", "lnog"],
                              cwd=repo, capture_output=True, text=True)
     assert unknown.returncode == 2 and unknown.stdout == ""
     assert unknown.stderr.splitlines() == [unknown.stderr.strip()]
-    assert "unknown experiment 'wdie'; available: workspace, " in unknown.stderr
-    assert "small" in unknown.stderr and "wide" in unknown.stderr
+    assert "unknown experiment 'lnog'; available: workspace, " in unknown.stderr
+    assert "short" in unknown.stderr and "long" in unknown.stderr
 
 
 @pytest.mark.e2e
-def test_the_readme_exp_show_recipe_fits_100_columns(two_experiments):
+@pytest.mark.xdist_group("experiments_repo")
+def test_the_readme_exp_show_recipe_fits_100_columns(experiments_repo):
     readme = (ROOT / "README.md").read_text()
     assert "dvc exp show --only-changed --keep '^split\\.seeds_split$' \\\n" in readme
     assert f"--drop '{RECIPE[-1]}'" in readme
-    proc = subprocess.run([sys.executable, "-m", "dvc", *RECIPE], cwd=two_experiments / "repo",
+    proc = subprocess.run([sys.executable, "-m", "dvc", *RECIPE], cwd=experiments_repo,
                           capture_output=True, text=True, encoding="utf-8",
                           env={**os.environ, "COLUMNS": "100", "DVC_NO_ANALYTICS": "1"})
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert max(map(len, lines)) <= 100 and "…" not in proc.stdout, proc.stdout
     header = next(line for line in lines if "Experiment" in line)
-    assert "split.seeds_split" in header and "model.hidden" in header
-    assert any("[wide]" in line for line in lines) and any("[small]" in line for line in lines)
+    assert "split.seeds_split" in header and "prune.iterations" in header
+    assert any("[long]" in line for line in lines) and any("[short]" in line for line in lines)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import ast
 import io as text_io
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import GIT_ENV, ROOT, copy_repo, default_params, git, write_params
+from conftest import GIT_ENV, ROOT, committed_tiny_repo
 
 from pipeline import io
 
@@ -148,10 +149,6 @@ def latin1_env(tmp_path_factory) -> dict[str, str]:
     return env
 
 
-def utf8_env(latin1: dict[str, str]) -> dict[str, str]:
-    return {**{k: v for k, v in latin1.items() if k != "LOCPATH"}, "LC_ALL": "C.UTF-8"}
-
-
 ENTRY_POINTS = [
     *([sys.executable, "-m", f"pipeline.stages.{s}", "--help"]
       for s in ("params", "generate", "trajectory", "train", "learned", "imp", "analyze", "plot",
@@ -174,20 +171,6 @@ def test_every_entry_point_prints_its_help_under_latin1(argv, latin1_env, tmp_pa
 
 
 # ---- the whole pipeline ------------------------------------------------------------------------
-def field_case_repo(folder: Path) -> Path:
-    """The issue's run (300 samples, [16, 16], 4 seeds, 5 levels) as a committed git + DVC repo."""
-    repo = copy_repo(folder)
-    params = default_params()
-    params["data"]["n_samples"] = 300
-    params["model"].update(hidden=[16, 16], seeds=[0, 1, 2, 3])
-    params["prune"]["iterations"] = 5
-    write_params(repo, params)
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "field case")
-    return repo
-
-
 def outputs(repo: Path) -> dict[str, bytes]:
     """Every file the run made or changed: data, models, reports and dvc.lock."""
     files = {p for top in ("data", "models", "reports") for p in (repo / top).rglob("*")
@@ -197,18 +180,20 @@ def outputs(repo: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.e2e
-def test_pipeline_under_latin1_writes_the_bytes_it_writes_under_utf8(latin1_env, tmp_path):
-    runs = {}
-    for name, env in (("latin1", latin1_env), ("utf8", utf8_env(latin1_env))):
-        repo = field_case_repo(tmp_path / name)
-        proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env,
-                              capture_output=True)
-        out = (proc.stdout + proc.stderr).decode("latin-1" if name == "latin1" else "utf-8")
-        assert proc.returncode == 0 and "Traceback" not in out, f"{name}:\n{out}"
-        runs[name] = (outputs(repo), out)
-    (latin1, shown), (utf8, _) = runs["latin1"], runs["utf8"]
+def test_pipeline_under_latin1_writes_the_bytes_it_writes_under_utf8(latin1_env, reproduced_repo,
+                                                                      tmp_path):
+    """`dvc repro` of the tiny run under Latin-1 against the same run under the suite's UTF-8
+    locale (the shared reproduced_repo, committed the same way): every output and dvc.lock
+    byte-identical, and the prints the field case crashed at are there."""
+    repo = committed_tiny_repo(tmp_path / "latin1")
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=latin1_env,
+                          capture_output=True)
+    shown = (proc.stdout + proc.stderr).decode("latin-1")
+    assert proc.returncode == 0 and "Traceback" not in shown, shown
+    latin1, utf8 = outputs(repo), outputs(reproduced_repo[0])
     assert "reports/report.md" in latin1 and "reports/metrics.json" in latin1
     assert sorted(latin1) == sorted(utf8)
     assert [f for f in latin1 if latin1[f] != utf8[f]] == []
     # the prints the field case crashed at: `→` escaped, `×` in Latin-1
-    assert "386 \\u2192 50 prunable parameters" in shown and "6 levels × 4 seeds" in shown
+    assert re.search(r"\d+ \\u2192 \d+ prunable parameters", shown), shown
+    assert re.search(r"\d+ levels × 2 seeds", shown), shown

@@ -164,18 +164,6 @@ def test_a_wrong_value_from_dvc_exp_run_removes_no_output(setting, key, reproduc
         {k: v for k, v in before.items() if k != checked}
 
 
-@pytest.fixture(scope="module")
-def experiments_repo(tmp_path_factory, reproduced_repo) -> Path:
-    """A committed tiny run plus two experiments, `short` (2 levels) and `long` (4 levels).
-    (Its tests share one pytest-xdist worker: DVC commands in one repository take its lock.)"""
-    repo = copied(reproduced_repo[0], tmp_path_factory.mktemp("exp") / "repo")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "baseline")
-    dvc(repo, "exp", "run", "-S", "prune.iterations=2", "-n", "short")
-    dvc(repo, "exp", "run", "-S", "prune.iterations=4", "-n", "long")
-    return repo
-
-
 @pytest.mark.xdist_group("experiments_repo")
 def test_dvc_exp_run_and_show(experiments_repo):
     show = json.loads(dvc(experiments_repo, "exp", "show", "--json").stdout)
@@ -191,7 +179,7 @@ def test_dvc_plots_diff_between_experiments(experiments_repo, tmp_path):
     for title in ("Accuracy vs remaining parameters", "Fraction of seeds split per level",
                   "Validation loss per epoch by IMP level"):
         assert title in page
-    # both experiments' data are in the page: 3 vs 5 levels of the git-tracked summary table
+    # both experiments' data are in the page: 3 vs 4 levels of the git-tracked summary table
     assert page.count('"rev": "short"') > 0 and page.count('"rev": "long"') > 0
     assert '"scheme": "viridis"' in page  # the custom per-level template, not a 7-colour cycle
 

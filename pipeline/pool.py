@@ -1,31 +1,36 @@
-"""Joining result files of one study configuration whose seeds ran apart: the shards of a
-sweep (merge_shards, used by pipeline.sweep) and result folders run at different times
-(pool, `python -m pipeline.pool`).
+"""Pool the result folders of one study configuration whose seeds ran apart; also the merge
+that joins a sharded sweep's seed groups (merge_shards, used by pipeline.sweep).
 
-    python -m pipeline.pool --out docs/runs/x/<configuration> FOLDER FOLDER [...]
+    python -m pipeline.pool --out POOLED FOLDER FOLDER [...]
 
-Per-seed resume joins seeds only while the configuration's work folder (models/study/<name>/)
-is kept. When it is gone — 16 seeds run, their level files deleted, 16 more run later — the
-two result folders (reports/study/runs/<name>/) can still be pooled: the seeds' results do not
-depend on which seeds shared a run (the engine's batch independence), so the pooled files are
-the rows of both, ordered as one run of every seed (in increasing order) writes them, by the
-same merge that joins a sharded sweep. The folders must be one configuration: config.json
-equal but for the seeds and the name, every study axis of the same value (a folder written
-before an axis existed means the value its params record: study.axis_value), and no seed in
-two folders.
+When to use it: adding seeds to a finished configuration normally reuses the finished ones
+(per-seed resume), but only while its work folder (models/study/<name>/) is kept. When it is
+gone — 16 seeds run and their level files deleted, 16 more run later or on another machine —
+run the new seeds alone and pool the two result folders (reports/study/runs/<name>/). A seed's
+results do not depend on which seeds shared its run (the engine's batch independence), so the
+pooled result files are the rows of every folder, in the order one run of every seed (in
+increasing order) writes them, by the same merge that joins a sharded sweep: byte for byte
+that run's files, config.json apart (it lists where each seed came from, `pooled_from`).
 
-What a folder written by an older version lacks is filled where it is implied and left out
-where it is not, and said: a study-axis column (bias_init, n_samples, …) is filled with the
-configuration's value; a result file or another column that some folder lacks is left out of
-the pool (the tools that read the folder ask only for what they need). A folder's seeds may
-also come from different commits of the engine: single seeds move across those, fractions do
-not (docs/engine.md, "Reproducibility"), so pool only runs of one protocol.
-"""
+What must hold (else one line naming the folder or file, exit code 2, nothing written): each
+FOLDER a study result folder (config.json; seeds.csv, levels.csv, controls.csv, accuracy.csv,
+each undamaged and holding the seeds config.json lists), their seeds disjoint and each listed
+in increasing order, and one configuration: every study axis of one value (a folder written
+before an axis existed means the value its params record) and every params key of one value,
+but the run settings (RUN_SETTINGS: worker processes, threads, device, data folders), which
+decide how a result is computed, not what is computed. Seeds computed on another device,
+thread count or commit of the engine are pooled as they are: single seeds move across those,
+fractions do not (docs/engine.md, "Reproducibility").
+
+A folder written by an older version may lack files or columns: a study-axis column
+(bias_init, n_samples, …) is filled with the configuration's value, anything else one folder
+lacks is left out of the pool, and each such omission is printed."""
 from __future__ import annotations
 
 import csv
 import io as io_text
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -108,22 +113,97 @@ def merge_shards(parts: list[dict[str, bytes]], seeds: list[int]) -> dict[str, b
 
 
 class PoolError(ValueError):
-    """Folders that cannot be pooled; the message names the folder and what differs."""
+    """Folders that cannot be pooled; the message names the folder or file and what differs."""
+
+
+REQUIRED = ("seeds.csv", "levels.csv", "controls.csv", "accuracy.csv")  # what the tables read
+RESULT_ALLOWED = ("allowed: a study result folder (config.json, " + ", ".join(REQUIRED) + ")")
+# params that decide how a result is computed, not what: they may differ between the folders
+RUN_SETTINGS = ("train.workers", "train.threads", "train.device", "data.mnist_dir",
+                "data.fashion_mnist_dir")
+# config.json keys of a folder's own: its seeds, its name (from the axes), where it was pooled from
+OWN_KEYS = ("seeds", "name", "pooled_from", "params", *STUDY_AXES)
+
+
+def read_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise PoolError(f"{folder} has no config.json: not a study result folder; {RESULT_ALLOWED}")
+    try:
+        info = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PoolError(f"{path}: not a JSON text ({exc})") from exc
+    seeds = info.get("seeds") if isinstance(info, dict) else None
+    if not isinstance(info, dict) or not isinstance(info.get("name"), str) or not isinstance(
+            info.get("params"), dict) or not all(isinstance(v, dict) for v in info["params"].values()):
+        raise PoolError(f"{path}: not a result folder's config.json (an object with a name, "
+                        "seeds and params)")
+    if not isinstance(seeds, list) or not seeds or not all(
+            type(s) is int for s in seeds) or seeds != sorted(set(seeds)):
+        raise PoolError(f"{path}: seeds {seeds!r} are not allowed; allowed: a list of distinct "
+                        "integers in increasing order (the rows follow it)")
+    return info
+
+
+def read_table(path: Path, seeds: list[int], every_seed: bool) -> bytes:
+    """A result CSV's bytes, checked: UTF-8, whole, one row per line, a seed column of
+    integers among `seeds` (all of them where `every_seed`), rows in the file's order."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PoolError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    if not text.endswith("\n"):
+        raise PoolError(f"{path}: cut short (no newline at its end)")
+    rows = list(csv.reader(io_text.StringIO(text)))
+    if len(rows) != text.count("\n") or not rows:
+        raise PoolError(f"{path}: not one row per line (a field with a line break, or empty)")
+    if "seed" not in rows[0]:
+        raise PoolError(f"{path}: no seed column (its header starts {rows[0][:3]})")
+    col, found = rows[0].index("seed"), set()
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) != len(rows[0]):
+            raise PoolError(f"{path}: line {n} has {len(row)} fields, its header {len(rows[0])}")
+        if not row[col].lstrip("-").isdigit() or int(row[col]) not in seeds:
+            raise PoolError(f"{path}: line {n} has seed {row[col]!r}; allowed: the seeds its "
+                            f"config.json lists, {seeds}")
+        found.add(int(row[col]))
+    if every_seed and found != set(seeds):
+        raise PoolError(f"{path}: no rows for seeds {sorted(set(seeds) - found)} of its "
+                        "config.json")
+    try:
+        merge_shards([{path.name: data}], seeds)  # its rows in the order the stages write them
+    except ValueError as exc:
+        raise PoolError(f"{path}: {exc}") from exc
+    return data
 
 
 def read_folder(folder: Path) -> tuple[dict, dict[str, bytes]]:
-    """config.json (parsed) and every other result file's bytes of one result folder."""
+    """config.json (parsed) and every other result file's bytes of one result folder, checked."""
     from pipeline import study
 
     if not folder.is_dir():
-        raise PoolError(f"{folder} is not a folder")
-    info = io.read_json(folder / "config.json", ("name", "seeds", "params"))
+        raise PoolError(f"{folder} is not a folder; {RESULT_ALLOWED}")
+    info = read_config(folder)
     files = {}
     for name in study.RESULT_FILES[1:]:
-        if (folder / name).is_file():
-            files[name] = (folder / name).read_bytes()
-    if "seeds.csv" not in files:
-        raise PoolError(f"{folder} has no seeds.csv: not a study result folder")
+        path = folder / name
+        if path.exists() and not path.is_file():
+            raise PoolError(f"{path} is not a file; {RESULT_ALLOWED}")
+        if name in REQUIRED and not path.is_file():
+            raise PoolError(f"{folder} has no {name}; {RESULT_ALLOWED}")
+        if not path.exists():
+            continue
+        if name.endswith(".json"):
+            try:
+                block = json.loads(path.read_bytes().decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise PoolError(f"{path}: not a JSON text ({exc})") from exc
+            if not isinstance(block, dict):
+                raise PoolError(f"{path}: not a JSON object")
+            files[name] = path.read_bytes()
+        else:
+            files[name] = read_table(path, info["seeds"], name in (*REQUIRED, "random_levels.csv"))
     return info, files
 
 
@@ -133,40 +213,58 @@ def axes_of(info: dict) -> dict:
     return {axis: study.axis_value(info, axis) for axis in STUDY_AXES}
 
 
+def flat_params(info: dict) -> dict:
+    """{'section.key': value} of a config.json's params; a key a folder written before it
+    existed lacks means its default (config.Params)."""
+    defaults = config.Params()
+    out = {}
+    for section in config.SECTIONS:
+        if section in ("study", "plot"):
+            continue
+        recorded = info["params"].get(section, {})
+        default = config.section_dict(getattr(defaults, section))
+        for key in sorted({*default, *recorded}):
+            out[f"{section}.{key}"] = recorded.get(key, default.get(key))
+    return out
+
+
 def check_same_configuration(folders: list[Path], infos: list[dict]) -> None:
     """Raises PoolError naming the first folder whose configuration or seeds differ."""
-    first, seen = infos[0], {}
+    first, seen, where = infos[0], {}, {}
+    allowed = ("allowed: folders of one configuration, which differ only in their seeds and "
+               f"run settings ({', '.join(RUN_SETTINGS)})")
     for folder, info in zip(folders, infos):
+        if folder.resolve() in where:
+            raise PoolError(f"{folder} is given twice (as {where[folder.resolve()]})")
+        where[folder.resolve()] = folder
         for axis, value in axes_of(info).items():
             if str(value) != str(axes_of(first)[axis]):
-                raise PoolError(f"{folder}: study axis {axis} is {value!r}, "
-                                f"{folders[0]} has {axes_of(first)[axis]!r}")
+                raise PoolError(f"{folder}: study axis {axis} is {value!r} where {folders[0]} "
+                                f"has {axes_of(first)[axis]!r}; {allowed}")
+        mine, theirs = flat_params(info), flat_params(first)
+        for key in mine:
+            if key not in RUN_SETTINGS and key != "model.seeds" and mine[key] != theirs[key]:
+                raise PoolError(f"{folder}: params {key} is {mine[key]!r} where {folders[0]} "
+                                f"has {theirs[key]!r}; {allowed}")
         for key in sorted(set(info) | set(first)):
             if key not in OWN_KEYS and info.get(key) != first.get(key):
-                raise PoolError(f"{folder}: config.json's {key} differs from {folders[0]}'s")
-        if info["seeds"] != sorted(info["seeds"]):
-            raise PoolError(f"{folder}: its seeds {info['seeds']} are not in increasing order "
-                            "(its rows follow them); allowed: runs of increasing seeds")
+                raise PoolError(f"{folder}: config.json's {key} is {info.get(key)!r} where "
+                                f"{folders[0]} has {first.get(key)!r}; {allowed}")
         for seed in info["seeds"]:
             if seed in seen:
-                raise PoolError(f"seed {seed} is in both {seen[seed]} and {folder}")
+                raise PoolError(f"seed {seed} is in both {seen[seed]} and {folder}; allowed: "
+                                "folders of disjoint seeds")
             seen[seed] = folder
 
 
 def aligned(name: str, parts: list[bytes], axes: dict) -> tuple[list[bytes], list[str]]:
     """One CSV of every folder with the same columns: those of the widest header, axis columns
-    a folder lacks filled with the configuration's value, other columns some folder lacks
-    dropped (returned)."""
-    tables = []
-    for data in parts:
-        text = data.decode("utf-8")
-        rows = list(csv.reader(io_text.StringIO(text)))
-        if len(rows) != text.count("\n"):
-            raise PoolError(f"{name}: fields with line breaks cannot be pooled")
-        tables.append(rows)
+    a folder lacks filled with the configuration's value, columns some folder lacks dropped
+    (returned, in the order the folders name them)."""
+    tables = [list(csv.reader(io_text.StringIO(data.decode("utf-8")))) for data in parts]
     widest = max((rows[0] for rows in tables), key=len)
     keep = [c for c in widest if c in axes or all(c in rows[0] for rows in tables)]
-    dropped = [c for c in widest if c not in keep]
+    dropped = list(dict.fromkeys(c for rows in tables for c in rows[0] if c not in keep))
     out = []
     for rows in tables:
         at = {c: i for i, c in enumerate(rows[0])}
@@ -188,9 +286,20 @@ def _axis_text(column: str, value, having: list[list[list[str]]]) -> str:
     return texts.pop() if texts else str(value)
 
 
+def provenance(folder: Path, info: dict) -> list[dict]:
+    """Where a folder's seeds came from: its pooled_from (a pooled folder pooled again), else
+    the folder itself, with its run settings."""
+    if isinstance(info.get("pooled_from"), list):
+        return info["pooled_from"]
+    params = flat_params(info)
+    name = os.fsencode(folder.resolve().name).decode("utf-8", "replace")  # as on disk, any locale
+    return [{"folder": name, "seeds": info["seeds"],
+             "run_settings": {k: params[k] for k in RUN_SETTINGS}}]
+
+
 def pool(folders: list[Path]) -> tuple[dict[str, bytes], list[str]]:
     """The pooled result files ({file name: bytes}, config.json included) and notes on what was
-    left out. Raises PoolError, io.ReadError."""
+    left out or renamed. Raises PoolError."""
     from pipeline import study_dying
 
     if len(folders) < 2:
@@ -198,37 +307,56 @@ def pool(folders: list[Path]) -> tuple[dict[str, bytes], list[str]]:
     read = [read_folder(f) for f in folders]
     infos = [info for info, _ in read]
     check_same_configuration(folders, infos)
-    widest = max(infos, key=len)  # the newest config.json: every axis listed
-    info = {**widest, **axes_of(widest), "name": config.configuration_name(axes_of(widest))}
+    axes = axes_of(max(infos, key=len))
+    info = {**max(infos, key=len), **axes, "name": config.configuration_name(axes)}
+    notes = [f"{f}: config.json's name {i['name']} is {info['name']} now (named as "
+             "configurations are today)" for f, i in zip(folders, infos) if i["name"] != info["name"]]
     seeds = sorted(s for i in infos for s in i["seeds"])  # the same pool in any folder order
     names = set.intersection(*(set(files) for _, files in read))
-    notes = [f"{n} left out: not in every folder" for n in sorted(
+    notes += [f"{n} left out: not in every folder" for n in sorted(
         set.union(*(set(files) for _, files in read)) - names)]
     others = sorted(set(study_dying.DYING_FILES) - {"dying.json"})
     if "dying.json" in names and not set(others) <= names:
         names.discard("dying.json")  # recomputed from the pooled others (merge_shards)
         notes.append(f"dying.json left out: it is recomputed from {', '.join(others)}, "
                      "not all in every folder")
-    names = sorted(names)
     shards = [{"config.json": json.dumps({**info, "seeds": i["seeds"]}).encode()} for i in infos]
-    for name in names:
+    for name in sorted(names):
         if name.endswith(".json"):  # dying.json: recomputed from the pooled files (merge_shards)
             for shard, (_, files) in zip(shards, read):
                 shard[name] = files[name]
             continue
-        parts, dropped = aligned(name, [files[name] for _, files in read], axes_of(widest))
+        parts, dropped = aligned(name, [files[name] for _, files in read], axes)
         for shard, part in zip(shards, parts):
             shard[name] = part
         if dropped:
             notes.append(f"{name}: columns left out (not in every folder): {', '.join(dropped)}")
-    try:
-        merged = merge_shards(shards, seeds)
-    except ValueError as exc:
-        raise PoolError(str(exc)) from exc
-    merged["config.json"] = (json.dumps({**info, "seeds": seeds, "pooled_from": [
-        {"folder": f.name, "seeds": i["seeds"]} for f, i in zip(folders, infos)]}, indent=2)
-        + "\n").encode("utf-8")
+    merged = merge_shards(shards, seeds)
+    sources = sorted((p for f, i in zip(folders, infos) for p in provenance(f, i)),
+                     key=lambda p: p["seeds"][0])
+    merged["config.json"] = (json.dumps({**info, "seeds": seeds, "pooled_from": sources},
+                                        indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     return merged, notes
+
+
+def check_out(out: Path, folders: list[Path]) -> None:
+    """Refuses an --out that would destroy or mix into what it should not: an input, a folder
+    holding one or inside one, a file, or a folder that is not a study result folder."""
+    allowed = ("allowed: a new folder, or a study result folder to replace, apart from the "
+               "folders pooled")
+    if out.name in ("", ".", ".."):
+        cli.stop(f"--out {str(out)!r} is not allowed; {allowed}")
+    target = out.resolve()
+    for folder in folders:
+        there = folder.resolve()
+        if target == there or target in there.parents or there in target.parents:
+            cli.stop(f"--out {str(out)!r} is not allowed: it is, holds or is inside {folder}; "
+                     f"{allowed}")
+    if out.exists() and not out.is_dir():
+        cli.stop(f"--out {str(out)!r} is not allowed: it is a file; {allowed}")
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+        cli.stop(f"--out {str(out)!r} is not allowed: a folder with files but no config.json "
+                 f"(not a study result folder); {allowed}")
 
 
 def write(out: Path, files: dict[str, bytes]) -> None:
@@ -238,25 +366,29 @@ def write(out: Path, files: dict[str, bytes]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = cli.parser("python -m pipeline.pool", description=__doc__.split("\n\n")[0])
+    parser = cli.parser("python -m pipeline.pool", description=(
+        "Pool the result folders of one study configuration whose seeds ran apart (the work "
+        "folder of the first seeds gone, so per-seed resume cannot add the new ones): the "
+        "pooled files are those one run of every seed writes. docs/running.md, 'More seeds "
+        "for a finished configuration'."))
     parser.add_argument("folders", nargs="+", type=Path, metavar="FOLDER",
-                        help="result folders of one configuration (reports/study/runs/<name>/)")
+                        help="two or more result folders of one configuration, disjoint seeds "
+                             "(reports/study/runs/<name>/)")
     parser.add_argument("--out", type=Path, required=True,
-                        help="the pooled result folder to write (replaced if it exists)")
+                        help="the pooled result folder to write: a new folder, or a result "
+                             "folder to replace (never one of the FOLDERs)")
     args = parser.parse_args(argv)
-    if any(args.out.resolve() == f.resolve() for f in args.folders):
-        cli.stop(f"--out {str(args.out)!r} is not allowed; allowed: a folder other than those "
-                 "pooled")
+    check_out(args.out, args.folders)
     try:
         files, notes = pool(args.folders)
         write(args.out, files)
-    except (PoolError, io.ReadError, io.WriteError) as exc:
+    except (PoolError, io.WriteError) as exc:
         cli.stop(str(exc))
-    seeds = json.loads(files["config.json"])["seeds"]
+    info = json.loads(files["config.json"])
     for note in notes:
         print(f"pool: {note}")
-    print(f"pool: {len(seeds)} seeds of {json.loads(files['config.json'])['name']} "
-          f"from {len(args.folders)} folders in {args.out}")
+    print(f"pool: {len(info['seeds'])} seeds of {info['name']} from {len(args.folders)} "
+          f"folders in {args.out}")
     return 0
 
 

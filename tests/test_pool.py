@@ -70,8 +70,11 @@ def test_pooling_seed_groups_gives_back_the_whole_run(groups, tmp_path):
         if name != "config.json":
             assert data == (FOLDER / name).read_bytes(), name  # dying.json recomputed too
     info, whole = json.loads(files["config.json"]), json.loads((FOLDER / "config.json").read_text())
-    assert info.pop("pooled_from") == [{"folder": f.name, "seeds": list(g)}
-                                       for f, g in zip(folders, groups)]
+    settings = {"train.workers": 2, "train.threads": 1, "train.device": "auto",
+                "data.mnist_dir": None, "data.fashion_mnist_dir": "/usr/share/datasets/fashion-mnist"}
+    assert info.pop("pooled_from") == sorted(
+        ({"folder": f.name, "seeds": list(g), "run_settings": settings}
+         for f, g in zip(folders, groups)), key=lambda p: p["seeds"][0])
     assert info == whole
 
 
@@ -114,49 +117,150 @@ def edit_config(folder: Path, edit) -> Path:
     return folder
 
 
+def edit_file(folder: Path, name: str, edit) -> Path:
+    """folder with `name`'s bytes replaced by edit(bytes)."""
+    path = folder / name
+    path.write_bytes(edit(path.read_bytes()))
+    return folder
+
+
+def swap_lines(data: bytes) -> bytes:
+    lines = data.split(b"\n")
+    lines[1], lines[-2] = lines[-2], lines[1]
+    return b"\n".join(lines)
+
+
+def two(a: Path, b: Path, **damage_b) -> tuple[Path, Path]:
+    """Seeds 0-1 in a, 2-3 in b (b damaged by `damage_b`: part's drop options)."""
+    return part(FOLDER, a, [0, 1]), part(FOLDER, b, [2, 3], **damage_b)
+
+
+def damaged(name: str, edit):
+    return lambda a, b: (part(FOLDER, a, [0, 1]), edit_file(part(FOLDER, b, [2, 3]), name, edit))
+
+
+def config_of(edit):
+    return lambda a, b: (part(FOLDER, a, [0, 1]), edit_config(part(FOLDER, b, [2, 3]), edit))
+
+
+def levels_folder(a: Path, b: Path):
+    first, second = two(a, b)
+    (second / "levels.csv").unlink()
+    (second / "levels.csv").mkdir()
+    return first, second
+
+
+# every kind of input the pool must refuse, and what the one line must say
 REFUSED = {
+    # not one configuration, or not disjoint
     "a seed in both": (lambda a, b: (part(FOLDER, a, [0, 1, 2]), part(FOLDER, b, [2, 3])),
                        "seed 2 is in both"),
-    "another weight decay": (lambda a, b: (part(FOLDER, a, [0]), edit_config(
-        part(FOLDER, b, [1]), lambda i: i.update(weight_decay=0.0001))),
-        "study axis weight_decay is 0.0001"),
-    "an axis implied by older params": (lambda a, b: (part(FOLDER, a, [0]), edit_config(
-        part(FOLDER, b, [1], drop_keys=("n_samples",)),
-        lambda i: i["params"]["data"].update(n_samples=15000))), "study axis n_samples is 15000"),
-    "another learning rate": (lambda a, b: (part(FOLDER, a, [0]), edit_config(
-        part(FOLDER, b, [1]), lambda i: i["params"]["train"].update(lr=0.01))),
-        "config.json's params differs"),
-    "other layers": (lambda a, b: (part(FOLDER, a, [0]), edit_config(
-        part(FOLDER, b, [1]), lambda i: i.update(layers=[1568, 10, 20]))),
-        "config.json's layers differs"),
-    "seeds out of order": (lambda a, b: (part(FOLDER, a, [0]), edit_config(
-        part(FOLDER, b, [2, 1]), lambda i: i.update(seeds=[2, 1]))), "not in increasing order"),
+    "one folder twice": (lambda a, b: (part(FOLDER, a, [0]), a), "is given twice"),
+    "another weight decay": (config_of(lambda i: i.update(weight_decay=0.0001)),
+                             "study axis weight_decay is 0.0001"),
+    "an axis implied by older params": (config_of(lambda i: (i.pop("n_samples"), i["params"][
+        "data"].update(n_samples=15000))), "study axis n_samples is 15000"),
+    "another learning rate": (config_of(lambda i: i["params"]["train"].update(lr=0.01)),
+                              "params train.lr is 0.01 where"),
+    "other layers": (config_of(lambda i: i.update(layers=[1568, 10, 20])),
+                     "config.json's layers is [1568, 10, 20] where"),
     "one folder": (lambda a, b: (part(FOLDER, a, [0]),), "at least two folders"),
-    "no seeds.csv": (lambda a, b: (part(FOLDER, a, [0]), part(FOLDER, b, [1],
-                                                           drop_files=("seeds.csv",))),
-                     "has no seeds.csv"),
+    # not a result folder
     "not a folder": (lambda a, b: (part(FOLDER, a, [0]), b / "missing"), "is not a folder"),
-    "a damaged config.json": (lambda a, b: (part(FOLDER, a, [0]), _damaged(part(
-        FOLDER, b, [1]))), "config.json"),
+    "an empty folder": (lambda a, b: (part(FOLDER, a, [0]), _mkdir(b)), "has no config.json"),
+    "no seeds.csv": (lambda a, b: two(a, b, drop_files=("seeds.csv",)), "has no seeds.csv"),
+    "no levels.csv": (lambda a, b: two(a, b, drop_files=("levels.csv",)), "has no levels.csv"),
+    "levels.csv a folder": (levels_folder, "levels.csv is not a file"),
+    # a damaged config.json
+    "config.json cut short": (damaged("config.json", lambda d: d[:9]), "not a JSON text"),
+    "config.json a list": (damaged("config.json", lambda d: b"[]"), "not a result folder's"),
+    "params a list": (config_of(lambda i: i.update(params=[])), "not a result folder's"),
+    "seeds an integer": (config_of(lambda i: i.update(seeds=3)), "seeds 3 are not allowed"),
+    "seeds as text": (config_of(lambda i: i.update(seeds=["2", "3"])), "are not allowed"),
+    "no seeds": (config_of(lambda i: i.update(seeds=[])), "seeds [] are not allowed"),
+    "a seed twice": (config_of(lambda i: i.update(seeds=[2, 2, 3])), "are not allowed"),
+    "seeds out of order": (config_of(lambda i: i.update(seeds=[3, 2])),
+                           "not allowed; allowed: a list of distinct integers in increasing"),
+    "fewer seeds than the rows": (config_of(lambda i: i.update(seeds=[2])),
+                                  "has seed '3'; allowed: the seeds its config.json lists"),
+    "more seeds than the rows": (config_of(lambda i: i.update(seeds=[2, 3, 4])),
+                                 "no rows for seeds [4]"),
+    # a damaged CSV
+    "a CSV cut short": (damaged("levels.csv", lambda d: d[:-1000]), "cut short"),
+    "an empty CSV": (damaged("levels.csv", lambda d: b""), "cut short"),
+    "a CSV of its header": (damaged("accuracy.csv", lambda d: d.split(b"\n")[0] + b"\n"),
+                            "no rows for seeds [2, 3]"),
+    "a CSV not UTF-8": (damaged("levels.csv", lambda d: d.replace(b"True", b"Tru\xe9", 1)),
+                        "not UTF-8 text"),
+    "a byte order mark": (damaged("controls.csv", lambda d: b"\xef\xbb\xbf" + d),
+                          "no seed column"),
+    "a row short of a field": (damaged("seeds.csv", lambda d: d.replace(b"\n2,", b"\n2", 1)),
+                               "line 2 has"),
+    "a row with a field more": (damaged("controls.csv", lambda d: d.replace(
+        b"\n3,", b"\n3,x,", 1)), "line 3 has"),
+    "no seed column": (damaged("controls.csv", lambda d: d.replace(b"seed,", b"sed,", 1)),
+                       "no seed column"),
+    "a seed not a number": (damaged("levels.csv", lambda d: d.replace(b"\n2,", b"\nx2,", 1)),
+                            "has seed 'x2'"),
+    "rows out of order": (damaged("accuracy.csv", swap_lines), "rows not by seed"),
+    "a level row out of order": (damaged("levels.csv", swap_lines), "rows not by level"),
+    "a line break in a field": (damaged("seeds.csv", lambda d: d.replace(
+        b",", b',"a\nb",', 1)), "not one row per line"),
+    "dying.json a list": (damaged("dying.json", lambda d: b"[]\n"), "not a JSON object"),
+    "dying.json cut short": (damaged("dying.json", lambda d: d[:20]), "not a JSON text"),
 }
 
 
-def _damaged(folder: Path) -> Path:
-    (folder / "config.json").write_text('{"name": ')
+def _mkdir(folder: Path) -> Path:
+    folder.mkdir()
     return folder
+
+
+def run_pool(*argv) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.pool", *map(str, argv)], cwd=ROOT,
+                          capture_output=True, text=True, encoding="utf-8")
+
+
+def assert_one_line(proc: subprocess.CompletedProcess, says: str) -> None:
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("make, says", REFUSED.values(), ids=REFUSED.keys())
 def test_what_cannot_be_pooled_is_one_line_and_writes_nothing(make, says, tmp_path):
     folders = make(tmp_path / "a", tmp_path / "b")
     out = tmp_path / "pooled"
-    proc = subprocess.run([sys.executable, "-m", "pipeline.pool", "--out", str(out),
-                           *map(str, folders)], cwd=ROOT, capture_output=True, text=True,
-                          encoding="utf-8")
-    assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
-    assert says in proc.stderr and "Traceback" not in proc.stderr
+    assert_one_line(run_pool("--out", out, *folders), says)
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# every --out that would destroy or mix into what it should not
+OUTS = {
+    "an input": (lambda t: t / "a", "it is, holds or is inside"),
+    "the folder above the inputs": (lambda t: t, "it is, holds or is inside"),
+    "inside an input": (lambda t: t / "a" / "sub", "it is, holds or is inside"),
+    "a file": (lambda t: _file(t / "notes.txt"), "it is a file"),
+    "a folder of other files": (lambda t: _file(t / "other" / "notes.txt").parent,
+                                "no config.json"),
+    "empty": (lambda t: Path(""), "is not allowed"),
+    "the current folder": (lambda t: Path("."), "is not allowed"),
+}
+
+
+def _file(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("kept\n")
+    return path
+
+
+@pytest.mark.parametrize("make, says", OUTS.values(), ids=OUTS.keys())
+def test_an_out_that_would_destroy_something_is_refused(make, says, tmp_path):
+    folders = two(tmp_path / "a", tmp_path / "b")
+    out = make(tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert_one_line(run_pool("--out", out, *folders), says)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 def test_the_command_writes_the_pool_and_says_what_it_left_out(tmp_path):
@@ -174,9 +278,12 @@ def test_the_command_writes_the_pool_and_says_what_it_left_out(tmp_path):
     assert json.loads((out / "config.json").read_text())["seeds"] == [0, 1, 2, 3]
     assert not (out / "episodes.csv").exists() and not (out / "dying.json").exists()
     assert (out / "bias_survival.csv").exists()
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert run_pool(old, new, "--out", out).returncode == 0  # a result folder is replaced
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
     again = subprocess.run([sys.executable, "-m", "pipeline.pool", "--out", str(old), str(old),
                             str(new)], cwd=ROOT, capture_output=True, text=True)
-    assert again.returncode == 2 and "a folder other than those pooled" in again.stderr
+    assert again.returncode == 2 and "it is, holds or is inside" in again.stderr
 
 
 def test_a_folder_of_an_older_version_reads_its_axes_from_its_params():
@@ -187,3 +294,53 @@ def test_a_folder_of_an_older_version_reads_its_axes_from_its_params():
     axes = pool.axes_of(info)
     assert axes["bias_init"] == "zero" and axes["n_samples"] == 5000
     assert axes["weight_decay"] == 0.0 and axes["method"] == "rewind"
+
+
+def test_run_settings_may_differ_and_are_recorded(tmp_path):
+    """Worker processes, threads, device and data folders decide how a seed is computed, not
+    what: a sweep's folder (train.workers 1) pools with a dvc repro one (2), and a run on a
+    machine with the data elsewhere too; each folder's settings are in pooled_from."""
+    a = part(FOLDER, tmp_path / "a", list(range(8)))
+    b = edit_config(part(FOLDER, tmp_path / "b", list(range(8, 16))), lambda i: (
+        i["params"]["train"].update(workers=1, threads=2, device="cpu"),
+        i["params"]["data"].update(fashion_mnist_dir="/data/fashion")))
+    files, notes = pool.pool([a, b])
+    assert notes == []
+    for name, data in files.items():
+        if name != "config.json":
+            assert data == (FOLDER / name).read_bytes(), name
+    sources = json.loads(files["config.json"])["pooled_from"]
+    assert [s["run_settings"]["train.workers"] for s in sources] == [2, 1]
+    assert sources[1]["run_settings"]["data.fashion_mnist_dir"] == "/data/fashion"
+
+
+def test_a_pooled_folder_pools_again_with_more_seeds(tmp_path):
+    groups = [part(FOLDER, tmp_path / f"g{i}", list(g)) for i, g in
+              enumerate([range(0, 4), range(4, 8), range(8, 16)])]
+    first = tmp_path / "first"
+    pool.write(first, pool.pool(groups[:2])[0])
+    files, notes = pool.pool([first, groups[2]])
+    assert notes == []
+    for name, data in files.items():
+        if name != "config.json":
+            assert data == (FOLDER / name).read_bytes(), name
+    assert [s["folder"] for s in json.loads(files["config.json"])["pooled_from"]] == [
+        "g0", "g1", "g2"]
+
+
+def test_every_column_left_out_is_named(tmp_path):
+    """Each folder with a column of its own (same header length): both are named."""
+    a = part(FOLDER, tmp_path / "a", [0, 1], drop_columns=("frozen_w",))
+    b = part(FOLDER, tmp_path / "b", [2, 3], drop_columns=("frozen_b",))
+    _, notes = pool.pool([a, b])
+    assert "levels.csv: columns left out (not in every folder): frozen_b, frozen_w" in notes
+
+
+def test_an_older_folder_is_named_as_configurations_are_now(tmp_path):
+    old = edit_config(part(FOLDER, tmp_path / "old", [0, 1], drop_keys=("bias_init", "n_samples")),
+                      lambda i: i.update(name="ext0-old-name"))
+    new = part(FOLDER, tmp_path / "new", [2, 3])
+    files, notes = pool.pool([old, new])
+    assert json.loads(files["config.json"])["name"] == FOLDER.name
+    assert notes[0] == f"{old}: config.json's name ext0-old-name is {FOLDER.name} now (named as " \
+        "configurations are today)"

@@ -99,3 +99,21 @@ def test_a_reader_that_stops_early_ends_the_scripts_quietly(script):
     proc.stdout.close()  # the reader goes away before the script prints
     err = proc.stderr.read().decode()
     assert proc.wait() == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_the_pooled_cell_is_the_pool_of_its_two_runs():
+    """(f′)'s 32-seed rewind / 1e-4 cell is exactly `python -m pipeline.pool` of the two
+    committed 16-seed runs it names (their seeds disjoint, every seed once)."""
+    import json
+
+    from pipeline import pool
+
+    pooled = RUNS / "ext0-it20-mnist+fashion_mnist-784x392-kaiming_normal-noise0.1-wd0.0001-seeds0-31"
+    info = json.loads((pooled / "config.json").read_text())
+    halves = [RUNS / source["folder"] for source in info["pooled_from"]]
+    assert [len(source["seeds"]) for source in info["pooled_from"]] == [16, 16]
+    files, _ = pool.pool(halves)
+    assert sorted(files) == sorted(p.name for p in pooled.iterdir())
+    for name, data in files.items():
+        assert (pooled / name).read_bytes() == data, name
+    assert info["seeds"] == list(range(32))

@@ -156,7 +156,7 @@ ENTRY_POINTS = [
     *([sys.executable, "-m", f"pipeline.{m}", "--help"]
       for m in ("sweep", "baseline", "study", "offline_plots", "compare", "pool")),
     *([sys.executable, str(ROOT / "docs" / "runs" / f"{s}.py"), "--help"]
-      for s in ("tables", "against_alone", "dying_tables")),
+      for s in ("tables", "against_alone", "dying_tables", "size_figure")),
 ]
 
 

@@ -117,3 +117,23 @@ def test_the_pooled_cell_is_the_pool_of_its_two_runs():
     for name, data in files.items():
         assert (pooled / name).read_bytes() == data, name
     assert info["seeds"] == list(range(32))
+
+
+def test_the_size_figure_is_drawn_from_the_result_files(tmp_path):
+    """(k)'s figure script on the committed folders and baselines writes the figure; a baseline
+    file whose name gives no sample count, or a figure that is not .png, is one line, exit 2."""
+    import subprocess
+
+    script = [sys.executable, str(ROOT / "docs/runs/size_figure.py"), *map(str, DATA_FOLDERS)]
+    own = [str(p) for p in BASELINES if p.stem.startswith("baseline_n")]
+    out = tmp_path / "k.png"
+    proc = subprocess.run([*script, "--baselines", *own, "--out", str(out)], capture_output=True,
+                          text=True, encoding="utf-8", cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    for extra, says in (([str(DATA_RUNS / "lever_n5000_sgd.csv").replace("_n5000", "")],
+                         "named …_n<samples per task>.csv"), ([], "allowed: a .png file")):
+        bad = subprocess.run([*script, "--baselines", *(extra or own), "--out",
+                              str(tmp_path / ("k.png" if extra else "k.pdf"))],
+                             capture_output=True, text=True, encoding="utf-8", cwd=ROOT)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and says in bad.stderr, bad.stderr

@@ -217,8 +217,21 @@ def _mkdir(folder: Path) -> Path:
 
 
 def run_pool(*argv) -> subprocess.CompletedProcess:
+    """`python -m pipeline.pool ARGV` in its own process."""
     return subprocess.run([sys.executable, "-m", "pipeline.pool", *map(str, argv)], cwd=ROOT,
                           capture_output=True, text=True, encoding="utf-8")
+
+
+def main_of(capsys, *argv) -> subprocess.CompletedProcess:
+    """pool.main(ARGV) in this process (the refusal tables: a process each would cost more than
+    the checks), as a CompletedProcess; an exception other than SystemExit propagates, so a
+    traceback still fails the test."""
+    try:
+        code = pool.main([str(a) for a in argv])
+    except SystemExit as stop:
+        code = stop.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, out, err)
 
 
 def assert_one_line(proc: subprocess.CompletedProcess, says: str) -> None:
@@ -228,11 +241,19 @@ def assert_one_line(proc: subprocess.CompletedProcess, says: str) -> None:
 
 
 @pytest.mark.parametrize("make, says", REFUSED.values(), ids=REFUSED.keys())
-def test_what_cannot_be_pooled_is_one_line_and_writes_nothing(make, says, tmp_path):
+def test_what_cannot_be_pooled_is_one_line_and_writes_nothing(make, says, tmp_path, capsys):
     folders = make(tmp_path / "a", tmp_path / "b")
     out = tmp_path / "pooled"
-    assert_one_line(run_pool("--out", out, *folders), says)
+    assert_one_line(main_of(capsys, "--out", out, *folders), says)
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_refusal_is_one_line_from_the_command_too(tmp_path):
+    """The same as above through `python -m pipeline.pool` (exit code and streams of a real
+    process): a damaged CSV."""
+    a, b = damaged("levels.csv", lambda d: d[:-1000])(tmp_path / "a", tmp_path / "b")
+    assert_one_line(run_pool("--out", tmp_path / "pooled", a, b), "cut short")
+    assert not (tmp_path / "pooled").exists()
 
 
 # every --out that would destroy or mix into what it should not
@@ -255,11 +276,11 @@ def _file(path: Path) -> Path:
 
 
 @pytest.mark.parametrize("make, says", OUTS.values(), ids=OUTS.keys())
-def test_an_out_that_would_destroy_something_is_refused(make, says, tmp_path):
+def test_an_out_that_would_destroy_something_is_refused(make, says, tmp_path, capsys):
     folders = two(tmp_path / "a", tmp_path / "b")
     out = make(tmp_path)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    assert_one_line(run_pool("--out", out, *folders), says)
+    assert_one_line(main_of(capsys, "--out", out, *folders), says)
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 

@@ -82,7 +82,7 @@ def figure(splits: pd.DataFrame, gaps: pd.DataFrame):
              ylabel="fraction of seeds split (95% Wilson CI)",
              title="Split (" + (f"{splits['n'].min()}" if splits["n"].nunique() == 1 else
                                 f"{splits['n'].min()}–{splits['n'].max()}") + " seeds per size)")
-    left.legend(fontsize=7, loc="center right")
+    left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     for i, (task, g) in enumerate(gaps.groupby("task", sort=False)):
         color, marker = palette.task_style(i)
         right.errorbar(g["n_samples"], g["gap"], yerr=[g["gap"] - g["low"], g["high"] - g["gap"]],

@@ -181,13 +181,20 @@ def _controls(work: Path, levels) -> pd.DataFrame:
 
 # ---- aggregation ------------------------------------------------------------------------------
 def read_results(runs: Path, combos: list[dict]) -> list[tuple[dict, Path]]:
-    """(config.json, folder) of every configuration of the study, in study order."""
+    """(config.json, folder) of every configuration of the study, in study order. Raises
+    FileNotFoundError naming the configurations without a folder, ValueError naming two folders
+    of one configuration."""
     def key(combo: dict) -> tuple:
         return tuple(axis_value(combo, a) for a in STUDY_AXES)
 
     found = {}
     for cfg in sorted(runs.glob("*/config.json")):
         info = io.read_json(cfg)
+        if key(info) in found:  # which one a study means would be a guess: say so instead
+            raise ValueError(f"{found[key(info)][1]} and {cfg.parent} are result folders of one "
+                             f"configuration, {config.configuration_name(info)}; allowed: one "
+                             "folder per configuration in " + str(runs) + " (join two runs of it "
+                             "with python -m pipeline.pool, outside this folder)")
         found[key(info)] = (info, cfg.parent)
     missing = [config.configuration_name(c) for c in combos if key(c) not in found]
     if missing:

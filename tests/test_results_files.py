@@ -13,7 +13,9 @@ import pytest
 from conftest import ROOT
 
 RUNS = ROOT / "docs/runs/real-mnist"
-FOLDERS = sorted(p for p in RUNS.iterdir() if (p / "config.json").is_file())
+# one folder per configuration, and under more-seeds/ (f′)'s second run of a cell and its pool
+MORE = RUNS / "more-seeds"
+FOLDERS = sorted(p for top in (RUNS, MORE) for p in top.iterdir() if (p / "config.json").is_file())
 DATA_RUNS = ROOT / "docs/runs/images-data"
 DATA_FOLDERS = sorted(p for p in DATA_RUNS.iterdir() if (p / "config.json").is_file())
 BASELINES = sorted(DATA_RUNS.glob("*.csv"))
@@ -108,9 +110,10 @@ def test_the_pooled_cell_is_the_pool_of_its_two_runs():
 
     from pipeline import pool
 
-    pooled = RUNS / "ext0-it20-mnist+fashion_mnist-784x392-kaiming_normal-noise0.1-wd0.0001-seeds0-31"
+    pooled = MORE / "ext0-it20-mnist+fashion_mnist-784x392-kaiming_normal-noise0.1-wd0.0001-seeds0-31"
     info = json.loads((pooled / "config.json").read_text())
-    halves = [RUNS / source["folder"] for source in info["pooled_from"]]
+    halves = [next(p for p in (RUNS / source["folder"], MORE / source["folder"]) if p.is_dir())
+              for source in info["pooled_from"]]
     assert [len(source["seeds"]) for source in info["pooled_from"]] == [16, 16]
     files, _ = pool.pool(halves)
     assert sorted(files) == sorted(p.name for p in pooled.iterdir())

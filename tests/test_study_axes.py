@@ -5,6 +5,7 @@ no dvc runs."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -368,3 +369,31 @@ def test_an_empty_preset_is_refused(tmp_path, text):
     with pytest.raises(config.ConfigError, match="empty preset sets no key") as err:
         study.apply_preset(tmp_path / "params.yaml", path)
     assert "\n" not in str(err.value)
+
+
+def test_two_result_folders_of_one_configuration_are_refused(tmp_path):
+    """A study reads one result folder per configuration: a second folder of the same one (a
+    pool or a copy beside the original, of any name) is an error naming both, not a guess by
+    sort order; the aggregate stage says it in one line."""
+    from pipeline.stages import StageError
+    from pipeline.stages.aggregate import write_study
+
+    src = ROOT / "docs/runs/images-data/ext0-it20-fashion_mnist+fashion_mnist-784x392-kaiming_normal-noise0.1-biaszero-n5000"
+    runs = tmp_path / "runs"
+    for name in (src.name, "zz-pooled"):
+        shutil.copytree(src, runs / name)
+    info = yaml.safe_load((src / "config.json").read_text())
+    combo = {a: study.axis_value(info, a) for a in config.STUDY_AXES}
+    with pytest.raises(ValueError, match="are result folders of one configuration") as err:
+        study.read_results(runs, [combo])
+    assert src.name in str(err.value) and "zz-pooled" in str(err.value)
+    shutil.rmtree(runs / "zz-pooled")
+    assert study.read_results(runs, [combo])[0][1] == runs / src.name
+    shutil.copytree(src, runs / "a-copy")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in yaml.safe_load((ROOT / "studies/images_data.yaml").read_text()).items():
+        raw[section].update(values)
+    raw["study"]["n_samples"] = [5000]
+    with pytest.raises(StageError, match="one folder per configuration"):
+        write_study(config.parse(raw, study=True), runs, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -23,6 +23,8 @@ def write_study(params: config.Params, runs: Path = RUNS, out: Path = OUT) -> No
         results = study.read_results(runs, combos)
     except FileNotFoundError as exc:
         raise StageError(f"{exc}; run dvc repro studies/dvc.yaml") from None
+    except ValueError as exc:
+        raise StageError(str(exc)) from None
     tidy, seeds, summary = study.aggregate(results, params.analysis.degradation_threshold)
     seeds, summary = study_dying.with_answers(results, tidy, seeds, summary)
     io.write_csv(out / "tidy.csv", tidy)

@@ -59,6 +59,40 @@ def run_stage(stage: str, cwd: Path, check: bool = True) -> subprocess.Completed
     return proc
 
 
+def stage_in_process(stage: str, cwd: Path, monkeypatch, capsys) -> subprocess.CompletedProcess:
+    """`python -m pipeline.stages.<stage>` in cwd, run in this process (for tables of bad
+    inputs, where a process per case costs more than the checks): exit code, stdout and stderr
+    as a CompletedProcess. The stage's entry (stages.cli) runs as in its own process; what it
+    changes for the process (signal handlers, torch's threads, argv, the current folder) is put
+    back. An exception that is not SystemExit propagates: a traceback fails the test, as it
+    would fail the process."""
+    import importlib
+    import signal
+
+    import torch
+
+    from pipeline.stages import cli
+
+    module = importlib.import_module(f"pipeline.stages.{stage}")
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    threads = torch.get_num_threads()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [f"pipeline.stages.{stage}"])
+    capsys.readouterr()
+    code = 0
+    try:
+        cli(module.main)
+    except SystemExit as stop:
+        code = stop.code
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        torch.set_num_threads(threads)
+        monkeypatch.chdir(ROOT)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess([stage], code, out, err)
+
+
 def copy_repo(dest: Path) -> Path:
     """Tracked project files (no data/models/reports) copied into dest, as a fresh git + dvc repo."""
     for name in ("pipeline", "studies", "dvc.yaml", "params.yaml", ".dvc", ".dvcignore", ".gitignore",

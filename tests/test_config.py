@@ -6,7 +6,7 @@ import re
 
 import pytest
 import yaml
-from conftest import ROOT, default_params, run_stage, write_params
+from conftest import ROOT, default_params, run_stage, stage_in_process, write_params
 
 from pipeline import config
 
@@ -76,7 +76,8 @@ BAD = [
 
 
 @pytest.mark.parametrize("desc,edit,key", BAD, ids=[b[0] for b in BAD])
-def test_bad_params_exit_2_name_key_and_touch_nothing(tmp_path, desc, edit, key):
+def test_bad_params_exit_2_name_key_and_touch_nothing(tmp_path, desc, edit, key, monkeypatch,
+                                                      capsys):
     params = default_params()
     edit(params)
     write_params(tmp_path, params)
@@ -84,7 +85,8 @@ def test_bad_params_exit_2_name_key_and_touch_nothing(tmp_path, desc, edit, key)
     sentinel.parent.mkdir()
     sentinel.write_text("old")
     before = sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
-    proc = run_stage("generate", tmp_path, check=False)
+    # in this process; the table below runs a stage process (exit code and streams as a user sees)
+    proc = stage_in_process("generate", tmp_path, monkeypatch, capsys)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr          # one line, no traceback

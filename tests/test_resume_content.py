@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, copied, dvc, shared_folder
+from conftest import ROOT, copied, dvc, shared_folder, stage_in_process
 from test_faults import NAME, STUDY_ARGS, build_finished, leftovers, tree
 
 from pipeline import io
@@ -258,19 +258,31 @@ CASES = [(stage, name, damage) for stage, name, damages in READ_CASES for damage
 @pytest.mark.parametrize("stage, name, damage", CASES,
                          ids=[f"{s}-{n}-{d}" for s, n, d in CASES])
 def test_a_bad_file_of_another_stage_is_one_line_naming_it(stage, name, damage, finished,
-                                                           tmp_path):
+                                                           tmp_path, monkeypatch, capsys):
     """A file another stage wrote, damaged or replaced: exit 2, one line naming it, why, and
     the command that makes it again (`dvc repro -f -s <stage that writes it>`, then `dvc repro`;
     DVC reruns that stage by itself when it sees the change); no traceback, nothing written."""
     run = copied(finished, tmp_path / "run")
     DAMAGES[damage](run / name)
     before = tree(run)
-    proc = run_stage(stage, run)
+    proc = stage_in_process(stage, run, monkeypatch, capsys)  # one case through a process: below
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {name} ") and "weights_only=False" not in proc.stderr, last
     assert last.endswith(f"; {io.remake_hint(name)}"), last
     assert io.remake_hint(name).startswith("the ") and "`dvc repro -f -s " in last
+    assert tree(run) == before and leftovers(run) == []
+
+
+def test_a_bad_file_of_another_stage_is_one_line_from_the_stage_process_too(finished, tmp_path):
+    """One case of the table above through `python -m pipeline.stages.imp` (exit code and
+    streams of a real process)."""
+    run = copied(finished, tmp_path / "run")
+    DAMAGES["cut in half"](run / "models/dense.pt")
+    before = tree(run)
+    proc = run_stage("imp", run)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: models/dense.pt ")
     assert tree(run) == before and leftovers(run) == []
 
 

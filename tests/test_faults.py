@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, shared_folder, tiny_params, write_params
+from conftest import ROOT, shared_folder, stage_in_process, tiny_params, write_params
 
 from pipeline import config, io
 
@@ -509,16 +509,21 @@ DAMAGED_CASES = [  # (stage that reads it, file, damage): every kind of file the
 
 @pytest.mark.parametrize("stage, name, damage", DAMAGED_CASES,
                          ids=[f"{n}-{d}" for _, n, d in DAMAGED_CASES])
-def test_a_damaged_input_is_one_line_naming_it(stage, name, damage, finished, tmp_path):
+def test_a_damaged_input_is_one_line_naming_it(stage, name, damage, finished, tmp_path,
+                                              monkeypatch, capsys):
     """A truncated, overwritten or emptied input of a stage: one line naming the file and how to
     remake it, exit 2, no traceback, nothing else written (found: a truncated level file ended
-    the analyze stage in torch's PytorchStreamReader traceback)."""
+    the analyze stage in torch's PytorchStreamReader traceback). The reported case runs the
+    stage's own process; the others run it in this one (conftest.stage_in_process)."""
     run = tmp_path / "run"
     shutil.copytree(finished, run)
     path = run / name
     path.write_bytes(DAMAGES[damage](path.read_bytes()))
     before = tree(run)
-    proc = subprocess.run(command(stage), cwd=run, env=env(), capture_output=True, text=True)
+    if (stage, name, damage) == DAMAGED_CASES[0]:
+        proc = subprocess.run(command(stage), cwd=run, env=env(), capture_output=True, text=True)
+    else:
+        proc = stage_in_process(stage, run, monkeypatch, capsys)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert "Traceback" not in proc.stderr and len(lines) >= 1, proc.stderr

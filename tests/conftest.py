@@ -59,8 +59,9 @@ def run_stage(stage: str, cwd: Path, check: bool = True) -> subprocess.Completed
     return proc
 
 
-def stage_in_process(stage: str, cwd: Path, monkeypatch, capsys) -> subprocess.CompletedProcess:
-    """`python -m pipeline.stages.<stage>` in cwd, run in this process (for tables of bad
+def stage_in_process(stage: str, cwd: Path, monkeypatch, capsys,
+                     *args: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline.stages.<stage> ARGS` in cwd, run in this process (for tables of bad
     inputs, where a process per case costs more than the checks): exit code, stdout and stderr
     as a CompletedProcess. The stage's entry (stages.cli) runs as in its own process; what it
     changes for the process (signal handlers, torch's threads, argv, the current folder) is put
@@ -77,7 +78,7 @@ def stage_in_process(stage: str, cwd: Path, monkeypatch, capsys) -> subprocess.C
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     threads = torch.get_num_threads()
     monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", [f"pipeline.stages.{stage}"])
+    monkeypatch.setattr(sys, "argv", [f"pipeline.stages.{stage}", *args])
     capsys.readouterr()
     code = 0
     try:
@@ -90,7 +91,7 @@ def stage_in_process(stage: str, cwd: Path, monkeypatch, capsys) -> subprocess.C
         torch.set_num_threads(threads)
         monkeypatch.chdir(ROOT)
     out, err = capsys.readouterr()
-    return subprocess.CompletedProcess([stage], code, out, err)
+    return subprocess.CompletedProcess([stage, *args], code, out, err)
 
 
 def copy_repo(dest: Path) -> Path:

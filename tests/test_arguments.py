@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_stage, tiny_params, write_params
+from conftest import ROOT, run_stage, stage_in_process, tiny_params, write_params
 
 from pipeline import config
 from pipeline.stages import out_of_memory
@@ -55,15 +55,17 @@ def _id(case) -> str:
 
 
 @pytest.mark.parametrize("key, value, named", WRONG, ids=[_id(c) for c in WRONG])
-def test_a_value_beyond_what_the_libraries_accept_is_one_line(key, value, named, tmp_path):
-    """The params stage (first in the DAG) stops with one line, exit 2, writing nothing."""
+def test_a_value_beyond_what_the_libraries_accept_is_one_line(key, value, named, tmp_path,
+                                                              monkeypatch, capsys):
+    """The params stage (first in the DAG) stops with one line, exit 2, writing nothing (run in
+    this process; tests/test_config.py's study table runs stage processes)."""
     params = tiny_params()
     if key == "prune.rate":
         params["prune"]["target"] = None
     section, name = key.split(".")
     params[section][name] = value
     write_params(tmp_path, params)
-    proc = run_stage("params", tmp_path, check=False)
+    proc = stage_in_process("params", tmp_path, monkeypatch, capsys)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr

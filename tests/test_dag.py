@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, tiny_params, write_params
+from conftest import ROOT, stage_in_process, tiny_params, write_params
 
 from pipeline import config
 from pipeline.closure import import_closure as closure_of
@@ -281,16 +281,13 @@ def test_every_stage_exposes_run_params_root():
 
 @pytest.mark.parametrize("stage", ["params", "generate", "trajectory", "train", "learned", "imp",
                                    "analyze", "plot", "aggregate"])
-def test_stage_help_runs_nothing_and_extra_arguments_are_refused(stage, tmp_path):
+def test_stage_help_runs_nothing_and_extra_arguments_are_refused(stage, tmp_path, monkeypatch,
+                                                                 capsys):
     """`python -m pipeline.stages.X --help` prints what the stage does and writes nothing (it
-    used to run the stage); an argument a stage does not take is one line, exit code 2."""
-    import subprocess
-
+    used to run the stage); an argument a stage does not take is one line, exit code 2. (Run in
+    this process; tests/test_locale.py runs every stage's --help as its own process.)"""
     write_params(tmp_path, tiny_params())
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = lambda *args: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", f"pipeline.stages.{stage}", *args], cwd=tmp_path, env=env,
-        capture_output=True, text=True)
+    run = lambda *args: stage_in_process(stage, tmp_path, monkeypatch, capsys, *args)  # noqa: E731
     shown = run("--help")
     assert shown.returncode == 0 and f"pipeline.stages.{stage}" in shown.stdout
     module = importlib.import_module(f"pipeline.stages.{stage}")

@@ -37,9 +37,6 @@ from pathlib import Path
 from pipeline import cli, config, io
 from pipeline.config import STUDY_AXES
 
-# config.json keys that name or list a folder's own seeds, and those the axes' values stand for
-OWN_KEYS = ("seeds", "name", *STUDY_AXES)
-
 
 def _csv_rows(data: bytes) -> tuple[str, list[str], list[dict]]:
     text = data.decode()
@@ -105,8 +102,8 @@ def merge_shards(parts: list[dict[str, bytes]], seeds: list[int]) -> dict[str, b
                 raise ValueError(f"{name}: rows not by {order} as the stages write them")
             lines += rows
             keys += own
-        order = sorted(range(len(lines)), key=keys.__getitem__)  # stable: ties keep shard order
-        out[name] = "\n".join([header, *(lines[i] for i in order), ""]).encode()
+        ranked = sorted(range(len(lines)), key=keys.__getitem__)  # stable: ties keep shard order
+        out[name] = "\n".join([header, *(lines[i] for i in ranked), ""]).encode()
     if "dying.json" in parts[0]:
         out["dying.json"] = study_dying.merged_block(out, [p["dying.json"] for p in parts])
     return out
@@ -125,14 +122,21 @@ RUN_SETTINGS = ("train.workers", "train.threads", "train.device", "data.mnist_di
 OWN_KEYS = ("seeds", "name", "pooled_from", "params", *STUDY_AXES)
 
 
+def read_json(path: Path) -> tuple[object, bytes]:
+    """A result folder's JSON file, parsed, and its bytes; PoolError naming it if it is not
+    UTF-8 JSON."""
+    data = path.read_bytes()
+    try:
+        return json.loads(data.decode("utf-8")), data
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PoolError(f"{path}: not a JSON text ({exc})") from exc
+
+
 def read_config(folder: Path) -> dict:
     path = folder / "config.json"
     if not path.is_file():
         raise PoolError(f"{folder} has no config.json: not a study result folder; {RESULT_ALLOWED}")
-    try:
-        info = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PoolError(f"{path}: not a JSON text ({exc})") from exc
+    info, _ = read_json(path)
     seeds = info.get("seeds") if isinstance(info, dict) else None
     if not isinstance(info, dict) or not isinstance(info.get("name"), str) or not isinstance(
             info.get("params"), dict) or not all(isinstance(v, dict) for v in info["params"].values()):
@@ -195,13 +199,9 @@ def read_folder(folder: Path) -> tuple[dict, dict[str, bytes]]:
         if not path.exists():
             continue
         if name.endswith(".json"):
-            try:
-                block = json.loads(path.read_bytes().decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise PoolError(f"{path}: not a JSON text ({exc})") from exc
+            block, files[name] = read_json(path)
             if not isinstance(block, dict):
                 raise PoolError(f"{path}: not a JSON object")
-            files[name] = path.read_bytes()
         else:
             files[name] = read_table(path, info["seeds"], name in (*REQUIRED, "random_levels.csv"))
     return info, files
@@ -231,6 +231,7 @@ def flat_params(info: dict) -> dict:
 def check_same_configuration(folders: list[Path], infos: list[dict]) -> None:
     """Raises PoolError naming the first folder whose configuration or seeds differ."""
     first, seen, where = infos[0], {}, {}
+    first_axes, first_params = axes_of(first), flat_params(first)
     allowed = ("allowed: folders of one configuration, which differ only in their seeds and "
                f"run settings ({', '.join(RUN_SETTINGS)})")
     for folder, info in zip(folders, infos):
@@ -238,14 +239,14 @@ def check_same_configuration(folders: list[Path], infos: list[dict]) -> None:
             raise PoolError(f"{folder} is given twice (as {where[folder.resolve()]})")
         where[folder.resolve()] = folder
         for axis, value in axes_of(info).items():
-            if str(value) != str(axes_of(first)[axis]):
+            if str(value) != str(first_axes[axis]):
                 raise PoolError(f"{folder}: study axis {axis} is {value!r} where {folders[0]} "
-                                f"has {axes_of(first)[axis]!r}; {allowed}")
-        mine, theirs = flat_params(info), flat_params(first)
+                                f"has {first_axes[axis]!r}; {allowed}")
+        mine = flat_params(info)
         for key in mine:
-            if key not in RUN_SETTINGS and key != "model.seeds" and mine[key] != theirs[key]:
+            if key not in RUN_SETTINGS and key != "model.seeds" and mine[key] != first_params[key]:
                 raise PoolError(f"{folder}: params {key} is {mine[key]!r} where {folders[0]} "
-                                f"has {theirs[key]!r}; {allowed}")
+                                f"has {first_params[key]!r}; {allowed}")
         for key in sorted(set(info) | set(first)):
             if key not in OWN_KEYS and info.get(key) != first.get(key):
                 raise PoolError(f"{folder}: config.json's {key} is {info.get(key)!r} where "
@@ -307,8 +308,9 @@ def pool(folders: list[Path]) -> tuple[dict[str, bytes], list[str]]:
     read = [read_folder(f) for f in folders]
     infos = [info for info, _ in read]
     check_same_configuration(folders, infos)
-    axes = axes_of(max(infos, key=len))
-    info = {**max(infos, key=len), **axes, "name": config.configuration_name(axes)}
+    newest = max(infos, key=len)  # the config.json that lists every axis
+    axes = axes_of(newest)
+    info = {**newest, **axes, "name": config.configuration_name(axes)}
     notes = [f"{f}: config.json's name {i['name']} is {info['name']} now (named as "
              "configurations are today)" for f, i in zip(folders, infos) if i["name"] != info["name"]]
     seeds = sorted(s for i in infos for s in i["seeds"])  # the same pool in any folder order
@@ -360,6 +362,8 @@ def check_out(out: Path, folders: list[Path]) -> None:
 
 
 def write(out: Path, files: dict[str, bytes]) -> None:
+    """A result folder ({file name: bytes}) written in one rename (io.atomic_dir); the sweep
+    writes its configurations' folders with it too."""
     with io.atomic_dir(out) as folder:
         for name, data in files.items():
             (folder / name).write_bytes(data)

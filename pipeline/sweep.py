@@ -22,8 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline import config, io
+from pipeline import config
 from pipeline.pool import merge_shards
+from pipeline.pool import write as write_result_folder
 
 
 def shard_seeds(seeds: list[int], shards: int) -> list[list[int]]:
@@ -75,9 +76,7 @@ def sweep(raw: dict, client, runs: Path, log=print, shards: int = 1) -> dict[str
             continue
         parts = pending.pop(name)
         files = parts[0] if len(parts) == 1 else merge_shards(parts, seeds)
-        with io.atomic_dir(runs / name) as folder:
-            for fname, data in files.items():
-                (folder / fname).write_bytes(data)
+        write_result_folder(runs / name, files)
         done = len(combos) - len(pending)
         log(f"sweep: {name} done in {seconds[name]:.1f}s ({done}/{len(combos)})")
     return seconds

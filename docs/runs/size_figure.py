@@ -51,12 +51,7 @@ def gap_rows(paths: list[Path]) -> pd.DataFrame:
         if not found:
             cli.stop(f"--baselines {str(path)!r} is not allowed; allowed: a pipeline.baseline "
                      "--out file named …_n<samples per task>.csv")
-        try:
-            frame = io.read_csv(path, required=("seed", "task", "gap"))
-        except FileNotFoundError:
-            cli.stop(f"--baselines: {path} is missing")
-        except io.ReadError as exc:
-            cli.stop(str(exc).split("; ")[0])
+        frame = tables.read_baseline(path)
         for task, g in frame.groupby("task"):
             points = 100 * g["gap"].astype(float)
             rows.append({"n_samples": int(found.group(1)), "task": task, "gap": points.mean(),

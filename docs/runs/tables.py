@@ -233,6 +233,17 @@ def configuration(r: Result) -> str:
         functional_table(r.levels, r.seeds, tasks)])
 
 
+def read_baseline(path: Path) -> pd.DataFrame:
+    """A pipeline.baseline --out file; a missing or damaged one ends the script with one line."""
+    try:
+        return io.read_csv(path, required=("seed", "task", "gap"))
+    except FileNotFoundError:
+        cli.stop(f"--baselines: {path} is missing; allowed: files written by "
+                 "python -m pipeline.baseline --out")
+    except io.ReadError as exc:
+        cli.stop(str(exc).split("; ")[0])
+
+
 def baseline_table(paths: list[Path]) -> str:
     """Per baseline file (pipeline.baseline --out) and task: the mean test accuracies side by
     side and alone, the mean gap and the worst seed's in points, and whether the task counts as
@@ -242,13 +253,7 @@ def baseline_table(paths: list[Path]) -> str:
     rows = ["| baseline | task | seeds | side by side | alone | gap, points (worst seed) | "
             "learned |", "|---|---|---|---|---|---|---|"]
     for path in paths:
-        try:
-            frame = io.read_csv(path, required=("seed", "task", "gap"))
-        except FileNotFoundError:
-            cli.stop(f"--baselines: {path} is missing; allowed: files written by "
-                     "python -m pipeline.baseline --out")
-        except io.ReadError as exc:
-            cli.stop(str(exc).split("; ")[0])
+        frame = read_baseline(path)
         for col in ("side_problems", "alone_problems"):  # empty cells: no problem, not NaN
             frame[col] = frame[col].astype(object).where(frame[col].notna(), "")
         table, seeds = summary(frame), frame["seed"].nunique()

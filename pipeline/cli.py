@@ -36,6 +36,29 @@ def stop(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def read_input(path, read, allowed: str, name: str = ""):
+    """read(path) of a tool's input file, or the tool ends with one line naming the file and
+    what is allowed (`allowed`, e.g. "allowed: files written by python -m pipeline.baseline
+    --out"), exit code 2: a path that is missing, a broken symbolic link, a folder, unreadable
+    (no permission, an I/O error) or damaged (io.ReadError: binary, cut short, of another kind).
+    `name`: the argument it came from (e.g. "--baselines"), put first."""
+    from pathlib import Path
+
+    path, head = Path(path), f"{name}: " if name else ""
+    if path.is_symlink() and not path.exists():
+        stop(f"{head}{path} is a broken symbolic link; {allowed}")
+    if path.is_dir():
+        stop(f"{head}{path} is a folder; {allowed}")
+    try:
+        return read(path)
+    except FileNotFoundError:
+        stop(f"{head}{path} is missing; {allowed}")
+    except io.ReadError as exc:  # its first clause: `<file> is damaged … (<why>)`; the rest is
+        stop(f"{head}{str(exc).split('; ')[0]}; {allowed}")  # about remaking pipeline outputs
+    except OSError as exc:  # no permission, an I/O error: the file is there but unreadable
+        stop(f"{head}{path} cannot be read ({exc.strerror or type(exc).__name__}); {allowed}")
+
+
 def pipe_safe(main, *args) -> int:
     """main(*args)'s exit code, 0 when the reader of stdout went away (`… | head`: it has what
     it wanted) instead of a BrokenPipeError traceback."""

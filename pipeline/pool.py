@@ -228,29 +228,37 @@ def flat_params(info: dict) -> dict:
     return out
 
 
+def configuration_difference(info: dict, first: dict) -> str | None:
+    """The first thing by which two result folders' config.json differ apart from their seeds
+    and run settings (`study axis …`, `params …`, `config.json's …`: `<what> is <info's>
+    where <the other> has <first's>` without the other's name), or None: one configuration."""
+    first_axes, first_params = axes_of(first), flat_params(first)
+    for axis, value in axes_of(info).items():
+        if str(value) != str(first_axes[axis]):
+            return f"study axis {axis} is {value!r} where {{other}} has {first_axes[axis]!r}"
+    mine = flat_params(info)
+    for key in mine:
+        if key not in RUN_SETTINGS and key != "model.seeds" and mine[key] != first_params.get(key):
+            return f"params {key} is {mine[key]!r} where {{other}} has {first_params.get(key)!r}"
+    for key in sorted(set(info) | set(first)):
+        if key not in OWN_KEYS and info.get(key) != first.get(key):
+            return f"config.json's {key} is {info.get(key)!r} where {{other}} has {first.get(key)!r}"
+    return None
+
+
 def check_same_configuration(folders: list[Path], infos: list[dict]) -> None:
     """Raises PoolError naming the first folder whose configuration or seeds differ."""
     first, seen, where = infos[0], {}, {}
-    first_axes, first_params = axes_of(first), flat_params(first)
     allowed = ("allowed: folders of one configuration, which differ only in their seeds and "
                f"run settings ({', '.join(RUN_SETTINGS)})")
     for folder, info in zip(folders, infos):
         if folder.resolve() in where:
-            raise PoolError(f"{folder} is given twice (as {where[folder.resolve()]})")
+            raise PoolError(f"{folder} is given twice (as {where[folder.resolve()]}); allowed: "
+                            "distinct result folders of one configuration, each once")
         where[folder.resolve()] = folder
-        for axis, value in axes_of(info).items():
-            if str(value) != str(first_axes[axis]):
-                raise PoolError(f"{folder}: study axis {axis} is {value!r} where {folders[0]} "
-                                f"has {first_axes[axis]!r}; {allowed}")
-        mine = flat_params(info)
-        for key in mine:
-            if key not in RUN_SETTINGS and key != "model.seeds" and mine[key] != first_params[key]:
-                raise PoolError(f"{folder}: params {key} is {mine[key]!r} where {folders[0]} "
-                                f"has {first_params[key]!r}; {allowed}")
-        for key in sorted(set(info) | set(first)):
-            if key not in OWN_KEYS and info.get(key) != first.get(key):
-                raise PoolError(f"{folder}: config.json's {key} is {info.get(key)!r} where "
-                                f"{folders[0]} has {first.get(key)!r}; {allowed}")
+        difference = configuration_difference(info, first)
+        if difference:
+            raise PoolError(f"{folder}: {difference.replace('{other}', str(folders[0]))}; {allowed}")
         for seed in info["seeds"]:
             if seed in seen:
                 raise PoolError(f"seed {seed} is in both {seen[seed]} and {folder}; allowed: "
@@ -304,7 +312,8 @@ def pool(folders: list[Path]) -> tuple[dict[str, bytes], list[str]]:
     from pipeline import study_dying
 
     if len(folders) < 2:
-        raise PoolError("pooling needs at least two folders")
+        raise PoolError(f"pooling needs at least two folders ({len(folders)} given); allowed: two "
+                        "or more result folders of one configuration with disjoint seeds")
     read = [read_folder(f) for f in folders]
     infos = [info for info, _ in read]
     check_same_configuration(folders, infos)

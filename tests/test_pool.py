@@ -155,7 +155,8 @@ REFUSED = {
     # not one configuration, or not disjoint
     "a seed in both": (lambda a, b: (part(FOLDER, a, [0, 1, 2]), part(FOLDER, b, [2, 3])),
                        "seed 2 is in both"),
-    "one folder twice": (lambda a, b: (part(FOLDER, a, [0]), a), "is given twice"),
+    "one folder twice": (lambda a, b: (part(FOLDER, a, [0]), a),
+                         "; allowed: distinct result folders of one configuration, each once"),
     "another weight decay": (config_of(lambda i: i.update(weight_decay=0.0001)),
                              "study axis weight_decay is 0.0001"),
     "an axis implied by older params": (config_of(lambda i: (i.pop("n_samples"), i["params"][
@@ -164,7 +165,8 @@ REFUSED = {
                               "params train.lr is 0.01 where"),
     "other layers": (config_of(lambda i: i.update(layers=[1568, 10, 20])),
                      "config.json's layers is [1568, 10, 20] where"),
-    "one folder": (lambda a, b: (part(FOLDER, a, [0]),), "at least two folders"),
+    "one folder": (lambda a, b: (part(FOLDER, a, [0]),),
+                   "at least two folders (1 given); allowed: two or more result folders"),
     # not a result folder
     "not a folder": (lambda a, b: (part(FOLDER, a, [0]), b / "missing"), "is not a folder"),
     "an empty folder": (lambda a, b: (part(FOLDER, a, [0]), _mkdir(b)), "has no config.json"),

@@ -11,7 +11,10 @@ interquartile range over seeds, beside the random masks' d (random_levels.csv, w
 control ran); each task's test accuracy with and without the minimum cut C_w zeroed; λ and
 coverage; the first cut-functional split. With several folders, one summary row per
 configuration, Fisher's exact test between every pair on each criterion and Mann–Whitney's test
-on the last level's d. With --baselines (pipeline.baseline --out files), the dense nets against
+on the last level's d; two folders of one configuration with seeds in both (a pooled folder and
+one of its runs) are not tested against each other (the same nets, no independent samples), a
+line says so. Folders are named by their configuration, or by their folder where two share a
+configuration name; one folder given twice is refused. With --baselines (pipeline.baseline --out files), the dense nets against
 each task alone, one row per file and task. Reads only the result files; prints markdown on
 stdout.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -37,13 +40,17 @@ def flag(col: pd.Series) -> pd.Series:
 
 @dataclass
 class Result:
-    """One configuration's result files (docs/running.md, "Studies"), read once."""
+    """One configuration's result files (docs/running.md, "Studies"), read once. `name` is
+    the label it is printed under: its configuration name, or where several folders given
+    share one (a pooled folder and one of its runs), its folder (see labelled)."""
     name: str
     levels: pd.DataFrame
     seeds: pd.DataFrame
     controls: pd.DataFrame
     accuracy: pd.DataFrame
     random: pd.DataFrame  # random_levels.csv; empty where the control did not run
+    folder: Path = Path()
+    info: dict = field(default_factory=dict)  # config.json
 
 
 # the result files a configuration needs (random_levels.csv is optional) and columns each must
@@ -54,33 +61,92 @@ FILES = {"levels": ("seed", "level", "params", "split_distance"),
          "accuracy": ("seed", "level", "task", "test_acc")}
 
 
-def load(folder: Path) -> Result:
-    """One result folder's files; raises io.ReadError / FileNotFoundError naming the file."""
-    random_path = folder / "random_levels.csv"
-    info = io.read_json(folder / "config.json")
+FOLDER_ALLOWED = ("allowed: a study result folder (config.json, " + ", ".join(f"{n}.csv" for n in FILES)
+                  + "; random_levels.csv if the random-mask control ran)")
+
+
+def config_json(path: Path) -> dict:
+    info = io.read_json(path)
     if not isinstance(info, dict) or not isinstance(info.get("name"), str):
-        raise io.read_error(folder / "config.json", "no configuration name")
-    return Result(info["name"], *(io.read_csv(folder / f"{n}.csv", required)
-                                  for n, required in FILES.items()),
-                  io.read_csv(random_path) if random_path.exists() else pd.DataFrame())
+        raise io.read_error(path, "no configuration name")
+    return info
+
+
+def load(folder: Path) -> Result:
+    """One result folder's files; a missing, unreadable or damaged one ends the script with one
+    line naming it and what is allowed, exit code 2 (cli.read_input)."""
+    def read(name: str, required: tuple[str, ...] = ("seed",)) -> pd.DataFrame:
+        return cli.read_input(folder / name, lambda p: io.read_csv(p, required), FOLDER_ALLOWED)
+
+    random_path = folder / "random_levels.csv"
+    info = cli.read_input(folder / "config.json", config_json, FOLDER_ALLOWED)
+    has_random = random_path.exists() or random_path.is_symlink()  # a broken link: one line
+    return Result(info["name"], *(read(f"{n}.csv", required) for n, required in FILES.items()),
+                  read(random_path.name) if has_random else pd.DataFrame(), folder, info)
+
+
+def labelled(results: list[Result]) -> list[Result]:
+    """Each result named by its configuration, or where folders given share a configuration
+    name (a pooled folder and one of its runs), by its folder's name, else by its path as
+    given: no two headings, table rows or tests read `X vs X`."""
+    def unique(names: list[str]) -> bool:
+        return len(set(names)) == len(names)
+
+    names = [r.name for r in results]
+    for r in results:
+        if names.count(r.name) > 1:
+            same = [q for q in results if q.name == r.name]
+            r.name = (r.folder.resolve().name if unique([q.folder.resolve().name for q in same])
+                      else str(r.folder))
+    return results
 
 
 def load_all(folders: list[Path]) -> list[Result]:
-    """Every folder's files, read before anything is printed; a problem ends the script with one
-    line naming the folder or file, exit code 2."""
-    results = []
+    """Every folder's files, read before anything is printed; a problem (not a folder, a folder
+    given twice, a missing or damaged file) ends the script with one line naming the folder or
+    file, exit code 2."""
+    seen: dict[Path, Path] = {}
     for folder in folders:
         if not folder.is_dir():
             cli.stop(f"FOLDER {str(folder)!r} is not allowed; allowed: a study result folder "
                      "(reports/study/runs/<configuration>/, docs/runs/real-mnist/<configuration>/)")
+        if folder.resolve() in seen:
+            cli.stop(f"FOLDER {str(folder)!r} is given twice (as {str(seen[folder.resolve()])!r}); "
+                     "allowed: distinct study result folders, each once")
+        seen[folder.resolve()] = folder
+    return labelled([load(folder) for folder in folders])
+
+
+def not_comparable(a: Result, b: Result) -> str | None:
+    """Why two folders' seeds are no independent samples (the same configuration, seeds in
+    both: a pooled folder and one of its runs), else None. Fisher's and Mann–Whitney's tests
+    assume independent samples; the same seed of one configuration is the same net."""
+    from pipeline import pool
+
+    shared = sorted(set(a.seeds["seed"]) & set(b.seeds["seed"]))
+    if not shared:
+        return None
+    same = a.info.get("name") == b.info.get("name")
+    if not same and isinstance(a.info.get("params"), dict) and isinstance(b.info.get("params"), dict):
         try:
-            results.append(load(folder))
-        except FileNotFoundError as exc:
-            cli.stop(f"{exc.filename} is missing: {folder} is no study result folder (config.json, "
-                     + ", ".join(f"{n}.csv" for n in FILES) + ")")
-        except io.ReadError as exc:  # its first clause: `<file> is damaged … (<why>)`; the
-            cli.stop(str(exc).split("; ")[0])  # rest is about remaking pipeline outputs
-    return results
+            same = pool.configuration_difference(a.info, b.info) is None
+        except (AttributeError, TypeError, ValueError, KeyError):  # a config.json of another age
+            same = False
+    if not same:
+        return None
+    seeds = (f"{shared[0]}–{shared[-1]}" if shared == list(range(shared[0], shared[-1] + 1))
+             else ", ".join(map(str, shared)))
+    return (f"{a.name} vs {b.name}: not compared, one configuration with seeds {seeds} in both "
+            "(the same nets: no independent samples)")
+
+
+def pairs(results: list[Result]) -> tuple[list[tuple[Result, Result]], list[str]]:
+    """Every pair of results to test, and a line per pair left out (not_comparable)."""
+    tested, left_out = [], []
+    for a, b in itertools.combinations(results, 2):
+        why = not_comparable(a, b)
+        (left_out.append(why) if why else tested.append((a, b)))
+    return tested, left_out
 
 
 def split_counts(seeds: pd.DataFrame, criterion: str) -> tuple[int, int]:
@@ -172,7 +238,7 @@ def functional_table(levels: pd.DataFrame, seeds: pd.DataFrame, tasks: list[str]
 def fisher_table(results: list[Result]) -> str:
     rows = ["| configurations | " + " | ".join(CRITERIA) + " | functional before degradation |",
             "|---|" + "---|" * (len(CRITERIA) + 1)]
-    for a, b in itertools.combinations(results, 2):
+    for a, b in pairs(results)[0]:
         na, nb = len(a.seeds), len(b.seeds)
         counts = [(split_counts(a.seeds, c)[0], split_counts(b.seeds, c)[0]) for c in CRITERIA]
         counts.append((split_counts(a.seeds, "functional")[1],
@@ -214,11 +280,11 @@ def distance_test(results: list[Result]) -> str:
     a distribution, not a fraction, so not Fisher's test."""
     from scipy.stats import mannwhitneyu
 
-    last = {r.name: last_level(r.levels, r.levels["level"].max())["split_distance"]
-            for r in results}
-    return "\n".join(f"- d at the last level, {a} vs {b}: Mann–Whitney p = "
-                     f"{mannwhitneyu(last[a], last[b]).pvalue:.2g}"
-                     for a, b in itertools.combinations(last, 2))
+    def last(r: Result) -> pd.Series:
+        return last_level(r.levels, r.levels["level"].max())["split_distance"]
+
+    return "\n".join(f"- d at the last level, {a.name} vs {b.name}: Mann–Whitney p = "
+                     f"{mannwhitneyu(last(a), last(b)).pvalue:.2g}" for a, b in pairs(results)[0])
 
 
 def configuration(r: Result) -> str:
@@ -233,15 +299,14 @@ def configuration(r: Result) -> str:
         functional_table(r.levels, r.seeds, tasks)])
 
 
-def read_baseline(path: Path) -> pd.DataFrame:
-    """A pipeline.baseline --out file; a missing or damaged one ends the script with one line."""
-    try:
-        return io.read_csv(path, required=("seed", "task", "gap"))
-    except FileNotFoundError:
-        cli.stop(f"--baselines: {path} is missing; allowed: files written by "
-                 "python -m pipeline.baseline --out")
-    except io.ReadError as exc:
-        cli.stop(str(exc).split("; ")[0])
+BASELINE_ALLOWED = "allowed: files written by python -m pipeline.baseline --out"
+
+
+def read_baseline(path: Path, name: str = "--baselines") -> pd.DataFrame:
+    """A pipeline.baseline --out file; a missing, unreadable or damaged one (or a folder) ends the
+    script with one line naming it (cli.read_input)."""
+    return cli.read_input(path, lambda p: io.read_csv(p, required=("seed", "task", "gap")),
+                          BASELINE_ALLOWED, name)
 
 
 def baseline_table(paths: list[Path]) -> str:
@@ -290,6 +355,9 @@ def main(argv: list[str]) -> int:
         print(fisher_table(results))
         print()
         print(distance_test(results))
+        left_out = pairs(results)[1]
+        if left_out:
+            print("\n" + "\n".join(f"- {line}" for line in left_out))
     return 0
 
 

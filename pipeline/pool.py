@@ -228,17 +228,19 @@ def flat_params(info: dict) -> dict:
     return out
 
 
-def configuration_difference(info: dict, first: dict) -> str | None:
-    """The first thing by which two result folders' config.json differ apart from their seeds
-    and run settings (`study axis …`, `params …`, `config.json's …`: `<what> is <info's>
-    where <the other> has <first's>` without the other's name), or None: one configuration."""
+def configuration_difference(info: dict, first: dict, ignore: tuple[str, ...] = ()) -> str | None:
+    """The first thing by which two result folders' config.json differ apart from their seeds,
+    run settings and the study axes and params keys in `ignore` (`study axis …`, `params …`,
+    `config.json's …`: `<what> is <info's> where {other} has <first's>`), or None: one
+    configuration."""
     first_axes, first_params = axes_of(first), flat_params(first)
     for axis, value in axes_of(info).items():
-        if str(value) != str(first_axes[axis]):
+        if axis not in ignore and str(value) != str(first_axes[axis]):
             return f"study axis {axis} is {value!r} where {{other}} has {first_axes[axis]!r}"
     mine = flat_params(info)
     for key in mine:
-        if key not in RUN_SETTINGS and key != "model.seeds" and mine[key] != first_params.get(key):
+        if (key not in (*RUN_SETTINGS, *ignore, "model.seeds")
+                and mine[key] != first_params.get(key)):
             return f"params {key} is {mine[key]!r} where {{other}} has {first_params.get(key)!r}"
     for key in sorted(set(info) | set(first)):
         if key not in OWN_KEYS and info.get(key) != first.get(key):

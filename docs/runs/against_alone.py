@@ -1,7 +1,9 @@
 """Accuracy against each task trained alone (pipeline.baseline's per-seed rows) rather than
 against the side-by-side dense net, which in docs/results.md (f) is itself about 5 points below
 its tasks alone: per level, the median gap (alone − ticket) per task; per criterion, how many
-seeds' first split comes with every task within `threshold` of the same task alone.
+seeds' first split comes with every task within `threshold` of the same task alone. The
+baseline must be of the folder's configuration: its side_test_acc (the same side-by-side dense
+net) must be the folder's level-0 test_acc, else one line, exit 2.
 
     python docs/runs/against_alone.py <result folder> <baseline csv> [threshold]
     python docs/runs/against_alone.py --help
@@ -12,8 +14,11 @@ import math
 import sys
 from pathlib import Path
 
-from pipeline import cli, io
-from pipeline.analysis import fraction_text
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tables  # noqa: E402  (docs/runs/tables.py: the check that a baseline is the folder's)
+
+from pipeline import cli, io  # noqa: E402
+from pipeline.analysis import fraction_text  # noqa: E402
 
 CRITERIA = ("effective", "complete", "output", "functional")
 
@@ -32,14 +37,12 @@ def threshold_value(text: str) -> float:
     return value + 0.0
 
 
-def read(path: Path, required: tuple[str, ...]):
-    """A table with the `required` columns; a missing or damaged file ends in one line, exit 2."""
-    try:
-        return io.read_csv(path, required)
-    except FileNotFoundError:
-        cli.stop(f"{path} is missing")
-    except io.ReadError as exc:  # its first clause: `<file> is damaged … (<why>)`
-        cli.stop(str(exc).split("; ")[0])
+FOLDER_ALLOWED = "allowed: a study result folder (accuracy.csv, seeds.csv)"
+BASELINE_ALLOWED = "allowed: a file written by python -m pipeline.baseline --out"
+def read(path: Path, required: tuple[str, ...], allowed: str, name: str = ""):
+    """A table with the `required` columns; a missing, unreadable or damaged file, a folder or a
+    broken link ends in one line naming it and what is allowed, exit 2 (cli.read_input)."""
+    return cli.read_input(path, lambda p: io.read_csv(p, required), allowed, name)
 
 
 def main(argv: list[str]) -> int:
@@ -55,14 +58,19 @@ def main(argv: list[str]) -> int:
     folder, threshold = args.folder, args.threshold
     if not folder.is_dir():
         cli.stop(f"FOLDER {str(folder)!r} is not allowed; allowed: a study result folder")
-    acc = read(folder / "accuracy.csv", ("seed", "level", "task", "test_acc"))
-    seeds = read(folder / "seeds.csv",
-                 ("seed", *(f"first_split_level_{c}" for c in CRITERIA))).set_index("seed")
-    baseline = read(args.baseline, ("seed", "task", "alone_test_acc"))
+    acc = read(folder / "accuracy.csv", ("seed", "level", "task", "test_acc"), FOLDER_ALLOWED)
+    seeds = read(folder / "seeds.csv", ("seed", *(f"first_split_level_{c}" for c in CRITERIA)),
+                 FOLDER_ALLOWED).set_index("seed")
+    baseline = read(args.baseline, ("seed", "task", "side_test_acc", "alone_test_acc"),
+                    BASELINE_ALLOWED, "BASELINE_CSV")
     alone = baseline.set_index(["seed", "task"])["alone_test_acc"]
     if not set(acc.set_index(["seed", "task"]).index) <= set(alone.index):
         cli.stop(f"BASELINE_CSV {str(args.baseline)!r} lacks some of the study's seeds or tasks; "
                  f"allowed: the baseline of the same seeds and tasks as {folder}")
+    mismatch = tables.dense_mismatch(acc, baseline)
+    if mismatch:
+        cli.stop(f"BASELINE_CSV {str(args.baseline)!r} is not of {folder}'s configuration: "
+                 f"{mismatch}; allowed: pipeline.baseline --out of the same configuration and seeds")
     acc["gap"] = acc.set_index(["seed", "task"]).index.map(alone) - acc["test_acc"]
     gaps = acc.groupby(["level", "task"], sort=False)["gap"].median().unstack()
     print("median gap to the task alone (accuracy units), per level:")

@@ -9,7 +9,9 @@ some level and before degradation, with its 95% Wilson interval (docs/science.md
 the samples per task of each study result folder (config.json's n_samples). Right: each task's
 dense gap to the task trained alone on its own pixels (pipeline.baseline --out files, named
 …_n<samples>.csv), the mean over seeds in points with the range of the seeds, beside the
-product's tolerance (a task counts as learned within 2 points). Reads only result files.
+product's tolerance (a task counts as learned within 2 points). Reads only result files. The
+folders must be of one configuration apart from n_samples, each size once, and a baseline of a
+folder's size must be of its configuration (its side-by-side accuracy the folder's level 0).
 """
 from __future__ import annotations
 
@@ -29,29 +31,66 @@ from pipeline.analysis import wilson  # noqa: E402
 SHOWN = ("effective", "output", "functional")
 
 
-def split_rows(folders: list[Path]) -> pd.DataFrame:
+def one_configuration(results: list[tables.Result]) -> None:
+    """Ends the script with one line unless every folder is of the first one's configuration
+    apart from n_samples (pool.configuration_difference) and no two have the same n_samples."""
+    from pipeline import pool
+
+    allowed = ("allowed: study result folders of one configuration at different n_samples, "
+               "each once")
+    first, sizes = results[0], {}
+    for r in results:
+        try:
+            why = pool.configuration_difference(r.info, first.info, ("n_samples", "data.n_samples"))
+        except (AttributeError, KeyError, TypeError, ValueError):  # no params: not comparable
+            why = "its config.json has no params to compare"
+        if why:
+            cli.stop(f"FOLDER {str(r.folder)!r}: {why.replace('{other}', str(first.folder))}; "
+                     f"{allowed}")
+        n = samples(r)
+        if n in sizes:
+            cli.stop(f"FOLDER {str(r.folder)!r} has n_samples {n}, as {str(sizes[n])!r} has; "
+                     f"{allowed}")
+        sizes[n] = r.folder
+
+
+def samples(result: tables.Result) -> int:
+    return int(study.axis_value(result.info, "n_samples"))
+
+
+def split_rows(results: list[tables.Result]) -> pd.DataFrame:
     """One row per folder and criterion: samples per task, k split at some level and before
     degradation, n seeds."""
     rows = []
-    for folder, result in zip(folders, tables.load_all(folders)):
-        samples = int(study.axis_value(io.read_json(folder / "config.json"), "n_samples"))
+    for result in results:
         for criterion in SHOWN:
             k, before = tables.split_counts(result.seeds, criterion)
-            rows.append({"n_samples": samples, "criterion": criterion, "k": k,
+            rows.append({"n_samples": samples(result), "criterion": criterion, "k": k,
                          "before": before, "n": len(result.seeds)})
     return pd.DataFrame(rows).sort_values(["criterion", "n_samples"])
 
 
-def gap_rows(paths: list[Path]) -> pd.DataFrame:
+def gap_rows(paths: list[Path], results: list[tables.Result]) -> pd.DataFrame:
     """One row per baseline file and task: samples per task (from the file name), the mean,
-    lowest and highest gap over seeds in points."""
-    rows = []
+    lowest and highest gap over seeds in points. A baseline of the samples of a result folder
+    must be of its configuration (tables.dense_mismatch), else one line, exit 2."""
+    rows, by_size, seen = [], {samples(r): r for r in results}, {}
     for path in paths:
         found = re.search(r"_n(\d+)$", path.stem)
         if not found:
             cli.stop(f"--baselines {str(path)!r} is not allowed; allowed: a pipeline.baseline "
                      "--out file named …_n<samples per task>.csv")
+        if int(found.group(1)) in seen:
+            cli.stop(f"--baselines {str(path)!r} is for n_samples {found.group(1)}, as "
+                     f"{str(seen[int(found.group(1))])!r} is; allowed: one file per n_samples")
+        seen[int(found.group(1))] = path
         frame = tables.read_baseline(path)
+        result = by_size.get(int(found.group(1)))
+        mismatch = result and tables.dense_mismatch(result.accuracy, frame)
+        if mismatch:
+            cli.stop(f"--baselines {str(path)!r} is not of {result.folder}'s configuration: "
+                     f"{mismatch}; allowed: pipeline.baseline --out of each folder's "
+                     "configuration and seeds, named …_n<its n_samples>.csv")
         for task, g in frame.groupby("task"):
             points = 100 * g["gap"].astype(float)
             rows.append({"n_samples": int(found.group(1)), "task": task, "gap": points.mean(),
@@ -106,7 +145,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.out.suffix != ".png":
         cli.stop(f"--out {str(args.out)!r} is not allowed; allowed: a .png file")
-    splits, gaps = split_rows(args.folders), gap_rows(args.baselines)
+    results = tables.load_all(args.folders)  # a folder given twice: one line
+    one_configuration(results)
+    splits, gaps = split_rows(results), gap_rows(args.baselines, results)
     from pipeline.plots import save, style
 
     style()

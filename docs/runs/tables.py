@@ -305,8 +305,29 @@ BASELINE_ALLOWED = "allowed: files written by python -m pipeline.baseline --out"
 def read_baseline(path: Path, name: str = "--baselines") -> pd.DataFrame:
     """A pipeline.baseline --out file; a missing, unreadable or damaged one (or a folder) ends the
     script with one line naming it (cli.read_input)."""
-    return cli.read_input(path, lambda p: io.read_csv(p, required=("seed", "task", "gap")),
+    return cli.read_input(path, lambda p: io.read_csv(p, required=("seed", "task", "gap",
+                                                                    "side_test_acc")),
                           BASELINE_ALLOWED, name)
+
+
+# the baseline writes accuracies with %.6g, the study's accuracy.csv with more digits
+SIDE_TOLERANCE = 1e-5
+
+
+def dense_mismatch(accuracy: pd.DataFrame, baseline: pd.DataFrame) -> str | None:
+    """Why a baseline (pipeline.baseline --out) is not of a result folder's configuration, or
+    None. Its side_test_acc per (seed, task) is the test accuracy of the same side-by-side dense
+    net the study trained, so it must be the folder's level-0 test_acc for every seed and task
+    of the folder (a seed the baseline lacks counts as a mismatch)."""
+    side = baseline.set_index(["seed", "task"])["side_test_acc"].astype(float)
+    dense = accuracy[accuracy["level"] == 0].set_index(["seed", "task"])["test_acc"].astype(float)
+    off = (dense - side.reindex(dense.index)).abs().fillna(float("inf"))
+    if (off <= SIDE_TOLERANCE).all():
+        return None
+    seed, task = off.idxmax()
+    worst = "no row" if off.max() == float("inf") else f"{off.max():.3g} off"
+    return (f"its side-by-side dense net's test accuracy is not the folder's level 0 (seed {seed}, "
+            f"{task}: {worst}, tolerance {SIDE_TOLERANCE:g})")
 
 
 def baseline_table(paths: list[Path]) -> str:

@@ -87,6 +87,10 @@ def load(folder: Path) -> Run:
         stop(str(exc))
 
 
+FILES_ALLOWED = ("allowed: beside dying.json, episodes.csv, bias_survival.csv and levels.csv "
+                 "(random_levels.csv / random_masks.csv if the control ran) as the study writes them")
+
+
 def _load(folder: Path) -> Run:
     if (folder / "reports" / "analysis" / "dying.json").is_file():
         files, random_name = folder / "reports" / "analysis", "random_masks.csv"
@@ -94,22 +98,20 @@ def _load(folder: Path) -> Run:
         name = folder.resolve().name
     elif (folder / "dying.json").is_file():
         files, random_name = folder, "random_levels.csv"
-        info = io.read_json(folder / "config.json")
+        info = cli.read_input(folder / "config.json", io.read_json, FILES_ALLOWED)
         if not isinstance(info, dict):
             raise io.read_error(folder / "config.json", "not a configuration")
         params, name = info.get("params", info), info.get("name", folder.resolve().name)
     else:
         stop(f"FOLDER {str(folder)!r} is not allowed; allowed: a work folder "
              "(reports/analysis/dying.json) or a study result folder (dying.json)")
-    read = {}
-    for n in ("episodes", "bias_survival", "levels"):
-        path = files / f"{n}.csv"
-        if not path.is_file():
-            stop(f"{folder}: {n}.csv missing beside dying.json")
-        read[n] = io.read_csv(path)
+    # a missing, unreadable or damaged file, a folder or a broken link: one line (cli.read_input)
+    read = {n: cli.read_input(files / f"{n}.csv", io.read_csv, FILES_ALLOWED)
+            for n in ("episodes", "bias_survival", "levels")}
     random_path = files / random_name
-    random = io.read_csv(random_path) if random_path.is_file() else pd.DataFrame()
-    run = Run(name, _axes(params), io.read_json(files / "dying.json"),
+    random = (cli.read_input(random_path, io.read_csv, FILES_ALLOWED)
+              if random_path.exists() or random_path.is_symlink() else pd.DataFrame())
+    run = Run(name, _axes(params), cli.read_input(files / "dying.json", io.read_json, FILES_ALLOWED),
               read["episodes"], read["bias_survival"], read["levels"], random)
     run.seeds = seed_values(run)
     return run

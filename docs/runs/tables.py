@@ -92,12 +92,13 @@ def labelled(results: list[Result]) -> list[Result]:
     def unique(names: list[str]) -> bool:
         return len(set(names)) == len(names)
 
-    names = [r.name for r in results]
+    labels = []
     for r in results:
-        if names.count(r.name) > 1:
-            same = [q for q in results if q.name == r.name]
-            r.name = (r.folder.resolve().name if unique([q.folder.resolve().name for q in same])
+        same = [q.folder.resolve().name for q in results if q.name == r.name]
+        labels.append(r.name if len(same) == 1 else r.folder.resolve().name if unique(same)
                       else str(r.folder))
+    for r, label in zip(results, labels):
+        r.name = label
     return results
 
 

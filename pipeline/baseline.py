@@ -200,8 +200,16 @@ def summary(frame, tolerance: float = TOLERANCE):
     return means
 
 
-def verdict(table, tolerance: float, n_seeds: int) -> str:
-    """One line for summary()'s table: which tasks are not learned, and why."""
+# what the nets alone saw (--alone-inputs), as the summary and verdict lines name it: "own" is
+# the learned check's reference and keeps its lines as they were
+REFERENCE = {"own": "", "all": " on every task's inputs"}
+
+
+def verdict(table, tolerance: float, n_seeds: int, alone_inputs: str = "own") -> str:
+    """One line for summary()'s table: which tasks are not learned, and why. With alone_inputs
+    "all" the reference is each task alone on every task's inputs, which the line says: it is not
+    the learned check's reference (the task alone on its own inputs)."""
+    ref = REFERENCE[alone_inputs]
     parts = []
     alone_failed = list(table.index[table["alone_failed"] > 0])
     if alone_failed:
@@ -214,8 +222,15 @@ def verdict(table, tolerance: float, n_seeds: int) -> str:
     below = [t for t in table.index[~table["near_alone"]]
              if t not in alone_failed and t not in side_failed]
     if below:
-        parts.append(f"more than {tolerance:g} below alone: {', '.join(below)}")
+        parts.append(f"more than {tolerance:g} below alone{ref}: {', '.join(below)}")
     seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
+    if alone_inputs != "own":
+        head = f"baseline, against each task alone{ref} (not the learned check's reference: " \
+               "--alone-inputs own)"
+        if not parts:
+            return (f"{head}: every task above chance and within {tolerance:g} of the task "
+                    f"alone{ref} ({seeds})")
+        return f"{head}: {'; '.join(parts)} ({seeds})"
     if not parts:
         return (f"baseline: every task is learned (above chance and within {tolerance:g} of "
                 f"the task alone; {seeds})")
@@ -335,10 +350,12 @@ def main(argv: list[str]) -> int:
                "alone_train_acc", "side_epochs", "alone_epochs", "side_failed", "alone_failed",
                "learned"]
     epochs = {c: "{:.1f}".format for c in ("side_epochs", "alone_epochs")}
-    print("per task: means over seeds (max_gap: the worst seed; *_failed: seeds whose net "
-          "never improved, diverged or is at chance on the task)")
+    ref = REFERENCE[args.alone_inputs]
+    print(f"per task: means over seeds{', each task alone' + ref if ref else ''} (max_gap: the "
+          "worst seed; *_failed: seeds whose net never improved, diverged or is at chance on the "
+          f"task{'; learned: against this reference' if ref else ''})")
     print(table[columns].to_string(float_format="{:.4f}".format, formatters=epochs))
-    print(verdict(table, args.tolerance, frame["seed"].nunique()))
+    print(verdict(table, args.tolerance, frame["seed"].nunique(), args.alone_inputs))
     if args.out is not None:
         from pipeline import io
         try:

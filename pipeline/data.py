@@ -153,21 +153,25 @@ def read_idx(path: str | Path, role: str | None = None) -> np.ndarray:
     return array
 
 
-def _find_idx(folder: Path, stem: str) -> Path:
+def _find_idx(folder: Path, stem: str, key: str | None = None) -> Path:
     for name in (stem, stem + ".gz"):
         if (folder / name).exists():
             return folder / name
-    raise DataError(f"missing IDX file {folder / stem} (or {stem}.gz)")
+    every = ", ".join(s for pair in zip(*IDX_FILES.values()) for s in pair)
+    raise DataError(f"missing IDX file {folder / stem} (or {stem}.gz); allowed: "
+                    + (f"params key {key} set to " if key else "")
+                    + f"a folder holding the four standard IDX files ({every}, each may be .gz)")
 
 
-def load_idx_dataset(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def load_idx_dataset(folder: str | Path, key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """All images (train + t10k; 70k for MNIST) as float32 in [0, 1], flattened [N, 784], and
     their labels [N] int64. Every file is checked (read_idx with its role) and each images file
-    must hold as many images as its labels file holds labels; raises DataError naming the file."""
+    must hold as many images as its labels file holds labels; raises DataError naming the file
+    (and for a missing one, the params `key` that names the folder, e.g. data.mnist_dir)."""
     folder = Path(folder)
     images, labels = [], []
     for im_stem, lb_stem in zip(IDX_FILES["images"], IDX_FILES["labels"]):
-        im_path, lb_path = _find_idx(folder, im_stem), _find_idx(folder, lb_stem)
+        im_path, lb_path = _find_idx(folder, im_stem, key), _find_idx(folder, lb_stem, key)
         im, lb = read_idx(im_path, "images"), read_idx(lb_path, "labels")
         if len(im) != len(lb):
             raise DataError(f"{im_path} holds {len(im)} images but {lb_path} holds {len(lb)} "
@@ -212,7 +216,7 @@ def task_pool(kind: str, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     folder = getattr(cfg, f"{kind}_dir")
     if kind == "mnist" and folder is None:
         return load_bundled_mnist()
-    return load_idx_dataset(folder)
+    return load_idx_dataset(folder, f"data.{kind}_dir")
 
 
 def make_task(kind: str, n: int, seed: int, cfg: DataConfig,

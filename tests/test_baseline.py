@@ -236,3 +236,48 @@ def test_cli_damaged_image_file_is_one_line(tmp_path):
     write_params(tmp_path, tiny_params(**{"data.tasks": ["fashion_mnist"],
                                           "data.fashion_mnist_dir": str(tmp_path / "fashion")}))
     assert_one_line_error(_cli(tmp_path), "fashion")
+
+
+def test_the_verdict_names_its_reference():
+    """--alone-inputs own: the learned check's lines as they were; all: every line says the
+    reference is each task alone on every task's inputs, and never calls a task learned."""
+    frame = pd.DataFrame({"seed": [0, 1, 0, 1], "task": ["a_0", "a_0", "b_1", "b_1"],
+                          "side_test_acc": [0.90, 0.92, 0.80, 0.84],
+                          "alone_test_acc": [0.91, 0.93, 0.81, 0.85]})
+    frame["gap"] = frame["alone_test_acc"] - frame["side_test_acc"]
+    frame["side_problems"] = frame["alone_problems"] = ""
+    table = baseline.summary(frame, tolerance=0.02)
+    assert baseline.verdict(table, 0.02, 2) == baseline.verdict(table, 0.02, 2, "own") == (
+        "baseline: every task is learned (above chance and within 0.02 of the task alone; "
+        "2 seeds)")
+    wide = baseline.verdict(table, 0.02, 2, "all")
+    assert "alone on every task's inputs" in wide and "learned (" not in wide
+    assert wide.endswith("every task above chance and within 0.02 of the task alone on every "
+                         "task's inputs (2 seeds)")
+    table = baseline.summary(frame, tolerance=0.005)
+    assert "more than 0.005 below alone on every task's inputs: a_0, b_1" in baseline.verdict(
+        table, 0.005, 2, "all")
+    assert "not learned: more than 0.005 below alone: a_0, b_1" in baseline.verdict(table, 0.005, 2)
+
+
+def test_cli_alone_on_every_input_says_so(tmp_path):
+    """`--alone-inputs all` on stdout: the summary's heading and the verdict name the
+    reference (found by a review: it printed own mode's "every task is learned")."""
+    write_params(tmp_path, tiny_params())
+    proc = _cli(tmp_path, "--seeds", "0", "--alone-inputs", "all")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("per task: means over seeds, each task alone on every task's inputs")
+    assert lines[-1].startswith("baseline, against each task alone on every task's inputs")
+    assert "is learned" not in proc.stdout
+
+
+@pytest.mark.parametrize("kind", ["mnist", "fashion_mnist"])
+def test_cli_missing_image_files_name_the_params_key(tmp_path, kind):
+    """A folder without the IDX files: one line naming the file and the params key to set."""
+    (tmp_path / "empty").mkdir()
+    write_params(tmp_path, tiny_params(**{"data.tasks": [kind],
+                                          f"data.{kind}_dir": str(tmp_path / "empty")}))
+    proc = _cli(tmp_path)
+    assert_one_line_error(proc, "missing IDX file")
+    assert f"allowed: params key data.{kind}_dir set to a folder holding the four" in proc.stderr

@@ -325,3 +325,14 @@ def test_the_size_figure_refuses_folders_of_other_configurations(tmp_path, capsy
         code, out, err = run_main("size_figure", [*map(str, folders), *args], capsys)
         assert code == 2 and err.count("\n") == 1 and says in err, err
         assert "allowed: study result folders of one configuration at different n_samples" in err
+
+
+def test_one_file_or_dying_folder_given_twice_is_refused(tmp_path, capsys):
+    """tables.py --baselines with one file twice, dying_tables.py with one folder twice: one
+    line, exit 2, nothing on stdout."""
+    base = DATA_RUNS / "baseline_n5000.csv"
+    for script, argv in (("tables", ["--baselines", str(base), str(base.parent / "." / base.name)]),
+                         ("dying_tables", [str(DYING), str(DYING / ".")])):
+        code, out, err = run_main(script, argv, capsys)
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        assert "is given twice" in err and "each once" in err, err

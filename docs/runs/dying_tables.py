@@ -507,6 +507,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.per_level is not None and not all(args.per_level.split(",")):
         stop(f"--per-level: {args.per_level!r} is not allowed; allowed: all, none, or "
              "comma-separated substrings of configuration names")
+    seen: dict[Path, Path] = {}
+    for folder in args.folders:  # one folder twice would be compared with itself
+        if folder.resolve() in seen:
+            stop(f"FOLDER {str(folder)!r} is given twice (as {str(seen[folder.resolve()])!r}); "
+                 "allowed: distinct work or study result folders, each once")
+        seen[folder.resolve()] = folder
     runs = [load(f) for f in args.folders]
     levels = sorted({int(v) for r in runs for v in r.levels["level"]})
     if rows_at and not set(rows_at) <= set(levels):

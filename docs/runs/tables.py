@@ -364,11 +364,17 @@ def main(argv: list[str]) -> int:
     if not args.folders and not args.baselines:
         cli.stop("FOLDER: none given; allowed: one or more study result folders, and/or "
                  "--baselines CSV …")
+    seen: dict[Path, Path] = {}
+    for path in args.baselines:  # one file twice: its rows twice, read as two baselines
+        if path.resolve() in seen:
+            cli.stop(f"--baselines {str(path)!r} is given twice (as {str(seen[path.resolve()])!r}); "
+                     "allowed: distinct pipeline.baseline --out files, each once")
+        seen[path.resolve()] = path
+    results = load_all(args.folders)  # every folder checked before anything is printed
     if args.baselines:
         print(baseline_table(args.baselines))
-    if not args.folders:
+    if not results:
         return 0
-    results = load_all(args.folders)
     print("\n\n".join(configuration(r) for r in results))
     if len(results) > 1:
         print("\n### Configurations side by side\n")

@@ -242,17 +242,21 @@ def reproduced_repo(tmp_path_factory) -> tuple[Path, str]:
 def experiments_repo(tmp_path_factory, reproduced_repo) -> Path:
     """reproduced_repo committed, plus two experiments of the whole pipeline, `short` (2 levels)
     and `long` (3 levels: the committed value, so DVC takes every stage from its cache — an
-    experiment need not change a value); beside the repository, each one's metrics.json and
-    seeds.csv as it finished (`<name>.metrics.json`, `<name>.seeds.csv`). Its tests share one
-    pytest-xdist worker (mark them xdist_group("experiments_repo")): DVC commands in one
-    repository take its lock."""
+    experiment need not change a value); beside the repository, as each one finished: its
+    metrics.json and seeds.csv (`<name>.metrics.json`, `<name>.seeds.csv`), the output of its
+    `dvc exp run` (`<name>.out`) and the names of the level files in models/imp
+    (`<name>.levels`). Its tests share one pytest-xdist worker (mark them
+    xdist_group("experiments_repo")): DVC commands in one repository take its lock."""
     def build(folder: Path) -> None:
         repo = copied(reproduced_repo[0], folder / "repo")
         git(repo, "add", "-A")
         git(repo, "commit", "-qm", "baseline")
         assert tiny_params()["prune"]["iterations"] == 3
         for name, levels in (("short", 2), ("long", 3)):
-            dvc(repo, "exp", "run", "-S", f"prune.iterations={levels}", "-n", name)
+            out = dvc(repo, "exp", "run", "-S", f"prune.iterations={levels}", "-n", name).stdout
+            (folder / f"{name}.out").write_text(out)
+            (folder / f"{name}.levels").write_text("".join(
+                f"{p.name}\n" for p in sorted((repo / "models/imp").glob("level_*.pt"))))
             for kept, path in (("metrics.json", "reports/metrics.json"),
                                ("seeds.csv", "reports/analysis/seeds.csv")):
                 (folder / f"{name}.{kept}").write_bytes((repo / path).read_bytes())

@@ -38,9 +38,12 @@ def digest(folder: Path, pattern: str = "**/*") -> dict[str, str]:
             for p in sorted(folder.glob(pattern)) if p.is_file()}
 
 
-def test_dvc_repro_contract_and_caching(reproduced_repo, tmp_path):
+@pytest.mark.xdist_group("experiments_repo")
+def test_dvc_repro_contract_and_caching(reproduced_repo, experiments_repo, tmp_path):
     """The first `dvc repro` of tiny_repo (shared with the experiments below), checked in a
-    copy of it, then a second repro and a params change in that copy."""
+    copy of it, then a second repro and a params change in that copy. The repro of that change
+    is the experiments' `short` (conftest.experiments_repo: `dvc exp run -S prune.iterations=2`
+    of this run, committed), whose output and level files are kept beside it."""
     shared, out = reproduced_repo
     repo = copied(shared, tmp_path / "repo")
     for stage in ("generate", "trajectory", "train", "learned", "imp", "analyze", "plot"):
@@ -135,11 +138,12 @@ def test_dvc_repro_contract_and_caching(reproduced_repo, tmp_path):
     write_params(repo, params)
     status = json.loads(dvc(repo, "status", "dvc.yaml", "--json").stdout)
     assert "trajectory" in status and "generate" not in status and "train" not in status
-    out = dvc(repo, "repro").stdout
+    kept = experiments_repo.parent
+    out = (kept / "short.out").read_text()
     assert "Running stage 'trajectory'" in out and "Running stage 'imp'" in out
     assert "Running stage 'train'" not in out and "Running stage 'generate'" not in out
     assert "Running stage 'learned'" not in out  # the dense net did not change
-    assert len(list((repo / "models/imp").glob("level_*.pt"))) == 3
+    assert (kept / "short.levels").read_text().split() == [f"level_{i:02d}.pt" for i in range(3)]
 
 
 def file_hashes(repo: Path) -> dict[str, str]:

@@ -69,23 +69,37 @@ def leftovers(folder: Path) -> list[str]:
     return [p.relative_to(folder).as_posix() for p in folder.rglob("*") if TEMP.match(p.name)]
 
 
-def build_finished(folder: Path) -> None:
+def build_finished(folder: Path, main_run: Path) -> None:
     """Every stage of both pipelines run once in `folder` on tiny params (one tiny study
-    configuration)."""
+    configuration). The main pipeline's outputs are main_run's, copied (conftest.reproduced_repo:
+    `dvc repro` of the same tiny params, but for the `study` section, which no main stage reads
+    but `params`: tests/test_dag.py), not made a second time; the study's stages run here."""
     params = tiny_params(**{"train.workers": 2})
     params["study"] = {axis: [value] for axis, value in STUDY.items()}
+    made_with = yaml.safe_load((main_run / "params.yaml").read_text())
+    assert {**made_with, "study": None} == {**params, "study": None}
+    assert not (main_run / "reports/study").exists() and not (main_run / "models/study").exists()
     write_params(folder, params)
-    for stage in (*MAIN, "study_run", "aggregate"):
+    for top in ("data", "models", "reports"):  # DVC's .gitignore files aside
+        shutil.copytree(main_run / top, folder / top, ignore=shutil.ignore_patterns(".gitignore"))
+    (folder / "reports/params_checked.txt").unlink()  # the params stage's: it reads `study`
+    for stage in ("study_run", "aggregate"):
         proc = subprocess.run(command(stage), cwd=folder, env=env(), capture_output=True,
                               text=True)
         assert proc.returncode == 0, f"{stage}:\n{proc.stderr}"
 
 
+def finished_run(tmp_path_factory, reproduced_repo) -> Path:
+    """build_finished's run, built once per test run (in whichever pytest-xdist worker asks
+    first) for the `finished` fixtures here, in tests/test_resume_content.py and in
+    tests/test_params_changed.py: read only, tests copy it."""
+    return shared_folder(tmp_path_factory, "finished",
+                         lambda folder: build_finished(folder, reproduced_repo[0]))
+
+
 @pytest.fixture(scope="session")
-def finished(tmp_path_factory) -> Path:
-    """build_finished's run, shared by every test here and in tests/test_resume_content.py (in
-    any pytest-xdist worker): read only, tests copy it."""
-    return shared_folder(tmp_path_factory, "finished", build_finished)
+def finished(tmp_path_factory, reproduced_repo) -> Path:
+    return finished_run(tmp_path_factory, reproduced_repo)
 
 
 def limited(limit: int):

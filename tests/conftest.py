@@ -238,28 +238,53 @@ def reproduced_repo(tmp_path_factory) -> tuple[Path, str]:
     return folder / "repo", (folder / "repro.out").read_text()
 
 
+# the study of the maintainers' repository experiments_repo is a clone of: one tiny configuration
+CLONED_STUDY = {"iterations": [2], "hidden": ["6x6"]}
+
+
 @pytest.fixture(scope="session")
-def experiments_repo(tmp_path_factory, reproduced_repo) -> Path:
-    """reproduced_repo committed, plus two experiments of the whole pipeline, `short` (2 levels)
-    and `long` (3 levels: the committed value, so DVC takes every stage from its cache — an
-    experiment need not change a value); beside the repository, as each one finished: its
-    metrics.json and seeds.csv (`<name>.metrics.json`, `<name>.seeds.csv`), the output of its
-    `dvc exp run` (`<name>.out`) and the names of the level files in models/imp
-    (`<name>.levels`). Its tests share one pytest-xdist worker (mark them
-    xdist_group("experiments_repo")): DVC commands in one repository take its lock."""
+def experiments_repo(tmp_path_factory) -> Path:
+    """A fresh clone of a tiny repository as a user gets it, reproduced and committed, plus two
+    experiments of the whole pipeline, `short` (2 levels) and `long` (3 levels: the committed
+    value, so DVC takes every stage from its cache — an experiment need not change a value).
+
+    The maintainers' side (`origin`, beside it): tiny params with a one-configuration study
+    (CLONED_STUDY), `dvc repro studies/dvc.yaml` run and everything git tracks committed (the
+    study's lock included); a `git clone` of that has no DVC cache and no untracked files. In
+    the clone: `dvc repro`, `dvc status`, the results committed (`main` has metrics and plots to
+    compare with), then the experiments. Beside the repository: every DVC command's output,
+    stdout then stderr (`repro-studies.out` in origin, `repro.out`, `status.out`, `<name>.out`
+    for each experiment; tests/test_fresh_clone.py checks them), and as each experiment
+    finished, its metrics.json and seeds.csv (`<name>.metrics.json`, `<name>.seeds.csv`) and
+    the names of the level files in models/imp (`<name>.levels`). Its tests share one
+    pytest-xdist worker (mark them xdist_group("experiments_repo")): DVC commands in one
+    repository take its lock."""
     def build(folder: Path) -> None:
-        repo = copied(reproduced_repo[0], folder / "repo")
+        def kept(name: str, proc: subprocess.CompletedProcess) -> None:
+            (folder / f"{name}.out").write_text(proc.stdout + proc.stderr)
+
+        origin = committed_tiny_repo(folder / "origin")
+        params = tiny_params()
+        assert params["prune"]["iterations"] == 3
+        params["study"].update(CLONED_STUDY)
+        write_params(origin, params)
+        git(origin, "branch", "-M", "main")
+        kept("repro-studies", dvc(origin, "repro", "studies/dvc.yaml"))
+        git(origin, "add", "-A")
+        git(origin, "commit", "-qm", "study results")
+        repo = folder / "repo"
+        subprocess.run(["git", "clone", "-q", str(origin), str(repo)], check=True)
+        kept("repro", dvc(repo, "repro"))
+        kept("status", dvc(repo, "status"))
         git(repo, "add", "-A")
-        git(repo, "commit", "-qm", "baseline")
-        assert tiny_params()["prune"]["iterations"] == 3
+        git(repo, "commit", "-qm", "results")
         for name, levels in (("short", 2), ("long", 3)):
-            out = dvc(repo, "exp", "run", "-S", f"prune.iterations={levels}", "-n", name).stdout
-            (folder / f"{name}.out").write_text(out)
+            kept(name, dvc(repo, "exp", "run", "-S", f"prune.iterations={levels}", "-n", name))
             (folder / f"{name}.levels").write_text("".join(
                 f"{p.name}\n" for p in sorted((repo / "models/imp").glob("level_*.pt"))))
-            for kept, path in (("metrics.json", "reports/metrics.json"),
-                               ("seeds.csv", "reports/analysis/seeds.csv")):
-                (folder / f"{name}.{kept}").write_bytes((repo / path).read_bytes())
+            for suffix, path in (("metrics.json", "reports/metrics.json"),
+                                 ("seeds.csv", "reports/analysis/seeds.csv")):
+                (folder / f"{name}.{suffix}").write_bytes((repo / path).read_bytes())
     return shared_folder(tmp_path_factory, "experiments", build) / "repo"
 
 

@@ -40,10 +40,11 @@ def digest(folder: Path, pattern: str = "**/*") -> dict[str, str]:
 
 @pytest.mark.xdist_group("experiments_repo")
 def test_dvc_repro_contract_and_caching(reproduced_repo, experiments_repo, tmp_path):
-    """The first `dvc repro` of tiny_repo (shared with the experiments below), checked in a
+    """The first `dvc repro` of tiny_repo (conftest.reproduced_repo, shared), checked in a
     copy of it, then a second repro and a params change in that copy. The repro of that change
     is the experiments' `short` (conftest.experiments_repo: `dvc exp run -S prune.iterations=2`
-    of this run, committed), whose output and level files are kept beside it."""
+    on the same tiny run, reproduced and committed in a fresh clone), whose output and level
+    files are kept beside it."""
     shared, out = reproduced_repo
     repo = copied(shared, tmp_path / "repo")
     for stage in ("generate", "trajectory", "train", "learned", "imp", "analyze", "plot"):

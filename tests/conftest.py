@@ -245,8 +245,9 @@ CLONED_STUDY = {"iterations": [2], "hidden": ["6x6"]}
 @pytest.fixture(scope="session")
 def experiments_repo(tmp_path_factory) -> Path:
     """A fresh clone of a tiny repository as a user gets it, reproduced and committed, plus two
-    experiments of the whole pipeline, `short` (2 levels) and `long` (3 levels: the committed
-    value, so DVC takes every stage from its cache — an experiment need not change a value).
+    experiments of the whole pipeline, in this order: `long` (3 levels: the committed value, so
+    no stage runs — an experiment need not change a value; run after `short`, it ran every
+    stage from trajectory on again) and `short` (2 levels).
 
     The maintainers' side (`origin`, beside it): tiny params with a one-configuration study
     (CLONED_STUDY), `dvc repro studies/dvc.yaml` run and everything git tracks committed (the
@@ -278,7 +279,7 @@ def experiments_repo(tmp_path_factory) -> Path:
         kept("status", dvc(repo, "status"))
         git(repo, "add", "-A")
         git(repo, "commit", "-qm", "results")
-        for name, levels in (("short", 2), ("long", 3)):
+        for name, levels in (("long", 3), ("short", 2)):
             kept(name, dvc(repo, "exp", "run", "-S", f"prune.iterations={levels}", "-n", name))
             (folder / f"{name}.levels").write_text("".join(
                 f"{p.name}\n" for p in sorted((repo / "models/imp").glob("level_*.pt"))))

@@ -59,6 +59,20 @@ def run_stage(stage: str, cwd: Path, check: bool = True) -> subprocess.Completed
     return proc
 
 
+def stages_here(folder: Path, stages: tuple[str, ...]) -> None:
+    """`stages` run in this process on folder's params.yaml, each through its run(params, root)
+    (as tests/test_learned.py and the study runner run them): for the inputs of a run that a
+    test reads but does not test, where a process per stage costs more than its work. The
+    stages whose process a test checks run as processes (run_stage)."""
+    import importlib
+
+    from pipeline import config
+
+    params = config.load(folder / "params.yaml")
+    for stage in stages:
+        importlib.import_module(f"pipeline.stages.{stage}").run(params, folder)
+
+
 def stage_in_process(stage: str, cwd: Path, monkeypatch, capsys,
                      *args: str) -> subprocess.CompletedProcess:
     """`python -m pipeline.stages.<stage> ARGS` in cwd, run in this process (for tables of bad

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_stage, stage_in_process, tiny_params, write_params
+from conftest import ROOT, run_stage, stage_in_process, stages_here, tiny_params, write_params
 
 from pipeline import config
 from pipeline.stages import out_of_memory
@@ -148,8 +148,7 @@ def test_a_run_too_big_for_the_memory_is_one_line(tmp_path):
     import resource
 
     write_params(tmp_path, tiny_params(**{"model.hidden": [40000, 40000]}))
-    for stage in ("generate", "trajectory"):
-        run_stage(stage, tmp_path)
+    stages_here(tmp_path, ("generate", "trajectory"))  # its inputs, made in this process
     limit = 4 * 2**30
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline.stages.train"], cwd=tmp_path, capture_output=True,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, shared_folder, stage_in_process, tiny_params, write_params
+from conftest import ROOT, shared_folder, stage_in_process, stages_here, tiny_params, write_params
 
 from pipeline import config, io
 
@@ -247,16 +247,15 @@ def wait_for(condition, seconds: float = 120) -> bool:
 
 @pytest.fixture(scope="session")
 def longer(tmp_path_factory) -> tuple[Path, dict]:
-    """generate, trajectory and train done for a 6-level run with 2 worker processes, and the
-    uninterrupted imp stage's files (shared: read only, tests copy it)."""
+    """generate, trajectory and train done for a 6-level run with 2 worker processes (in this
+    process: conftest.stages_here), and the uninterrupted imp stage's files (shared: read only,
+    tests copy it)."""
     def build(folder: Path) -> None:
         prepared = folder / "prepared"
         prepared.mkdir()
         write_params(prepared, tiny_params(**{"train.workers": 2, "prune.iterations": 6,
                                               "prune.target": 20, "model.seeds": [0, 1, 2, 3]}))
-        for stage in ("generate", "trajectory", "train"):
-            subprocess.run(command(stage), cwd=prepared, env=env(), check=True,
-                           capture_output=True)
+        stages_here(prepared, ("generate", "trajectory", "train"))
         reference = folder / "reference"
         shutil.copytree(prepared, reference)
         subprocess.run(command("imp"), cwd=reference, env=env(), check=True, capture_output=True)

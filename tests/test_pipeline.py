@@ -24,6 +24,7 @@ from conftest import (
     git,
     run_stage,
     stage_in_process,
+    stages_here,
     tiny_params,
     write_params,
 )
@@ -246,12 +247,12 @@ def test_plots_diff_renders_in_headless_chromium(experiments_repo, offline_templ
 
 
 def prepared(tmp_path: Path, **overrides) -> Path:
-    """generate + trajectory + train done in a plain folder (no DVC) with the tiny params."""
+    """generate + trajectory + train done in a plain folder (no DVC) with the tiny params, in
+    this process (conftest.stages_here: the tests run the imp stage's processes on them)."""
     work = tmp_path / "work"
     work.mkdir()
     write_params(work, tiny_params(**{**FOUR_LEVELS, **overrides}))
-    for stage in PREPARED:
-        run_stage(stage, work)
+    stages_here(work, PREPARED)
     return work
 
 
@@ -346,11 +347,14 @@ def test_worker_processes_give_identical_files(tmp_path, compact, hidden, prepar
 
 
 def test_extended_network_runs_k_extra_levels(tmp_path):
+    """The extended net's shape and trajectory, then the imp and analyze stages' processes on
+    it (the stages before them run in this process: conftest.stages_here)."""
     work = tmp_path / "work"
     work.mkdir()
     write_params(work, tiny_params(**{"prune.iterations": 2, "prune.target": None,
                                       "prune.rate": 0.3, "prune.extensions": 2}))
-    for stage in ("generate", "trajectory", "train", "imp", "analyze"):
+    stages_here(work, PREPARED)
+    for stage in ("imp", "analyze"):
         run_stage(stage, work)
     shape = json.loads((work / "models/shape.json").read_text())
     assert shape["base_layers"] == [4, 6, 6, 2] and shape["extensions"] == 2

@@ -28,6 +28,11 @@ from conftest import ROOT, shared_folder, stage_in_process, stages_here, tiny_pa
 
 from pipeline import config, io
 
+# One pytest-xdist worker runs this file: it builds the shared runs (`finished`, `longer`) and
+# reads them; spread over two workers, both asked for `finished` at once and one waited idle
+# for the other's build (groups are handed out first, before any other test).
+pytestmark = pytest.mark.xdist_group("finished")
+
 MAIN = ("generate", "trajectory", "train", "imp", "analyze", "plot")
 STUDY = {"extensions": 0, "iterations": 2, "tasks": "moons+circles", "hidden": "6x6",
          "init": "torch_default", "noise": 0.1}

@@ -59,6 +59,20 @@ def run_stage(stage: str, cwd: Path, check: bool = True) -> subprocess.Completed
     return proc
 
 
+def stages_here(folder: Path, stages: tuple[str, ...]) -> None:
+    """`stages` run in this process on folder's params.yaml, each through its run(params, root)
+    (as tests/test_learned.py and the study runner run them): for the inputs of a run that a
+    test reads but does not test, where a process per stage costs more than its work. The
+    stages whose process a test checks run as processes (run_stage)."""
+    import importlib
+
+    from pipeline import config
+
+    params = config.load(folder / "params.yaml")
+    for stage in stages:
+        importlib.import_module(f"pipeline.stages.{stage}").run(params, folder)
+
+
 def stage_in_process(stage: str, cwd: Path, monkeypatch, capsys,
                      *args: str) -> subprocess.CompletedProcess:
     """`python -m pipeline.stages.<stage> ARGS` in cwd, run in this process (for tables of bad
@@ -238,24 +252,54 @@ def reproduced_repo(tmp_path_factory) -> tuple[Path, str]:
     return folder / "repo", (folder / "repro.out").read_text()
 
 
+# the study of the maintainers' repository experiments_repo is a clone of: one tiny configuration
+CLONED_STUDY = {"iterations": [2], "hidden": ["6x6"]}
+
+
 @pytest.fixture(scope="session")
-def experiments_repo(tmp_path_factory, reproduced_repo) -> Path:
-    """reproduced_repo committed, plus two experiments of the whole pipeline, `short` (2 levels)
-    and `long` (3 levels: the committed value, so DVC takes every stage from its cache — an
-    experiment need not change a value); beside the repository, each one's metrics.json and
-    seeds.csv as it finished (`<name>.metrics.json`, `<name>.seeds.csv`). Its tests share one
+def experiments_repo(tmp_path_factory) -> Path:
+    """A fresh clone of a tiny repository as a user gets it, reproduced and committed, plus two
+    experiments of the whole pipeline, in this order: `long` (3 levels: the committed value, so
+    no stage runs — an experiment need not change a value; run after `short`, it ran every
+    stage from trajectory on again) and `short` (2 levels).
+
+    The maintainers' side (`origin`, beside it): tiny params with a one-configuration study
+    (CLONED_STUDY), `dvc repro studies/dvc.yaml` run and everything git tracks committed (the
+    study's lock included); a `git clone` of that has no DVC cache and no untracked files. In
+    the clone: `dvc repro`, `dvc status`, the results committed (`main` has metrics and plots to
+    compare with), then the experiments. Beside the repository: every DVC command's output,
+    stdout then stderr (`repro-studies.out` in origin, `repro.out`, `status.out`, `<name>.out`
+    for each experiment; tests/test_fresh_clone.py checks them), and as each experiment
+    finished, its metrics.json and seeds.csv (`<name>.metrics.json`, `<name>.seeds.csv`) and
+    the names of the level files in models/imp (`<name>.levels`). Its tests share one
     pytest-xdist worker (mark them xdist_group("experiments_repo")): DVC commands in one
     repository take its lock."""
     def build(folder: Path) -> None:
-        repo = copied(reproduced_repo[0], folder / "repo")
+        def kept(name: str, proc: subprocess.CompletedProcess) -> None:
+            (folder / f"{name}.out").write_text(proc.stdout + proc.stderr)
+
+        origin = committed_tiny_repo(folder / "origin")
+        params = tiny_params()
+        assert params["prune"]["iterations"] == 3
+        params["study"].update(CLONED_STUDY)
+        write_params(origin, params)
+        git(origin, "branch", "-M", "main")
+        kept("repro-studies", dvc(origin, "repro", "studies/dvc.yaml"))
+        git(origin, "add", "-A")
+        git(origin, "commit", "-qm", "study results")
+        repo = folder / "repo"
+        subprocess.run(["git", "clone", "-q", str(origin), str(repo)], check=True)
+        kept("repro", dvc(repo, "repro"))
+        kept("status", dvc(repo, "status"))
         git(repo, "add", "-A")
-        git(repo, "commit", "-qm", "baseline")
-        assert tiny_params()["prune"]["iterations"] == 3
-        for name, levels in (("short", 2), ("long", 3)):
-            dvc(repo, "exp", "run", "-S", f"prune.iterations={levels}", "-n", name)
-            for kept, path in (("metrics.json", "reports/metrics.json"),
-                               ("seeds.csv", "reports/analysis/seeds.csv")):
-                (folder / f"{name}.{kept}").write_bytes((repo / path).read_bytes())
+        git(repo, "commit", "-qm", "results")
+        for name, levels in (("long", 3), ("short", 2)):
+            kept(name, dvc(repo, "exp", "run", "-S", f"prune.iterations={levels}", "-n", name))
+            (folder / f"{name}.levels").write_text("".join(
+                f"{p.name}\n" for p in sorted((repo / "models/imp").glob("level_*.pt"))))
+            for suffix, path in (("metrics.json", "reports/metrics.json"),
+                                 ("seeds.csv", "reports/analysis/seeds.csv")):
+                (folder / f"{name}.{suffix}").write_bytes((repo / path).read_bytes())
     return shared_folder(tmp_path_factory, "experiments", build) / "repo"
 
 

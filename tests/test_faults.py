@@ -24,9 +24,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, shared_folder, stage_in_process, tiny_params, write_params
+from conftest import ROOT, shared_folder, stage_in_process, stages_here, tiny_params, write_params
 
 from pipeline import config, io
+
+# One pytest-xdist worker runs this file: it builds the shared runs (`finished`, `longer`) and
+# reads them; spread over two workers, both asked for `finished` at once and one waited idle
+# for the other's build (groups are handed out first, before any other test).
+pytestmark = pytest.mark.xdist_group("finished")
 
 MAIN = ("generate", "trajectory", "train", "imp", "analyze", "plot")
 STUDY = {"extensions": 0, "iterations": 2, "tasks": "moons+circles", "hidden": "6x6",
@@ -69,23 +74,37 @@ def leftovers(folder: Path) -> list[str]:
     return [p.relative_to(folder).as_posix() for p in folder.rglob("*") if TEMP.match(p.name)]
 
 
-def build_finished(folder: Path) -> None:
+def build_finished(folder: Path, main_run: Path) -> None:
     """Every stage of both pipelines run once in `folder` on tiny params (one tiny study
-    configuration)."""
+    configuration). The main pipeline's outputs are main_run's, copied (conftest.reproduced_repo:
+    `dvc repro` of the same tiny params, but for the `study` section, which no main stage reads
+    but `params`: tests/test_dag.py), not made a second time; the study's stages run here."""
     params = tiny_params(**{"train.workers": 2})
     params["study"] = {axis: [value] for axis, value in STUDY.items()}
+    made_with = yaml.safe_load((main_run / "params.yaml").read_text())
+    assert {**made_with, "study": None} == {**params, "study": None}
+    assert not (main_run / "reports/study").exists() and not (main_run / "models/study").exists()
     write_params(folder, params)
-    for stage in (*MAIN, "study_run", "aggregate"):
+    for top in ("data", "models", "reports"):  # DVC's .gitignore files aside
+        shutil.copytree(main_run / top, folder / top, ignore=shutil.ignore_patterns(".gitignore"))
+    (folder / "reports/params_checked.txt").unlink()  # the params stage's: it reads `study`
+    for stage in ("study_run", "aggregate"):
         proc = subprocess.run(command(stage), cwd=folder, env=env(), capture_output=True,
                               text=True)
         assert proc.returncode == 0, f"{stage}:\n{proc.stderr}"
 
 
+def finished_run(tmp_path_factory, reproduced_repo) -> Path:
+    """build_finished's run, built once per test run (in whichever pytest-xdist worker asks
+    first) for the `finished` fixtures here, in tests/test_resume_content.py and in
+    tests/test_params_changed.py: read only, tests copy it."""
+    return shared_folder(tmp_path_factory, "finished",
+                         lambda folder: build_finished(folder, reproduced_repo[0]))
+
+
 @pytest.fixture(scope="session")
-def finished(tmp_path_factory) -> Path:
-    """build_finished's run, shared by every test here and in tests/test_resume_content.py (in
-    any pytest-xdist worker): read only, tests copy it."""
-    return shared_folder(tmp_path_factory, "finished", build_finished)
+def finished(tmp_path_factory, reproduced_repo) -> Path:
+    return finished_run(tmp_path_factory, reproduced_repo)
 
 
 def limited(limit: int):
@@ -233,16 +252,15 @@ def wait_for(condition, seconds: float = 120) -> bool:
 
 @pytest.fixture(scope="session")
 def longer(tmp_path_factory) -> tuple[Path, dict]:
-    """generate, trajectory and train done for a 6-level run with 2 worker processes, and the
-    uninterrupted imp stage's files (shared: read only, tests copy it)."""
+    """generate, trajectory and train done for a 6-level run with 2 worker processes (in this
+    process: conftest.stages_here), and the uninterrupted imp stage's files (shared: read only,
+    tests copy it)."""
     def build(folder: Path) -> None:
         prepared = folder / "prepared"
         prepared.mkdir()
         write_params(prepared, tiny_params(**{"train.workers": 2, "prune.iterations": 6,
                                               "prune.target": 20, "model.seeds": [0, 1, 2, 3]}))
-        for stage in ("generate", "trajectory", "train"):
-            subprocess.run(command(stage), cwd=prepared, env=env(), check=True,
-                           capture_output=True)
+        stages_here(prepared, ("generate", "trajectory", "train"))
         reference = folder / "reference"
         shutil.copytree(prepared, reference)
         subprocess.run(command("imp"), cwd=reference, env=env(), check=True, capture_output=True)

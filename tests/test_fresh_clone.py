@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, dvc, git, tiny_params, write_params
+from conftest import ROOT, copied, dvc
 
 pytestmark = pytest.mark.e2e
 
@@ -31,38 +31,39 @@ def clean(proc: subprocess.CompletedProcess, what: str) -> str:
     return out
 
 
-def test_readme_dvc_commands_are_clean_in_a_fresh_clone(tiny_repo, tmp_path):
-    origin = tiny_repo
-    params = tiny_params(**{"prune.iterations": 2})
-    params["study"].update({"iterations": [2], "hidden": ["6x6"]})  # the study: one tiny run
-    write_params(origin, params)
-    git(origin, "branch", "-M", "main")
-    # maintainers: run both pipelines and commit what git tracks (the study lock included)
-    clean(dvc(origin, "repro", "studies/dvc.yaml", check=False), "dvc repro studies/dvc.yaml")
-    git(origin, "add", "-A")
-    git(origin, "commit", "-qm", "study results")
+@pytest.mark.xdist_group("experiments_repo")
+def test_readme_dvc_commands_are_clean_in_a_fresh_clone(experiments_repo, tmp_path):
+    """The fresh clone is conftest.experiments_repo (the maintainers ran the study and committed
+    it; the clone ran `dvc repro`, committed its results and ran two experiments): the outputs
+    of those commands, kept beside it, then the README's commands after them, in a copy of it
+    (`dvc exp apply` changes the workspace)."""
+    kept = experiments_repo.parent
 
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(origin), str(clone)], check=True)
-    clean(dvc(clone, "repro", check=False), "dvc repro")
-    status = clean(dvc(clone, "status", check=False), "dvc status")
+    def was_clean(name: str, what: str) -> str:  # a command the fixture ran (exit code 0)
+        out = (kept / f"{name}.out").read_text()
+        problems = DVC_PROBLEM.findall(out)
+        assert not problems, f"{what} printed {problems}:\n{out}"
+        return out
+
+    was_clean("repro-studies", "dvc repro studies/dvc.yaml")  # the maintainers' side
+    was_clean("repro", "dvc repro")
+    status = was_clean("status", "dvc status")
     assert status.strip() == UP_TO_DATE, status  # both pipelines, no "not in cache"
-    assert (clone / "reports/every_level/network_levels.gif").stat().st_size > 10_000
-    git(clone, "add", "-A")  # the maintainers' commit of the main results, so that `main`
-    git(clone, "commit", "-qm", "results")  # has metrics and plots to compare with
+    was_clean("long", "dvc exp run -S prune.iterations=3")
+    assert "Running stage 'imp'" in was_clean("short", "dvc exp run -S prune.iterations=2")
 
-    out = clean(dvc(clone, "exp", "run", "-S", "prune.iterations=1", "-n", "short",
-                    check=False), "dvc exp run")
-    assert "Running stage 'imp'" in out
+    clone = copied(experiments_repo, tmp_path / "clone")
+    assert (clone / "reports/every_level/network_levels.gif").stat().st_size > 10_000
     shown = clean(dvc(clone, "exp", "show", "--only-changed", "--no-pager", check=False),
                   "dvc exp show")
-    assert "short" in shown
+    assert "short" in shown and "long" in shown
     clean(dvc(clone, "metrics", "diff", "main", check=False), "dvc metrics diff main")
     clean(dvc(clone, "plots", "diff", "main", "-o", str(tmp_path / "plots"), check=False),
           "dvc plots diff main")
     assert (tmp_path / "plots" / "index.html").is_file()
-    clean(dvc(clone, "exp", "apply", "short", check=False), "dvc exp apply")
-    assert "iterations: 1" in (clone / "params.yaml").read_text()
+    assert yaml.safe_load((clone / "params.yaml").read_text())["prune"]["iterations"] == 2
+    clean(dvc(clone, "exp", "apply", "long", check=False), "dvc exp apply")
+    assert yaml.safe_load((clone / "params.yaml").read_text())["prune"]["iterations"] == 3
     status = clean(dvc(clone, "status", "dvc.yaml", check=False), "dvc status dvc.yaml")
     assert status.strip() == UP_TO_DATE, status
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_stage, tiny_params, write_params
+from conftest import run_stage, stages_here, tiny_params, write_params
 
 from pipeline import health
 
@@ -141,8 +141,10 @@ FATAL = [({"train.min_delta": 0.05}, "never improved", "train.min_delta"),
 
 @pytest.mark.parametrize("overrides,what,key", FATAL, ids=["min_delta 0.05", "sgd lr 1e6"])
 def test_dense_nets_that_learned_nothing_stop_the_train_stage(tmp_path, overrides, what, key):
-    procs = run_until(tmp_path, "train", **overrides)
-    train = procs["train"]
+    """The train stage's process on the tiny data (made in this process: conftest.stages_here)."""
+    write_params(tmp_path, tiny_params(**{"train.workers": 1, **overrides}))
+    stages_here(tmp_path, ("generate", "trajectory"))
+    train = run_stage("train", tmp_path, check=False)
     assert train.returncode == 2, train.stderr
     lines = train.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: train: every dense network failed")

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, copied, shared_folder
-from test_faults import NAME, STUDY_ARGS, build_finished, tree
+from conftest import ROOT, copied
+from test_faults import NAME, STUDY_ARGS, finished_run, tree
 
 from pipeline import config
 from pipeline.paths import outputs_by_stage
@@ -49,9 +49,9 @@ cli(stage.main)
 
 
 @pytest.fixture(scope="session")
-def finished(tmp_path_factory) -> Path:
+def finished(tmp_path_factory, reproduced_repo) -> Path:
     """Every stage of both pipelines run once (test_faults' shared run): read only."""
-    return shared_folder(tmp_path_factory, "finished", build_finished)
+    return finished_run(tmp_path_factory, reproduced_repo)
 
 
 def hooked_stage(run: Path, stage: str, function: str, edits: list[tuple[str, object]],

@@ -15,7 +15,19 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import FOUR_LEVELS, PREPARED, ROOT, copied, dvc, git, run_stage, tiny_params, write_params
+from conftest import (
+    FOUR_LEVELS,
+    PREPARED,
+    ROOT,
+    copied,
+    dvc,
+    git,
+    run_stage,
+    stage_in_process,
+    stages_here,
+    tiny_params,
+    write_params,
+)
 
 from pipeline.analysis import wilson
 
@@ -27,9 +39,13 @@ def digest(folder: Path, pattern: str = "**/*") -> dict[str, str]:
             for p in sorted(folder.glob(pattern)) if p.is_file()}
 
 
-def test_dvc_repro_contract_and_caching(reproduced_repo, tmp_path):
-    """The first `dvc repro` of tiny_repo (shared with the experiments below), checked in a
-    copy of it, then a second repro and a params change in that copy."""
+@pytest.mark.xdist_group("experiments_repo")
+def test_dvc_repro_contract_and_caching(reproduced_repo, experiments_repo, tmp_path):
+    """The first `dvc repro` of tiny_repo (conftest.reproduced_repo, shared), checked in a
+    copy of it, then a second repro and a params change in that copy. The repro of that change
+    is the experiments' `short` (conftest.experiments_repo: `dvc exp run -S prune.iterations=2`
+    on the same tiny run, reproduced and committed in a fresh clone), whose output and level
+    files are kept beside it."""
     shared, out = reproduced_repo
     repo = copied(shared, tmp_path / "repo")
     for stage in ("generate", "trajectory", "train", "learned", "imp", "analyze", "plot"):
@@ -124,11 +140,12 @@ def test_dvc_repro_contract_and_caching(reproduced_repo, tmp_path):
     write_params(repo, params)
     status = json.loads(dvc(repo, "status", "dvc.yaml", "--json").stdout)
     assert "trajectory" in status and "generate" not in status and "train" not in status
-    out = dvc(repo, "repro").stdout
+    kept = experiments_repo.parent
+    out = (kept / "short.out").read_text()
     assert "Running stage 'trajectory'" in out and "Running stage 'imp'" in out
     assert "Running stage 'train'" not in out and "Running stage 'generate'" not in out
     assert "Running stage 'learned'" not in out  # the dense net did not change
-    assert len(list((repo / "models/imp").glob("level_*.pt"))) == 3
+    assert (kept / "short.levels").read_text().split() == [f"level_{i:02d}.pt" for i in range(3)]
 
 
 def file_hashes(repo: Path) -> dict[str, str]:
@@ -230,12 +247,12 @@ def test_plots_diff_renders_in_headless_chromium(experiments_repo, offline_templ
 
 
 def prepared(tmp_path: Path, **overrides) -> Path:
-    """generate + trajectory + train done in a plain folder (no DVC) with the tiny params."""
+    """generate + trajectory + train done in a plain folder (no DVC) with the tiny params, in
+    this process (conftest.stages_here: the tests run the imp stage's processes on them)."""
     work = tmp_path / "work"
     work.mkdir()
     write_params(work, tiny_params(**{**FOUR_LEVELS, **overrides}))
-    for stage in PREPARED:
-        run_stage(stage, work)
+    stages_here(work, PREPARED)
     return work
 
 
@@ -330,11 +347,14 @@ def test_worker_processes_give_identical_files(tmp_path, compact, hidden, prepar
 
 
 def test_extended_network_runs_k_extra_levels(tmp_path):
+    """The extended net's shape and trajectory, then the imp and analyze stages' processes on
+    it (the stages before them run in this process: conftest.stages_here)."""
     work = tmp_path / "work"
     work.mkdir()
     write_params(work, tiny_params(**{"prune.iterations": 2, "prune.target": None,
                                       "prune.rate": 0.3, "prune.extensions": 2}))
-    for stage in ("generate", "trajectory", "train", "imp", "analyze"):
+    stages_here(work, PREPARED)
+    for stage in ("imp", "analyze"):
         run_stage(stage, work)
     shape = json.loads((work / "models/shape.json").read_text())
     assert shape["base_layers"] == [4, 6, 6, 2] and shape["extensions"] == 2
@@ -379,11 +399,16 @@ def test_real_fashion_mnist_slice_beside_digits_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize("stage", ["trajectory", "train", "imp", "analyze", "plot"])
-def test_stage_without_its_inputs_says_which_file_is_missing(stage, tmp_path):
+def test_stage_without_its_inputs_says_which_file_is_missing(stage, tmp_path, monkeypatch, capsys):
     """A stage run before the stages that make its inputs: one line naming the file, exit 2,
-    no traceback, nothing written."""
+    no traceback, nothing written. It stops before any work: trajectory runs as its own process
+    (exit code and streams of a real process), the others in this one
+    (conftest.stage_in_process: a process each cost more than the check)."""
     write_params(tmp_path, tiny_params())
-    proc = run_stage(stage, tmp_path, check=False)
+    if stage == "trajectory":
+        proc = run_stage(stage, tmp_path, check=False)
+    else:
+        proc = stage_in_process(stage, tmp_path, monkeypatch, capsys)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "data/tasks.json" in lines[0]

@@ -65,14 +65,14 @@ def test_closure_module_is_the_dag_tests_derivation():
         (ROOT / "pipeline/imp.py").read_bytes()).hexdigest()
 
 
-def test_code_edit_between_two_runs_starts_over(prepared_run, tmp_path):
+def test_code_edit_between_two_runs_starts_over(imp_run, tmp_path):
     """The issue's case: stop after level 2, change prune_global to rank by θ instead of |θ|,
     rerun. The finished levels are not reused: one line says the code changed (naming the
     file) and every level is the new code's, as a fresh run of it writes them. Unchanged code
     resumes to the uninterrupted bytes."""
     code = copy_repo(tmp_path / "repo")
-    run = copied(prepared_run, tmp_path / "run")  # what prepared(…, code) makes: code == ROOT
-    stage("imp", run, code)
+    # what prepared(…, code) and its imp stage make: the code is hashed by content, code == ROOT
+    run = copied(imp_run, tmp_path / "run")
     reference = files(run)
 
     stop_after_level(run, 2)

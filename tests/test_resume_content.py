@@ -20,17 +20,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, copied, dvc, shared_folder, stage_in_process
-from test_faults import NAME, STUDY_ARGS, build_finished, leftovers, tree
+from conftest import ROOT, copied, dvc, stage_in_process
+from test_faults import NAME, STUDY_ARGS, finished_run, leftovers, tree
 
 from pipeline import io
 from pipeline.imp import load_level, select_seeds
 
 
 @pytest.fixture(scope="session")
-def finished(tmp_path_factory) -> Path:
+def finished(tmp_path_factory, reproduced_repo) -> Path:
     """Every stage of both pipelines run once (test_faults' shared run): read only."""
-    return shared_folder(tmp_path_factory, "finished", build_finished)
+    return finished_run(tmp_path_factory, reproduced_repo)
 
 
 LEVEL = 2  # the damaged level: one before it and two after it in the 4-level tiny run

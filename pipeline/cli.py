@@ -59,6 +59,18 @@ def read_input(path, read, allowed: str, name: str = ""):
         stop(f"{head}{path} cannot be read ({exc.strerror or type(exc).__name__}); {allowed}")
 
 
+def refuse_twice(path, seen: dict, name: str, allowed: str) -> None:
+    """Record `path` in `seen` ({resolved path: the path as given}), or end the tool with one
+    line if it was given before under any spelling (`./x`, a symbolic link): name (e.g. FOLDER,
+    --baselines) and what is allowed, exit code 2."""
+    from pathlib import Path
+
+    key = Path(path).resolve()
+    if key in seen:
+        stop(f"{name} {str(path)!r} is given twice (as {str(seen[key])!r}); {allowed}")
+    seen[key] = path
+
+
 def pipe_safe(main, *args) -> int:
     """main(*args)'s exit code, 0 when the reader of stdout went away (`… | head`: it has what
     it wanted) instead of a BrokenPipeError traceback."""

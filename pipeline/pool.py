@@ -228,23 +228,24 @@ def flat_params(info: dict) -> dict:
     return out
 
 
-def configuration_difference(info: dict, first: dict, ignore: tuple[str, ...] = ()) -> str | None:
+def configuration_difference(info: dict, first: dict, other: str = "the other",
+                             ignore: tuple[str, ...] = ()) -> str | None:
     """The first thing by which two result folders' config.json differ apart from their seeds,
     run settings and the study axes and params keys in `ignore` (`study axis …`, `params …`,
-    `config.json's …`: `<what> is <info's> where {other} has <first's>`), or None: one
-    configuration."""
+    `config.json's …`: `<what> is <info's> where <other> has <first's>`; `other` names the
+    folder of `first`), or None: one configuration."""
     first_axes, first_params = axes_of(first), flat_params(first)
     for axis, value in axes_of(info).items():
         if axis not in ignore and str(value) != str(first_axes[axis]):
-            return f"study axis {axis} is {value!r} where {{other}} has {first_axes[axis]!r}"
+            return f"study axis {axis} is {value!r} where {other} has {first_axes[axis]!r}"
     mine = flat_params(info)
     for key in mine:
         if (key not in (*RUN_SETTINGS, *ignore, "model.seeds")
                 and mine[key] != first_params.get(key)):
-            return f"params {key} is {mine[key]!r} where {{other}} has {first_params.get(key)!r}"
+            return f"params {key} is {mine[key]!r} where {other} has {first_params.get(key)!r}"
     for key in sorted(set(info) | set(first)):
         if key not in OWN_KEYS and info.get(key) != first.get(key):
-            return f"config.json's {key} is {info.get(key)!r} where {{other}} has {first.get(key)!r}"
+            return f"config.json's {key} is {info.get(key)!r} where {other} has {first.get(key)!r}"
     return None
 
 
@@ -258,9 +259,9 @@ def check_same_configuration(folders: list[Path], infos: list[dict]) -> None:
             raise PoolError(f"{folder} is given twice (as {where[folder.resolve()]}); allowed: "
                             "distinct result folders of one configuration, each once")
         where[folder.resolve()] = folder
-        difference = configuration_difference(info, first)
+        difference = configuration_difference(info, first, str(folders[0]))
         if difference:
-            raise PoolError(f"{folder}: {difference.replace('{other}', str(folders[0]))}; {allowed}")
+            raise PoolError(f"{folder}: {difference}; {allowed}")
         for seed in info["seeds"]:
             if seed in seen:
                 raise PoolError(f"seed {seed} is in both {seen[seed]} and {folder}; allowed: "

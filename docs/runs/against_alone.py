@@ -39,6 +39,8 @@ def threshold_value(text: str) -> float:
 
 FOLDER_ALLOWED = "allowed: a study result folder (accuracy.csv, seeds.csv)"
 BASELINE_ALLOWED = "allowed: a file written by python -m pipeline.baseline --out"
+
+
 def read(path: Path, required: tuple[str, ...], allowed: str, name: str = ""):
     """A table with the `required` columns; a missing, unreadable or damaged file, a folder or a
     broken link ends in one line naming it and what is allowed, exit 2 (cli.read_input)."""

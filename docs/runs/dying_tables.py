@@ -509,10 +509,8 @@ def main(argv: list[str] | None = None) -> None:
              "comma-separated substrings of configuration names")
     seen: dict[Path, Path] = {}
     for folder in args.folders:  # one folder twice would be compared with itself
-        if folder.resolve() in seen:
-            stop(f"FOLDER {str(folder)!r} is given twice (as {str(seen[folder.resolve()])!r}); "
-                 "allowed: distinct work or study result folders, each once")
-        seen[folder.resolve()] = folder
+        cli.refuse_twice(folder, seen, "FOLDER",
+                         "allowed: distinct work or study result folders, each once")
     runs = [load(f) for f in args.folders]
     levels = sorted({int(v) for r in runs for v in r.levels["level"]})
     if rows_at and not set(rows_at) <= set(levels):

@@ -41,12 +41,12 @@ def one_configuration(results: list[tables.Result]) -> None:
     first, sizes = results[0], {}
     for r in results:
         try:
-            why = pool.configuration_difference(r.info, first.info, ("n_samples", "data.n_samples"))
+            why = pool.configuration_difference(r.info, first.info, str(first.folder),
+                                                ("n_samples", "data.n_samples"))
         except (AttributeError, KeyError, TypeError, ValueError):  # no params: not comparable
             why = "its config.json has no params to compare"
         if why:
-            cli.stop(f"FOLDER {str(r.folder)!r}: {why.replace('{other}', str(first.folder))}; "
-                     f"{allowed}")
+            cli.stop(f"FOLDER {str(r.folder)!r}: {why}; {allowed}")
         n = samples(r)
         if n in sizes:
             cli.stop(f"FOLDER {str(r.folder)!r} has n_samples {n}, as {str(sizes[n])!r} has; "

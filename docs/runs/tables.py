@@ -111,10 +111,7 @@ def load_all(folders: list[Path]) -> list[Result]:
         if not folder.is_dir():
             cli.stop(f"FOLDER {str(folder)!r} is not allowed; allowed: a study result folder "
                      "(reports/study/runs/<configuration>/, docs/runs/real-mnist/<configuration>/)")
-        if folder.resolve() in seen:
-            cli.stop(f"FOLDER {str(folder)!r} is given twice (as {str(seen[folder.resolve()])!r}); "
-                     "allowed: distinct study result folders, each once")
-        seen[folder.resolve()] = folder
+        cli.refuse_twice(folder, seen, "FOLDER", "allowed: distinct study result folders, each once")
     return labelled([load(folder) for folder in folders])
 
 
@@ -366,10 +363,8 @@ def main(argv: list[str]) -> int:
                  "--baselines CSV …")
     seen: dict[Path, Path] = {}
     for path in args.baselines:  # one file twice: its rows twice, read as two baselines
-        if path.resolve() in seen:
-            cli.stop(f"--baselines {str(path)!r} is given twice (as {str(seen[path.resolve()])!r}); "
-                     "allowed: distinct pipeline.baseline --out files, each once")
-        seen[path.resolve()] = path
+        cli.refuse_twice(path, seen, "--baselines",
+                         "allowed: distinct pipeline.baseline --out files, each once")
     results = load_all(args.folders)  # every folder checked before anything is printed
     if args.baselines:
         print(baseline_table(args.baselines))
